@@ -1,0 +1,333 @@
+"""`PivotEnv`: the Gymnasium env every domain builds on.
+
+A domain subclass says how to rebuild the state at turn k, how to run tool calls, how to judge an
+action, and how to score a finished episode; this base class owns everything else (trajectory
+selection, reset-to-turn, the two modes, the observation, cost accounting, verdict caching).
+
+Modes:
+- `"pivot"`: one step. The action is judged against the demonstration's action at turn k by the
+  domain verifier; reward 1 (equivalent) or 0; the episode ends. Infra failures are masked
+  (`info["masked"]`), never scored 0.
+- `"episode"`: a normal agent loop from turn k until the agent answers without a tool call (or the
+  domain's scripted user has nothing more to say), or `max_turns`. The reward is the task's own check.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+
+from pivot_envs.errors import EnvStateError, TrajectoryError, UnknownTrajectoryError
+from pivot_envs.parsing import ParsedAction, parse_action
+from pivot_envs.spaces import AssistantActionSpace, ConversationSpace
+from pivot_envs.trajectory import Trajectory, load_trajectories
+from pivot_envs.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+MODES = ("pivot", "episode")
+
+
+@dataclasses.dataclass
+class CostMeter:
+    """What an env has spent. `rollout_turns` counts every action executed in a sandbox or backend
+    (verification and replay included); `model_turns` counts actions the agent submitted."""
+
+    resets: int = 0
+    model_turns: int = 0
+    rollout_turns: int = 0
+    replay_turns: int = 0
+    verdicts: int = 0
+    verdict_cache_hits: int = 0
+    sandbox_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+class VerdictCache:
+    """Verdicts keyed by (state key, normalised action). Thread-safe, bounded (FIFO eviction)."""
+
+    def __init__(self, max_entries: int = 100_000):
+        self._data: dict[tuple[str, str], Verdict] = {}
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def normalise(action: ParsedAction) -> str:
+        calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in action.tool_calls]
+        return json.dumps({"c": action.content.strip() if not calls else "", "t": calls, "e": action.error})
+
+    def get(self, state_key: str, action: ParsedAction) -> Verdict | None:
+        with self._lock:
+            v = self._data.get((state_key, self.normalise(action)))
+            if v is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return v
+
+    def put(self, state_key: str, action: ParsedAction, verdict: Verdict) -> None:
+        if verdict.masked:  # an infra failure may not repeat: never cache it
+            return
+        with self._lock:
+            if len(self._data) >= self.max_entries:
+                self._data.pop(next(iter(self._data)))
+            self._data[(state_key, self.normalise(action))] = verdict
+
+
+class PivotEnv(gym.Env, abc.ABC):
+    """Base class of PivotTerminal-v0, PivotToolUse-v0, PivotSWE-v0 (see module docstring).
+
+    Arguments (common to every domain):
+        trajectories: JSONL path, list of dicts / Trajectory, or a HF Dataset. None = the domain's
+            built-in suite.
+        reset_to_turn: default turn k for `reset()` (0-based index of the assistant message).
+        trajectory: default trajectory (index or id) for `reset()`; None = drawn with `np_random`.
+        mode: "pivot" or "episode".
+        parser: tool-call parser name ("hermes") or a callable text -> ParsedAction.
+        max_turns: episode-mode limit on agent actions (truncation).
+        verdict_cache: share a VerdictCache across envs (None = a private one).
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+    domain: str = ""
+
+    def __init__(self, trajectories: Any = None, *, reset_to_turn: int = 0, trajectory: int | str | None = None,
+                 mode: str = "pivot", parser: str | Callable[[str], ParsedAction] = "hermes",
+                 max_turns: int = 30, verdict_cache: VerdictCache | None = None, render_mode: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.trajectories: list[Trajectory] = (load_trajectories(trajectories) if trajectories is not None
+                                               else self.default_trajectories())
+        if not self.trajectories:
+            raise TrajectoryError("no trajectories given (empty list or file)")
+        for t in self.trajectories:
+            if t.domain != self.domain:
+                raise TrajectoryError(f"trajectory {t.id!r} has domain {t.domain!r}, but this env is for "
+                                      f"{self.domain!r}: use the matching env", field="domain")
+        self._by_id = {t.id: i for i, t in enumerate(self.trajectories)}
+        self.reset_to_turn = reset_to_turn
+        self.default_trajectory = trajectory
+        self.mode = mode
+        self.parser = parser
+        self.max_turns = max_turns
+        self.render_mode = render_mode
+        self.verdict_cache = verdict_cache if verdict_cache is not None else VerdictCache()
+        self.costs = CostMeter()
+        self.observation_space = ConversationSpace()
+        self.action_space = AssistantActionSpace()
+        self._state: Any = None
+        self._traj: Trajectory | None = None
+        self._turn = 0
+        self._messages: list[dict] = []
+        self._done = True
+        self._agent_turns = 0
+
+    # ------------------------------------------------------------------ domain hooks
+    def default_trajectories(self) -> list[Trajectory]:
+        """The built-in suite used when no `trajectories=` is given."""
+        raise TrajectoryError(f"{type(self).__name__} has no built-in trajectories: pass trajectories=...")
+
+    @abc.abstractmethod
+    def load_state(self, traj: Trajectory, k: int) -> Any:
+        """Rebuild the environment state right before the demonstration's turn k (replaying 0..k-1)."""
+
+    @abc.abstractmethod
+    def state_key(self, state: Any) -> str:
+        """A string that identifies the state (for the verdict cache)."""
+
+    @abc.abstractmethod
+    def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
+        """Pivot mode: is `action` functionally equivalent to `reference` at `state`?"""
+
+    @abc.abstractmethod
+    def execute(self, state: Any, action: ParsedAction) -> list[dict]:
+        """Episode mode: run the action's tool calls, return the tool messages to append."""
+
+    def next_user_message(self, state: Any) -> str | None:
+        """Episode mode: after a plain assistant message, the scripted user's next message (None = done)."""
+        return None
+
+    @abc.abstractmethod
+    def episode_reward(self, state: Any) -> tuple[float, dict]:
+        """Episode mode: the task's own success check at the end of an episode."""
+
+    def close_state(self, state: Any) -> None:
+        """Free what `load_state` holds (sandboxes...)."""
+
+    # ------------------------------------------------------------------ selection
+    def trajectory_index(self, which: int | str) -> int:
+        if isinstance(which, str):
+            if which not in self._by_id:
+                raise UnknownTrajectoryError(f"no trajectory with id {which!r} (have {len(self._by_id)}; "
+                                             f"e.g. {list(self._by_id)[:3]})")
+            return self._by_id[which]
+        if isinstance(which, bool) or not isinstance(which, int) or not 0 <= which < len(self.trajectories):
+            raise UnknownTrajectoryError(f"trajectory index {which!r} out of range 0..{len(self.trajectories) - 1}")
+        return which
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"trajectory", "turn"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'trajectory' and 'turn'")
+        which = options.get("trajectory", self.default_trajectory)
+        if which is None:
+            which = int(self.np_random.integers(len(self.trajectories)))
+        traj = self.trajectories[self.trajectory_index(which)]
+        k = options.get("turn", self.reset_to_turn)
+        traj.check_turn(k)
+        self._release()
+        t0 = time.perf_counter()
+        self._state = self.load_state(traj, k)
+        self.costs.resets += 1
+        self._traj, self._turn = traj, k
+        self._messages = traj.prefix(k)
+        self._done = False
+        self._agent_turns = 0
+        info = self._info()
+        info["reset_seconds"] = time.perf_counter() - t0
+        return self._obs(), info
+
+    def step(self, action: str | dict | ParsedAction):
+        if self._traj is None:
+            raise EnvStateError("call reset() before step()")
+        if self._done:
+            raise EnvStateError("the episode is over: call reset() before step()")
+        parsed = parse_action(action, self.parser, self._traj.tools)
+        self.costs.model_turns += 1
+        if self.mode == "pivot":
+            return self._pivot_step(parsed)
+        return self._episode_step(parsed)
+
+    def _pivot_step(self, parsed: ParsedAction):
+        reference = self._traj.reference(self._turn)
+        verdict = self.judge_cached(self._state, parsed, reference)
+        self._messages.append(parsed.to_message())
+        self._done = True
+        info = self._info()
+        info.update(verdict=verdict, reason=verdict.reason, failure_kind=verdict.failure_kind,
+                    masked=verdict.masked, action_is_message=parsed.is_message,
+                    reference_is_message=not reference.get("tool_calls"))
+        return self._obs(), float(verdict.reward), True, False, info
+
+    def judge_actions(self, actions: Sequence[str | dict | ParsedAction]) -> list[Verdict]:
+        """Pivot mode, batched: judge G sampled actions at the current state without G resets.
+        Same verdicts as G times `reset(same options)` + `step(action)`; the episode stays open."""
+        if self._traj is None:
+            raise EnvStateError("call reset() before judge_actions()")
+        reference = self._traj.reference(self._turn)
+        verdicts = []
+        for a in actions:
+            parsed = parse_action(a, self.parser, self._traj.tools)
+            self.costs.model_turns += 1
+            verdicts.append(self.judge_cached(self._state, parsed, reference))
+        return verdicts
+
+    def judge_cached(self, state: Any, parsed: ParsedAction, reference: dict) -> Verdict:
+        """`judge` behind the verdict cache (key: state key + normalised action)."""
+        key = self.state_key(state)
+        cached = self.verdict_cache.get(key, parsed)
+        if cached is not None:
+            self.costs.verdict_cache_hits += 1
+            return cached
+        try:
+            verdict = self.judge(state, parsed, reference)
+        except Exception as e:  # a verifier bug or infra crash must not kill a training run
+            log.exception("verifier failed")
+            verdict = Verdict.infra("verifier_error", f"verifier raised {type(e).__name__}: {e}")
+        self.costs.verdicts += 1
+        self.verdict_cache.put(key, parsed, verdict)
+        return verdict
+
+    def _episode_step(self, parsed: ParsedAction):
+        self._agent_turns += 1
+        self._messages.append(parsed.to_message())
+        finished = False
+        info_extra: dict[str, Any] = {}
+        if parsed.error is not None:
+            self._messages.append({"role": "user", "content": f"Your last message could not be used: {parsed.error}. "
+                                                              "Call a tool with <tool_call>{...}</tool_call> or answer."})
+        elif parsed.tool_calls:
+            try:
+                self._messages.extend(self.execute(self._state, parsed))
+            except Exception as e:
+                log.exception("tool execution failed")
+                self._done = True
+                info = self._info()
+                info.update(failure_kind="sandbox_error", masked=True, reason=f"{type(e).__name__}: {e}")
+                return self._obs(), 0.0, False, True, info
+        else:
+            nxt = self.next_user_message(self._state)
+            if nxt is None:
+                finished = True
+            else:
+                self._messages.append({"role": "user", "content": nxt})
+        truncated = not finished and self._agent_turns >= self.max_turns
+        reward = 0.0
+        if finished or truncated:
+            reward, info_extra = self.episode_reward(self._state)
+            self._done = True
+        info = self._info()
+        info.update(info_extra)
+        info.setdefault("masked", info.get("failure_kind") is not None)
+        return self._obs(), float(reward), finished, truncated, info
+
+    def _obs(self) -> dict:
+        return {"messages": [dict(m) for m in self._messages], "tools": list(self._traj.tools)}
+
+    def _info(self) -> dict:
+        return {"trajectory_id": self._traj.id, "turn": self._turn, "num_turns": self._traj.num_turns,
+                "reference": self._traj.reference(self._turn), "mode": self.mode,
+                "agent_turns": self._agent_turns, "costs": self.costs.as_dict()}
+
+    def render(self):
+        if self.render_mode != "ansi" or self._traj is None:
+            return None
+        lines = [f"[{self._traj.id} turn {self._turn}/{self._traj.num_turns}]"]
+        for m in self._messages[-6:]:
+            body = m.get("content") or json.dumps(m.get("tool_calls"))
+            lines.append(f"{m['role']:>9}: {body[:200]}")
+        return "\n".join(lines)
+
+    def _release(self) -> None:
+        if self._state is not None:
+            try:
+                self.close_state(self._state)
+            finally:
+                self._state = None
+
+    def close(self):
+        self._release()
+        self._traj = None
+        super().close()
+
+    # ------------------------------------------------------------------ TRL-style reward function
+    def reward_fn(self) -> Callable[..., list[float | None]]:
+        """A TRL-style reward callable `(prompts, completions, trajectory_id, turn, **_) -> [float | None]`:
+        each completion is judged at its (trajectory, turn) state; masked verdicts give None."""
+
+        def reward(prompts: Sequence[Any], completions: Sequence[str], trajectory_id: Sequence[str],
+                   turn: Sequence[int], **_: Any) -> list[float | None]:
+            out: list[float | None] = []
+            for comp, tid, k in zip(completions, trajectory_id, turn):
+                self.reset(options={"trajectory": tid, "turn": int(k)})
+                _, r, _, _, info = self.step(comp if isinstance(comp, str) else comp[-1]["content"])
+                out.append(None if info["masked"] else r)
+            return out
+
+        return reward

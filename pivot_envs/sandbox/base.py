@@ -1,0 +1,138 @@
+"""The sandbox contract shared by every backend (docker, local).
+
+A sandbox is an isolated place to run shell commands with a working directory (default `/app`)
+whose state persists between commands. `snapshot()` freezes the current state into an immutable
+`Snapshot`; `backend.fork(snapshot)` starts a new, independent sandbox from it. Forks never see each
+other's writes. Every command runs under the limits in `SandboxLimits`; a command that runs past its
+time limit is a *result* (`timed_out=True`), not an exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits applied to every sandbox of a backend.
+
+    Attributes:
+        cpus: CPU share (1.0 = one core).
+        memory_mb: memory limit in MiB (the command is OOM-killed above it).
+        pids: maximum number of processes/threads (fork bombs stop here).
+        timeout_s: default wall-clock limit of one `exec`.
+        output_bytes: stdout and stderr are each truncated to this many bytes.
+        network: False = no network interface but loopback.
+    """
+
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    pids: int = 256
+    timeout_s: float = 30.0
+    output_bytes: int = 64 * 1024
+    network: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """The outcome of one command. `exit_code` is -1 when it timed out or was killed."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """One path in a file-system manifest. `digest` is sha256 of the content (files), the link
+    target (symlinks) or "" (directories)."""
+
+    kind: str  # "file" | "dir" | "link" | "other"
+    mode: int  # permission bits (st_mode & 0o7777)
+    digest: str
+
+
+Manifest = Mapping[str, FileEntry]
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """An immutable, backend-specific handle to a frozen sandbox state.
+
+    `ref` is what the backend needs to fork it (an image id, a directory); `key` is the cache key
+    it was stored under, if any.
+    """
+
+    backend: str
+    ref: str
+    workdir: str = "/app"
+    key: str = ""
+
+
+class Sandbox(abc.ABC):
+    """One live sandbox. Use as a context manager or call `close()` (safe to call twice)."""
+
+    workdir: str = "/app"
+
+    @abc.abstractmethod
+    def exec(self, cmd: str, timeout: float | None = None, *, workdir: str | None = None,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run `cmd` with `bash -c` in `workdir` (default: the sandbox workdir)."""
+
+    @abc.abstractmethod
+    def read_file(self, path: str) -> bytes:
+        """Return the bytes of `path` (absolute, or relative to the workdir). Raises FileNotFoundError."""
+
+    @abc.abstractmethod
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Create or replace `path`, creating parent directories."""
+
+    @abc.abstractmethod
+    def snapshot(self, key: str = "") -> Snapshot:
+        """Freeze the current state. The sandbox stays usable; later writes don't affect the snapshot."""
+
+    @abc.abstractmethod
+    def manifest(self, roots: tuple[str, ...] | None = None) -> dict[str, FileEntry]:
+        """Map every path under `roots` (default: the workdir) to its FileEntry.
+        Paths are absolute. Used for state comparison and for replay-identity checks."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and remove everything this sandbox holds. Idempotent."""
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SandboxBackend(abc.ABC):
+    """Creates sandboxes and forks snapshots. One backend object per process is enough."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def create(self, image: str | None = None, *, workdir: str = "/app",
+               limits: SandboxLimits | None = None) -> Sandbox:
+        """Start a fresh sandbox from `image` (backend default when None)."""
+
+    @abc.abstractmethod
+    def fork(self, snapshot: Snapshot) -> Sandbox:
+        """Start a new sandbox whose state equals `snapshot`."""
+
+    @abc.abstractmethod
+    def release(self, snapshot: Snapshot) -> None:
+        """Free the storage behind a snapshot (idempotent)."""
+
+    def close(self) -> None:
+        """Release everything the backend still holds (sandboxes and snapshots it created)."""

@@ -1,0 +1,61 @@
+"""Shared fixtures. Backend fixtures skip locally when a backend cannot run here, but FAIL under
+CI=true: CI provisions Docker and bubblewrap, so a skip there would hide a broken backend."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(ok: bool, why: str) -> None:
+    """Skip (dev machine) or fail (CI) when a prerequisite is missing."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provision this: {why}")
+    pytest.skip(why)
+
+
+def _make(name: str):
+    from pivot_envs.errors import SandboxUnavailableError
+    from pivot_envs.sandbox import make_backend
+
+    try:
+        return make_backend(name)
+    except SandboxUnavailableError as e:
+        require(False, f"{name} sandbox backend unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    be = _make("docker")
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="session")
+def local_backend():
+    be = _make("local")
+    yield be
+    be.close()
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)], scope="session")
+def sandbox_backend(request):
+    """Every sandbox contract test runs once per backend."""
+    be = _make(request.param)
+    yield be
+    be.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = os.environ.get("RUN_SLOW", "") == "1" or "slow" in (config.getoption("-m") or "")
+    if run_slow:
+        return
+    skip = pytest.mark.skip(reason="slow test: run with RUN_SLOW=1 or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
