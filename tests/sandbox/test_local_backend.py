@@ -1,0 +1,237 @@
+"""Behaviour specific to the `local` backend (bubblewrap + overlayfs); the shared contract is in
+test_contract.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pivot_envs.errors import SandboxError, SandboxUnavailableError
+from pivot_envs.sandbox import SandboxLimits, make_backend
+
+pytestmark = pytest.mark.local
+
+
+@pytest.fixture
+def fresh_backend(request):
+    """A private backend (so that tests can inspect and close it), skipped like conftest's."""
+    from conftest import require  # tests/ is on sys.path (pytest rootdir conftest)
+
+    try:
+        be = make_backend("local", **getattr(request, "param", {}))
+    except SandboxUnavailableError as e:
+        require(False, f"local sandbox backend unavailable: {e}")
+    yield be
+    be.close()
+
+
+def _layer_dirs(be) -> set[str]:
+    return set(os.listdir(os.path.join(be.root, "L"))) - {"empty"}
+
+
+# ---------------------------------------------------------------------------------------- arguments
+
+
+def test_docker_images_are_rejected_with_a_hint(local_backend):
+    with pytest.raises(SandboxUnavailableError, match="cannot run the image 'debian:bookworm'.*docker"):
+        local_backend.create("debian:bookworm")
+    for image in (None, "host"):
+        with local_backend.create(image) as sb:
+            assert sb.exec("echo ok").stdout == "ok\n"
+
+
+def test_workdir_is_validated_and_used(local_backend):
+    for bad in ("relative/dir", "/", "/usr/src/app", "/proc/x", "/app:x"):
+        with pytest.raises(ValueError, match="workdir"):
+            local_backend.create(workdir=bad)
+    with local_backend.create(workdir="/workspace/proj") as sb:
+        assert sb.exec("pwd; touch f; ls /workspace/proj").stdout == "/workspace/proj\nf\n"
+        snap = sb.snapshot()
+    with local_backend.fork(snap) as f:
+        assert f.workdir == "/workspace/proj" and f.exec("ls").stdout == "f\n"
+    local_backend.release(snap)
+
+
+def test_paths_that_escape_the_stored_dirs_are_rejected(local_backend):
+    from pivot_envs.sandbox.local_backend import SandboxPathError
+
+    with local_backend.create() as sb:
+        sb.exec("ln -s /etc/passwd host_link && ln -s ../../etc sneaky_dir && mkdir -p d && "
+                "echo inside > d/t && ln -s /app/d/t abs_inside && ln -s d/t rel_inside")
+        for path in ("../etc/passwd", "/etc/passwd", "host_link", "sneaky_dir/hostname", "/app/../usr/bin/env"):
+            with pytest.raises(SandboxPathError, match="outside"):
+                sb.read_file(path)
+        with pytest.raises(SandboxPathError):
+            sb.write_file("../../etc/evil", b"x")
+        with pytest.raises(SandboxPathError):
+            sb.write_file("host_link", b"x")
+        with pytest.raises(SandboxPathError, match="manifest root"):
+            sb.manifest(("/etc",))
+        assert sb.read_file("abs_inside") == b"inside\n" == sb.read_file("rel_inside")
+        with pytest.raises(SandboxPathError, match="not a directory"):
+            sb.exec("true", workdir="/app/nope")
+        assert not os.path.exists("/etc/evil")
+
+
+def test_tmp_and_home_persist_but_scratch_dirs_do_not(local_backend):
+    with local_backend.create() as sb:
+        sb.write_file("/tmp/t.txt", "tmp")
+        sb.exec("echo home > ~/h.txt && echo scratch > /var/tmp/s.txt && echo run > /run/r")
+        assert sb.exec("cat /tmp/t.txt ~/h.txt; find /var/tmp /run -mindepth 1 | wc -l").stdout == "tmphome\n0\n"
+        assert sb.read_file("/root/h.txt") == b"home\n"
+        assert set(sb.manifest(("/tmp", "/root"))) == {"/tmp", "/tmp/t.txt", "/root", "/root/h.txt"}
+        snap = sb.snapshot()
+    with local_backend.fork(snap) as f:
+        assert f.exec("cat /tmp/t.txt /root/h.txt").stdout == "tmphome\n"
+        assert f.exec("stat -c %a /tmp /root").stdout == "1777\n700\n"
+    local_backend.release(snap)
+
+
+def test_host_is_read_only_and_private_dirs_are_hidden(local_backend, monkeypatch):
+    monkeypatch.setenv("PIVOTRL_SECRET_FOR_TEST", "leak")
+    with local_backend.create() as sb:
+        r = sb.exec("touch /usr/pivotrl_probe 2>/dev/null && echo wrote; ls /work /home 2>&1 | wc -l; "
+                    "echo \"[$PIVOTRL_SECRET_FOR_TEST] $HOME $LANG\"")
+        assert "wrote" not in r.stdout
+        assert r.stdout.endswith("[] /root C.UTF-8\n")
+        assert sb.exec("test -d /work || test -d /var/lib/docker").exit_code == 1
+        assert not os.path.exists("/usr/pivotrl_probe")
+
+
+def test_background_processes_end_with_their_exec(local_backend):
+    with local_backend.create() as sb:
+        sb.exec("(sleep 30; echo late > late.txt) & echo $! > pid")
+        assert sb.exec("ps -e -o comm= | grep -c sleep").stdout.strip() == "0"
+
+
+# -------------------------------------------------------------------------------- layers and storage
+
+
+@pytest.mark.parametrize("fresh_backend", [{"max_layers": 3}], indirect=True)
+def test_deep_snapshot_chains_are_squashed_and_stay_correct(fresh_backend):
+    be = fresh_backend
+    snaps = []
+    with be.create() as sb:
+        sb.exec("echo 0 > count && mkdir keep gone && echo k > keep/k && echo g > gone/g")
+        snaps.append(sb.snapshot())
+    for i in range(1, 8):
+        with be.fork(snaps[-1]) as f:
+            cmd = f"echo {i} > count && touch file{i}" + (" && rm -r gone" if i == 2 else "")
+            assert f.exec(cmd).ok
+            snaps.append(f.snapshot())
+            assert len(f.stack) <= 3
+    for s in snaps:
+        assert len(s.ref.partition("=")[2].split(":")) <= 3
+    with be.fork(snaps[-1]) as last:
+        assert last.exec("cat count; ls").stdout == "7\ncount\n" + "".join(f"file{i}\n" for i in range(1, 8)) + "keep\n"
+    with be.fork(snaps[1]) as early:
+        assert early.exec("cat count gone/g").stdout == "1\ng\n"
+    for s in snaps:
+        be.release(s)
+    assert _layer_dirs(be) == set()
+
+
+def test_released_layers_are_freed_but_shared_ones_kept(fresh_backend):
+    be = fresh_backend
+    with be.create() as sb:
+        sb.exec("echo a > a")
+        base = sb.snapshot()
+        sb.exec("echo b > b")
+        child = sb.snapshot()
+        same = sb.snapshot()
+        assert same.ref.partition("=")[2] == child.ref.partition("=")[2]  # no change: no new layer
+        assert same.ref != child.ref  # but a handle of its own (release is per handle)
+    be.release(same)
+    assert len(_layer_dirs(be)) == 2
+    be.release(base)  # its layer is the bottom of `child`: kept
+    assert len(_layer_dirs(be)) == 2
+    with pytest.raises(SandboxError, match="released"):
+        be.fork(base)
+    with be.fork(child) as f:
+        assert f.exec("cat a b").stdout == "a\nb\n"
+    be.release(child)
+    assert _layer_dirs(be) == set()
+
+
+def test_snapshot_of_other_backend_is_rejected(local_backend):
+    from pivot_envs.sandbox import Snapshot
+
+    with pytest.raises(ValueError, match="docker"):
+        local_backend.fork(Snapshot(backend="docker", ref="sha256:abc"))
+
+
+# ---------------------------------------------------------------------------------- limits, cleanup
+
+
+def test_each_sandbox_has_a_cgroup_that_is_removed(fresh_backend):
+    be = fresh_backend
+    if not be.cgroups.available:
+        pytest.skip(f"no cgroups here: {be.cgroups.reason}")
+    sb = be.create(limits=SandboxLimits(memory_mb=48, timeout_s=5))
+    mine = [c for c in be.cgroups.live() if c.endswith("/" + sb.id)]
+    assert mine and all(os.path.isdir(c) for c in mine)
+    hog = sb.exec("python3 -c \"x = b'a' * (300 << 20)\"")
+    assert hog.exit_code == 137 and be.cgroups.oom_kills(sb.id) >= 1
+    r = sb.exec("for i in $(seq 5); do sleep 30 & done; wait", timeout=1)
+    assert r.timed_out and be.cgroups.pids(sb.id) == []
+    sb.close()
+    assert not any(os.path.exists(c) for c in mine)
+
+
+def test_backend_close_removes_everything(fresh_backend):
+    be = fresh_backend
+    open_box = be.create()
+    open_box.exec("echo x > f")
+    snap = open_box.snapshot()
+    be.fork(snap).exec("true")
+    assert be.live_resources()
+    root = be.root
+    be.close()
+    be.close()
+    assert be.live_resources() == [] and not os.path.exists(root)
+    assert root not in open("/proc/self/mountinfo").read()
+    with pytest.raises(SandboxError, match="closed"):
+        open_box.exec("true")
+    with pytest.raises(SandboxError, match="closed"):
+        be.create()
+
+
+def test_state_of_a_dead_backend_is_swept(tmp_path):
+    """A backend killed without close() leaves mounts and cgroups; the next one removes them."""
+    from pivot_envs.sandbox.local_backend import LocalBackend
+
+    script = ("import os\nfrom pivot_envs.sandbox.local_backend import LocalBackend\n"
+              f"be = LocalBackend(root={str(tmp_path)!r})\nsb = be.create()\nsb.exec('echo x > f')\n"
+              "print(be.root, flush=True)\nos._exit(0)\n")
+    dead_root = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__)))).stdout.strip()
+    assert dead_root in open("/proc/self/mountinfo").read()
+    be = LocalBackend(root=str(tmp_path))
+    try:
+        assert not os.path.exists(dead_root)
+        assert dead_root not in open("/proc/self/mountinfo").read()
+    finally:
+        be.close()
+
+
+def test_sandboxes_work_concurrently_from_threads(local_backend):
+    """Env workers share one backend: creates, snapshots, forks and execs from several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def worker(i: int) -> str:
+        with local_backend.create() as sb:
+            sb.exec(f"echo {i} > id")
+            snap = sb.snapshot()
+        try:
+            with local_backend.fork(snap) as f:
+                f.exec("echo forked >> id")
+                return f.exec("cat id").stdout
+        finally:
+            local_backend.release(snap)
+
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(worker, range(8)))
+    assert outs == [f"{i}\nforked\n" for i in range(8)]

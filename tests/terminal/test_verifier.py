@@ -1,0 +1,119 @@
+"""Terminal verifier: equivalent command pairs score 1, different ones 0, bad output is a verdict.
+
+Each pair is judged by really executing both commands in two forks of the same sandbox state (both
+backends)."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import pytest
+
+import pivot_envs  # noqa: F401
+from pivot_envs.domains.terminal.tasks.format import BASH_TOOL
+
+SETUP = r"""set -e
+printf 'alpha foo\nbeta foo foo\ngamma\n' > notes.txt
+printf 'x\n' > a.txt; printf 'y\n' > b.txt
+printf '#!/bin/sh\necho run\n' > run.sh; chmod 644 run.sh
+git init -q repo && cd repo && echo v1 > f && git add f && git commit -qm init && echo v2 > f
+"""
+
+
+def call(cmd: str) -> dict:
+    return {"role": "assistant", "content": "",
+            "tool_calls": [{"id": "c0", "type": "function",
+                            "function": {"name": "bash", "arguments": json.dumps({"command": cmd})}}]}
+
+
+def traj_with_reference(cmd: str, timeout_s: float = 10.0) -> dict:
+    return {"id": f"pair-{abs(hash(cmd))}", "domain": "terminal",
+            "task": {"workdir": "/app", "setup": SETUP, "test": "true", "timeout_s": timeout_s,
+                     "env": {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+                             "GIT_COMMITTER_EMAIL": "a@b", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00",
+                             "GIT_COMMITTER_DATE": "2024-01-01T00:00:00"}},
+            "tools": [BASH_TOOL],
+            "messages": [{"role": "user", "content": "do it"}, call(cmd), {"role": "tool", "content": ""},
+                         {"role": "assistant", "content": "done"}]}
+
+
+def judge(backend, reference: str, action: str, timeout_s: float = 10.0, raw: bool = False):
+    """Judge `action` (a command, or raw model text when `raw`) against the reference command."""
+    env = gym.make("PivotTerminal-v0", trajectories=[traj_with_reference(reference, timeout_s)],
+                   sandbox=backend, trajectory=0, reset_to_turn=0)
+    try:
+        env.reset()
+        _, reward, terminated, _, info = env.step(action if raw else call(action))
+        assert terminated
+        return reward, info
+    finally:
+        env.close()
+
+
+EQUIVALENT = [
+    ("wc -l < notes.txt", "cat notes.txt | wc -l"),
+    ("echo hi > greeting", "printf 'hi\\n' > greeting"),
+    ("sed -i 's/foo/bar/g' notes.txt",
+     "python3 -c \"p='notes.txt'; s=open(p).read(); open(p,'w').write(s.replace('foo','bar'))\""),
+    ("chmod +x run.sh", "chmod 755 run.sh"),
+    ("mkdir -p txt && mv a.txt b.txt txt/", "mkdir txt; mv *.txt txt/ ; mv txt/notes.txt ."),
+    ("cd repo && git commit -qam 'update f'", "cd repo && git add f && git commit -q -m 'Bump f to v2'"),
+    ("grep -c foo notes.txt", "grep foo notes.txt | wc -l"),
+]
+
+DIFFERENT = [
+    ("echo hi > greeting", "echo ho > greeting", "file-system"),
+    ("wc -l < notes.txt", "wc -l notes.txt", "output"),
+    ("sed -i 's/foo/bar/g' notes.txt", "sed -i 's/foo/bar/' notes.txt", "file-system"),
+    ("rm a.txt", "true", "file-system"),
+    ("grep foo notes.txt", "grep nothing-here notes.txt", "exit status"),
+    ("chmod +x run.sh", "chmod 600 run.sh", "file-system"),
+    ("cd repo && git commit -qam 'update f'", "cd repo && git add f", "git"),
+]
+
+
+@pytest.mark.parametrize("reference, action", EQUIVALENT)
+def test_equivalent_pairs_score_1(sandbox_backend, reference, action):
+    reward, info = judge(sandbox_backend, reference, action)
+    assert reward == 1.0, info["reason"]
+
+
+@pytest.mark.parametrize("reference, action, why", DIFFERENT)
+def test_different_pairs_score_0(sandbox_backend, reference, action, why):
+    reward, info = judge(sandbox_backend, reference, action)
+    assert reward == 0.0 and not info["masked"]
+    assert why in info["reason"], info["reason"]
+
+
+@pytest.mark.parametrize("text, why", [
+    ('<tool_call>{"name": "bash", "arguments": </tool_call>', "not valid JSON"),
+    ('<tool_call>\n{"name": "python", "arguments": {"code": "1"}}\n</tool_call>', "unknown tool"),
+    ('<tool_call>\n{"name": "bash", "arguments": {"cmd": "ls"}}\n</tool_call>', "command"),
+    ("I am done.", "plain message"),
+])
+def test_bad_model_output_is_a_reward_0_verdict(local_backend, text, why):
+    reward, info = judge(local_backend, "ls", text, raw=True)
+    assert reward == 0.0 and not info["masked"]
+    assert why in info["reason"]
+
+
+def test_hanging_and_flooding_commands_are_verdicts(sandbox_backend):
+    reward, info = judge(sandbox_backend, "ls", "sleep 60", timeout_s=2.0)
+    assert reward == 0.0 and "timed out" in info["reason"]
+    reward, info = judge(sandbox_backend, "ls", "yes flood | head -c 50000000", timeout_s=10.0)
+    assert reward == 0.0 and not info["masked"]
+
+
+def test_paper_and_exact_verifiers(local_backend):
+    traj = traj_with_reference("wc -l < notes.txt")
+    for verifier, action, expected in [("exact", "wc -l < notes.txt", 1.0), ("exact", "wc -l <notes.txt", 0.0),
+                                       ("paper", "wc -l <notes.txt", 1.0), ("paper", "cat notes.txt | wc -l", 0.0)]:
+        env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=local_backend, verifier=verifier,
+                       trajectory=0)
+        try:
+            env.reset()
+            _, reward, *_ = env.step(call(action))
+        finally:
+            env.close()
+        assert reward == expected, (verifier, action)
