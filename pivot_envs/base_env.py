@@ -62,6 +62,9 @@ class VerdictCache:
         self.hits = 0
         self.misses = 0
 
+    def __deepcopy__(self, memo: dict) -> "VerdictCache":
+        return self  # shared on purpose (gym.make deep-copies kwargs)
+
     @staticmethod
     def normalise(action: ParsedAction) -> str:
         calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in action.tool_calls]
@@ -109,8 +112,8 @@ class PivotEnv(gym.Env, abc.ABC):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.trajectories: list[Trajectory] = (load_trajectories(trajectories) if trajectories is not None
-                                               else self.default_trajectories())
+        self.trajectories: list[Trajectory] = load_trajectories(
+            trajectories if trajectories is not None else self.default_trajectories())
         if not self.trajectories:
             raise TrajectoryError("no trajectories given (empty list or file)")
         for t in self.trajectories:
@@ -136,7 +139,7 @@ class PivotEnv(gym.Env, abc.ABC):
         self._agent_turns = 0
 
     # ------------------------------------------------------------------ domain hooks
-    def default_trajectories(self) -> list[Trajectory]:
+    def default_trajectories(self) -> list[Trajectory | dict]:
         """The built-in suite used when no `trajectories=` is given."""
         raise TrajectoryError(f"{type(self).__name__} has no built-in trajectories: pass trajectories=...")
 
@@ -155,6 +158,11 @@ class PivotEnv(gym.Env, abc.ABC):
     @abc.abstractmethod
     def execute(self, state: Any, action: ParsedAction) -> list[dict]:
         """Episode mode: run the action's tool calls, return the tool messages to append."""
+
+    def tools_at(self, state: Any) -> list[dict]:
+        """The tools the agent may call in `state` (default: all of the trajectory's tools). Domains where
+        tools appear mid-conversation (BFCL miss_func) override this."""
+        return list(self._traj.tools)
 
     def next_user_message(self, state: Any) -> str | None:
         """Episode mode: after a plain assistant message, the scripted user's next message (None = done)."""
@@ -208,7 +216,7 @@ class PivotEnv(gym.Env, abc.ABC):
             raise EnvStateError("call reset() before step()")
         if self._done:
             raise EnvStateError("the episode is over: call reset() before step()")
-        parsed = parse_action(action, self.parser, self._traj.tools)
+        parsed = parse_action(action, self.parser, self.tools_at(self._state))
         self.costs.model_turns += 1
         if self.mode == "pivot":
             return self._pivot_step(parsed)
@@ -233,7 +241,7 @@ class PivotEnv(gym.Env, abc.ABC):
         reference = self._traj.reference(self._turn)
         verdicts = []
         for a in actions:
-            parsed = parse_action(a, self.parser, self._traj.tools)
+            parsed = parse_action(a, self.parser, self.tools_at(self._state))
             self.costs.model_turns += 1
             verdicts.append(self.judge_cached(self._state, parsed, reference))
         return verdicts
@@ -288,12 +296,14 @@ class PivotEnv(gym.Env, abc.ABC):
         return self._obs(), float(reward), finished, truncated, info
 
     def _obs(self) -> dict:
-        return {"messages": [dict(m) for m in self._messages], "tools": list(self._traj.tools)}
+        return {"messages": [dict(m) for m in self._messages], "tools": self.tools_at(self._state)}
 
     def _info(self) -> dict:
+        # Costs are cumulative (read them from `env.costs`); in info they would make two identical
+        # seeded steps differ, which Gymnasium's determinism check rightly rejects.
         return {"trajectory_id": self._traj.id, "turn": self._turn, "num_turns": self._traj.num_turns,
                 "reference": self._traj.reference(self._turn), "mode": self.mode,
-                "agent_turns": self._agent_turns, "costs": self.costs.as_dict()}
+                "agent_turns": self._agent_turns}
 
     def render(self):
         if self.render_mode != "ansi" or self._traj is None:

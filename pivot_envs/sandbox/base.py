@@ -121,6 +121,11 @@ class SandboxBackend(abc.ABC):
 
     name: str = ""
 
+    def __deepcopy__(self, memo: dict) -> "SandboxBackend":
+        # A backend is a handle to shared external resources (a daemon, mounts); `gym.make` deep-copies
+        # its kwargs, and a copy must stay the same backend.
+        return self
+
     @abc.abstractmethod
     def create(self, image: str | None = None, *, workdir: str = "/app",
                limits: SandboxLimits | None = None) -> Sandbox:

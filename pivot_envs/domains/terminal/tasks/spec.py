@@ -94,6 +94,7 @@ class SetupScript:
     def __init__(self) -> None:
         self.lines: list[str] = ["set -euo pipefail"]
         self._n = 0
+        self._dirs: set[str] = set()
 
     def mkdir(self, *paths: str) -> "SetupScript":
         self.lines.append("mkdir -p " + " ".join(q(p) for p in paths))
@@ -102,7 +103,8 @@ class SetupScript:
     def file(self, path: str, text: str, mode: int | None = None) -> "SetupScript":
         """Create `path` with exactly `text` (parents created)."""
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent:
+        if parent and parent not in self._dirs:
+            self._dirs.add(parent)
             self.lines.append(f"mkdir -p {q(parent)}")
         self._n += 1
         delim = f"PIVOT_EOF_{self._n}"

@@ -74,8 +74,9 @@ def pick(rng: random.Random, pool: tuple[str, ...], k: int) -> list[str]:
 
 def names(rng: random.Random, k: int, pool: tuple[str, ...] = WORDS, sep: str = "_") -> list[str]:
     """k distinct two-word names, e.g. 'amber_falcon'."""
-    out: set[str] = set()
+    out: list[str] = []  # a list, not a set: set order depends on PYTHONHASHSEED
     while len(out) < k:
         a, b = rng.sample(list(pool), 2)
-        out.add(f"{a}{sep}{b}")
-    return sorted(out, key=lambda _: rng.random())
+        if f"{a}{sep}{b}" not in out:
+            out.append(f"{a}{sep}{b}")
+    return out

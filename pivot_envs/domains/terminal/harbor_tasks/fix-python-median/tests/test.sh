@@ -1,0 +1,3 @@
+#!/bin/bash
+# Exit status is the verdict (no reward file).
+python3 /tests/test_median.py
