@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gymnasium as gym  # noqa: E402
 
 import pivot_envs  # noqa: E402,F401
+from pivot_envs.trajectory import load_trajectories  # noqa: E402
 from _common import ms, pct, table, write_json  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def bench_terminal(backend: str, n_traj: int, reps: int) -> list[dict]:
     rows = []
     from pivot_envs.domains.terminal.tasks import builtin_trajectories
 
-    trajs = [t for t in builtin_trajectories("train")][:n_traj]
+    trajs = [t for t in load_trajectories(builtin_trajectories("train"))][:n_traj]
     ks = {"0": lambda t: 0, "mid": lambda t: t.num_turns // 2, "last": lambda t: t.num_turns - 1}
     for mode in ("pivot", "episode"):
         env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, mode=mode)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gymnasium as gym  # noqa: E402
 
 import pivot_envs  # noqa: E402,F401
+from pivot_envs.trajectory import load_trajectories  # noqa: E402
 from _common import table, write_json  # noqa: E402
 from pivot_envs.trajectory import tool_calls_of  # noqa: E402
 
@@ -36,7 +37,7 @@ def actions_for(reference: dict) -> list[str]:
 def bench(backend: str, n_states: int) -> dict:
     from pivot_envs.domains.terminal.tasks import builtin_trajectories
 
-    trajs = builtin_trajectories("train")
+    trajs = load_trajectories(builtin_trajectories("train"))
     states = [(t.id, k) for t in trajs for k in range(t.num_turns)][:n_states]
     env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend)
     try:

@@ -37,7 +37,8 @@ class SandboxLimits:
 
 @dataclasses.dataclass(frozen=True)
 class ExecResult:
-    """The outcome of one command. `exit_code` is -1 when it timed out or was killed."""
+    """The outcome of one command. `exit_code` is -1 when it timed out; a command killed by a signal
+    (e.g. the memory limit) has the shell convention 128 + signal (137 for SIGKILL)."""
 
     exit_code: int
     stdout: str

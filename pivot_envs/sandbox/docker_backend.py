@@ -405,6 +405,7 @@ class DockerBackend(SandboxBackend):
         self._sandboxes: dict[str, DockerSandbox] = {}
         self._snapshots: dict[str, SandboxLimits] = {}  # image id -> limits of its source
         self._unremoved: set[str] = set()  # released snapshot images still in use; close() retries
+        self._released: set[str] = set()   # refs of released snapshots (forks of them must fail)
         self._pool: collections.OrderedDict[_Spec, collections.deque] = collections.OrderedDict()
         self._wanted = threading.Event()   # the filler has work
         self._stopping = threading.Event()
@@ -530,6 +531,8 @@ class DockerBackend(SandboxBackend):
                         queue.append(container)
                 if queue is None:  # nobody wants it any more
                     _remove_container(container)
+                    if spec.image in self._unremoved:  # its release waited for this container
+                        self._remove_image(spec.image)
 
     def _drain(self, queue: collections.deque) -> None:
         while queue:
@@ -557,6 +560,9 @@ class DockerBackend(SandboxBackend):
         if snapshot.backend != self.name:
             raise ValueError(f"snapshot of backend {snapshot.backend!r} given to the docker backend")
         with self._lock:
+            if snapshot.ref in self._released:
+                raise ImageNotFoundError(f"snapshot {snapshot.ref[:19]} was already released; "
+                                         f"take a new snapshot")
             limits = self._snapshots.get(snapshot.ref, self.limits)
         return _Spec(snapshot.ref, snapshot.workdir, limits)
 
@@ -579,8 +585,13 @@ class DockerBackend(SandboxBackend):
         return Snapshot(backend=self.name, ref=image.id, workdir=box.workdir, key=key)
 
     def release(self, snapshot: Snapshot) -> None:
-        spec = self._spec_for(snapshot)
         with self._lock:
+            if snapshot.ref in self._released:
+                return
+            spec = self._spec_for(snapshot)
+            # Remembered so that a fork after release fails the same way whether or not the
+            # image could be removed yet (a live fork or an in-flight pool start keeps it).
+            self._released.add(snapshot.ref)
             queue = self._pool.pop(spec, None)
             self._snapshots.pop(snapshot.ref, None)
         if queue:

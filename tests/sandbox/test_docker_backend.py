@@ -285,11 +285,11 @@ def test_remove_stale_cleans_dead_owners_only(docker_backend):
 # ---------------------------------------------------------------------------- image builder
 
 
-def test_builder_cli_uses_the_cache():
+def test_builder_cli_uses_the_cache(docker_backend):
     proc = subprocess.run([sys.executable, "-m", "sandboxes.build"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "pivotrl/sandbox-base:latest: cached" in proc.stdout
+    assert f"{docker_backend.image}: cached" in proc.stdout
 
 
 def test_rewrite_missing_from_keeps_stages_scratch_and_available_images():

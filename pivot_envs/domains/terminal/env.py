@@ -50,7 +50,7 @@ from typing import Any
 from pivot_envs.base_env import PivotEnv
 from pivot_envs.domains.terminal.tasks.format import format_tool_output
 from pivot_envs.domains.terminal.verifier import (GIT_SUMMARY, ExactVerifier, ExecutionVerifier, Outcome,
-                                                  PaperVerifier, bash_commands)
+                                                  PaperVerifier, bash_commands, normalise_archives)
 from pivot_envs.errors import ReplayError, SandboxError
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits, Snapshot, make_backend
@@ -209,6 +209,7 @@ class TerminalEnv(PivotEnv):
             roots = tuple(traj.task.get("state_roots") or (traj.task.get("workdir", "/app"),))
             # git internals are compared through GIT_SUMMARY instead (commit ids depend on messages)
             files = {p: e for p, e in box.manifest(roots).items() if "/.git/" not in p and not p.endswith("/.git")}
+            files = normalise_archives(box, files)
             git = box.exec(GIT_SUMMARY.format(roots=" ".join(roots)), timeout=30).stdout
             return Outcome(res.exit_code, res.timed_out, "".join(out), files, git, time.perf_counter() - t0)
         finally:

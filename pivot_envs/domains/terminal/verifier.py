@@ -4,7 +4,8 @@
 in two forks of the live state at turn k and compares their effects:
 
 - file-system effect: the manifest of the state roots (default: the workdir) - every path, its kind,
-  permission bits and content hash. Modification times are ignored. Inside git repositories the
+  permission bits and content hash. Modification times are ignored; archives (.tar*, .tgz, .zip,
+  .gz) are compared by their members, not their bytes (which embed creation times). Inside git repositories the
   object store is not compared byte for byte (commit ids depend on commit messages); instead each
   repository is summarised by HEAD's tree, the branch -> tree map, the commit count and
   `git status --porcelain`;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import threading
 from typing import Any, Callable
@@ -44,6 +46,51 @@ GIT_SUMMARY = r"""for g in $(find {roots} -name .git -type d -prune 2>/dev/null 
   echo "current $(git symbolic-ref -q --short HEAD 2>/dev/null)"
   git status --porcelain 2>/dev/null | sed 's/^/status /'
 done"""
+
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".gz")
+
+
+def archive_digest(path: str, data: bytes) -> str | None:
+    """A digest of an archive's *members* (names, kinds, modes, contents), or None if `path` is not a
+    readable archive. Archive bytes embed creation times (gzip header, tar/zip member mtimes), so two
+    runs of the same `tar -czf` differ byte-wise; what they contain is the functional effect."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    if not path.endswith(ARCHIVE_SUFFIXES):
+        return None
+    h = hashlib.sha256()
+    try:
+        if path.endswith(".zip"):
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                    h.update(f"{info.filename}|{info.external_attr >> 16 & 0o7777}|".encode())
+                    h.update(hashlib.sha256(zf.read(info)).digest())
+        elif ".tar" in path or path.endswith(".tgz"):
+            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+                for m in sorted(tf.getmembers(), key=lambda m: m.name):
+                    h.update(f"{m.name.removeprefix('./')}|{m.type!r}|{m.mode & 0o7777}|{m.linkname}|".encode())
+                    f = tf.extractfile(m) if m.isfile() else None
+                    h.update(hashlib.sha256(f.read()).digest() if f else b"-")
+        else:
+            h.update(hashlib.sha256(gzip.decompress(data)).digest())
+    except Exception:  # not really an archive (or corrupt): compare bytes as usual
+        return None
+    return "archive:" + h.hexdigest()
+
+
+def normalise_archives(box: Any, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+    """Replace the byte digest of archive files with `archive_digest` (read from the sandbox)."""
+    out = dict(files)
+    for path, entry in files.items():
+        if entry.kind == "file" and path.endswith(ARCHIVE_SUFFIXES):
+            digest = archive_digest(path, box.read_file(path))
+            if digest:
+                out[path] = FileEntry(entry.kind, entry.mode, digest)
+    return out
 
 
 def normalise_output(text: str) -> str:

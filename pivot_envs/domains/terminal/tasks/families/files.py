@@ -228,7 +228,10 @@ assert os.path.isdir(PROJ), "the project folder must stay in place"
         s.run(f"rm -rf {tmp} && mkdir -p {tmp}")
         for p, t in (inis | other).items():
             s.file(f"{tmp}/{p}", t)
-        s.run(f"tar -czf {bundle}.tar.gz -C {tmp} . && rm -rf {tmp}")
+        # byte-reproducible archive (fixed member order, times and owners; gzip without a timestamp),
+        # so that every replay of the setup yields the same file
+        s.run(f"tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -C {tmp} . "
+              f"| gzip -n > {bundle}.tar.gz && rm -rf {tmp}")
         dest = rng.choice(("restored", "recovered", "etc_new"))
         test = python_check("""
 found = {}

@@ -1,0 +1,1 @@
+"""Sandbox images: Dockerfiles and their builder (`python -m sandboxes.build`)."""
