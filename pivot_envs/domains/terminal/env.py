@@ -224,6 +224,8 @@ class TerminalEnv(PivotEnv):
                 box = self.backend.fork(state.snapshot)
             for path, content in (traj.task.get("test_files") or {}).items():
                 box.write_file(path, content)
+            if own:
+                self.costs.rollout_turns += 1  # verifying a "done" message executes the test in a fork
             t0 = time.perf_counter()
             res = box.exec(traj.task["test"], timeout=float(traj.task.get("test_timeout_s", 120.0)),
                            env=traj.task.get("env") or None)

@@ -1,0 +1,288 @@
+"""`HFPolicy`: the Hugging Face `transformers` backend of the Policy contract (base.py).
+
+Two things make it cheap for PivotRL, where G completions share one long prompt:
+
+- **Sampling** runs each prompt once (prefill), copies its KV cache to the n sample rows, and decodes
+  all rows of all prompts together (prompts of different lengths are left-padded inside the merged
+  cache, with an attention mask and explicit positions).
+- **The loss** (`group_logprobs`) runs the prompt once with gradients, broadcasts its keys/values to
+  the G completions (`expand` along the batch: the prefix is computed once, and its gradient is the
+  sum over the G completions, flowing back through the prefix once), and runs the right-padded
+  completions attending to prefix + their own tokens. `naive_group_logprobs` is the reference that
+  concatenates prompt + completion per sequence; tests check the two agree (values and gradients).
+
+Log-prob conventions. `Completion.logprobs` are log-probs under the distribution actually sampled
+from: softmax(logits / temperature), restricted to the top-p nucleus and renormalised when top_p < 1;
+at temperature 0 (greedy) the sampling distribution is a point mass, so they are 0.0. `group_logprobs`
+scores with softmax(logits / temperature) (no top-p), so with top_p = 1 it reproduces the sampling
+log-probs of the same weights; pass the sampling temperature to get matching importance ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from pivot_algo.policy import chat_template as ct
+from pivot_algo.policy.base import Completion, GroupLogprobs, Policy
+from pivot_algo.policy.errors import PolicyError
+
+logger = logging.getLogger(__name__)
+
+POLICY_META = "pivot_policy.json"  # written by save(); marks a directory load_policy() can read
+
+
+def _cache_cls():
+    from transformers import DynamicCache
+
+    return DynamicCache
+
+
+def _layer_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer, each [batch, kv_heads, seq, head_dim], of a DynamicCache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+class HFPolicy(Policy):
+    """A causal LM + tokenizer with the project's tool-aware ChatML template.
+
+    Public surface: `prompt_ids`, `completion_ids`, `generate`, `group_logprobs`,
+    `naive_group_logprobs`, `decode`, `save`; attributes `model`, `tokenizer`, `end_of_turn_id`,
+    `device`, `name`. Build one with `pivot_algo.policy.load_policy(spec)`.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str = "") -> None:
+        ct.install_template(tokenizer)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.end_of_turn_id: int = tokenizer.convert_tokens_to_ids(ct.END_OF_TURN)
+        pad = tokenizer.pad_token_id
+        # The pad id only fills positions that are masked out of every result; any valid id works.
+        self.pad_id: int = int(pad if pad is not None else self.end_of_turn_id)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ chat template
+    def prompt_ids(self, messages: Sequence[dict], tools: Sequence[dict] | None = None) -> list[int]:
+        return ct.prompt_ids(self.tokenizer, messages, tools)
+
+    def completion_ids(self, messages: Sequence[dict], assistant: dict, tools: Sequence[dict] | None = None) -> list[int]:
+        return ct.prompt_and_completion_ids(self.tokenizer, messages, assistant, tools)[1]
+
+    def render(self, messages: Sequence[dict], tools: Sequence[dict] | None = None, *,
+               add_generation_prompt: bool = False) -> str:
+        """The conversation as text (for logs and debugging)."""
+        return ct.render(self.tokenizer, messages, tools, add_generation_prompt=add_generation_prompt)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None,
+                 max_batch_tokens: int = 32768) -> list[list[Completion]]:
+        """Sample `n` completions per prompt, stopping at `<|im_end|>` ("stop", token included) or after
+        `max_new_tokens` ("length"). Each prompt is prefilled once; the n rows of as many prompts as fit
+        in `max_batch_tokens` (rows x (longest prompt + max_new_tokens), the size of the decode KV cache)
+        decode together. Same seed + same inputs -> same samples. Log-probs: see the module docstring."""
+        if n < 1 or max_new_tokens < 1:
+            raise PolicyError(f"generate needs n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise PolicyError(f"temperature must be >= 0 and top_p in (0, 1]; got temperature={temperature}, top_p={top_p}")
+        if not prompts:
+            return []
+        for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise PolicyError(f"prompts[{i}] is empty; build prompts with policy.prompt_ids(messages, tools)")
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(seed)
+        chunks: list[list[list[int]]] = [[]]
+        for p in prompts:  # greedy chunking in order (deterministic for the same inputs)
+            longest = max([len(q) for q in chunks[-1]] + [len(p)])
+            if chunks[-1] and (len(chunks[-1]) + 1) * n * (longest + max_new_tokens) > max_batch_tokens:
+                chunks.append([])
+            chunks[-1].append(p)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return [group for chunk in chunks
+                    for group in self._generate(chunk, n, max_new_tokens, temperature, top_p, gen)]
+        finally:
+            self.model.train(was_training)
+
+    def _generate(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
+                  top_p: float, gen: torch.Generator | None) -> list[list[Completion]]:
+        dev = self.device
+
+        # 1. Prefill every prompt once (batch 1, no padding).
+        lengths = [len(p) for p in prompts]
+        max_len = max(lengths)
+        per_prompt_kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        last_logits = []
+        for p in prompts:
+            out = self.model(input_ids=torch.tensor([p], device=dev), cache=_cache_cls()(config=self.model.config),
+                             use_cache=True, logits_to_keep=1)
+            per_prompt_kv.append(_layer_kv(out.cache))
+            last_logits.append(out.logits[:, -1].float())
+
+        # 2. Merge into one cache of B = len(prompts) * n rows, prompts left-padded to max_len.
+        merged = []
+        for layer in range(len(per_prompt_kv[0])):
+            ks, vs = [], []
+            for kv, length in zip(per_prompt_kv, lengths):
+                k, v = kv[layer]
+                pad = max_len - length
+                ks.append(F.pad(k, (0, 0, pad, 0)).expand(n, -1, -1, -1))
+                vs.append(F.pad(v, (0, 0, pad, 0)).expand(n, -1, -1, -1))
+            merged.append((torch.cat(ks), torch.cat(vs)))
+        del per_prompt_kv
+        cache = _cache_cls()(ddp_cache_data=merged)
+        rows = len(prompts) * n
+        row_len = torch.tensor(lengths, device=dev).repeat_interleave(n)  # true prompt length of each row
+        attn = (torch.arange(max_len, device=dev)[None, :] >= (max_len - row_len)[:, None]).long()
+        logits = torch.cat(last_logits).repeat_interleave(n, dim=0)  # [B, V]
+
+        tokens = torch.empty(rows, 0, dtype=torch.long, device=dev)
+        logps = torch.empty(rows, 0, dtype=torch.float32, device=dev)
+        finished = torch.zeros(rows, dtype=torch.bool, device=dev)
+        for step in range(max_new_tokens):
+            tok, lp = self._sample(logits, temperature, top_p, gen)
+            tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
+            tokens = torch.cat([tokens, tok[:, None]], dim=1)
+            logps = torch.cat([logps, lp[:, None]], dim=1)
+            newly_done = ~finished & (tok == self.end_of_turn_id)
+            finished = finished | newly_done
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            attn = torch.cat([attn, torch.ones(rows, 1, dtype=attn.dtype, device=dev)], dim=1)
+            out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=(row_len + step)[:, None],
+                             cache=cache, use_cache=True)
+            cache = out.cache
+            logits = out.logits[:, -1].float()
+
+        results: list[list[Completion]] = []
+        tok_list, lp_list = tokens.tolist(), logps.tolist()
+        for i in range(len(prompts)):
+            group = []
+            for r in range(i * n, (i + 1) * n):
+                ids, lps = tok_list[r], lp_list[r]
+                if self.end_of_turn_id in ids:
+                    cut = ids.index(self.end_of_turn_id) + 1
+                    ids, lps, reason = ids[:cut], lps[:cut], "stop"
+                else:
+                    reason = "length"
+                group.append(Completion(text=self.decode(ids), token_ids=ids, logprobs=lps, finish_reason=reason))
+            results.append(group)
+        return results
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_p: float,
+                gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row and its log-prob under the distribution it was drawn from."""
+        if temperature == 0:
+            tok = logits.argmax(dim=-1)
+            return tok, torch.zeros(tok.shape, dtype=torch.float32, device=logits.device)
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_lp, order = logp.sort(dim=-1, descending=True)
+            cum = sorted_lp.exp().cumsum(dim=-1)
+            drop_sorted = (cum - sorted_lp.exp()) >= top_p  # mass before this token already reaches top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logp = torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
+        tok = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+        return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+    # ------------------------------------------------------------------ scoring
+    def _pad_completions(self, completions: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not completions or any(len(c) == 0 for c in completions):
+            raise PolicyError("group_logprobs needs at least one completion and no empty completion "
+                              f"(lengths: {[len(c) for c in completions]})")
+        width = max(len(c) for c in completions)
+        ids = torch.full((len(completions), width), self.pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros(len(completions), width, dtype=torch.float32, device=self.device)
+        for i, c in enumerate(completions):
+            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            mask[i, : len(c)] = 1.0
+        return ids, mask
+
+    @staticmethod
+    def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+        """log softmax(logits / temperature)[target], computed without keeping a [.., V] log-prob tensor."""
+        if temperature <= 0:
+            raise PolicyError(f"scoring needs temperature > 0, got {temperature}")
+        logits = logits.float() / temperature
+        return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+    def group_logprobs(self, prompt: list[int], completions: Sequence[list[int]], *,
+                       temperature: float = 1.0) -> GroupLogprobs:
+        """Per-token log-probs of G completions of one prompt, differentiable; the prompt runs once.
+
+        Shapes: `logprobs` and `mask` are [G, T], T the longest completion; padded positions hold 0.
+        Runs under the caller's grad mode (wrap in `torch.no_grad()` for old-policy log-probs)."""
+        if len(prompt) == 0:
+            raise PolicyError("group_logprobs needs a non-empty prompt (policy.prompt_ids(messages, tools))")
+        ids, mask = self._pad_completions(completions)
+        g, width = ids.shape
+        plen = len(prompt)
+        dev = self.device
+        out = self.model(input_ids=torch.tensor([prompt], device=dev), cache=_cache_cls()(config=self.model.config),
+                         use_cache=True, logits_to_keep=1)
+        first = out.logits[:, -1:].expand(g, -1, -1)  # predicts completion token 0 for every row
+        logits = first
+        if width > 1:
+            # The prefix's keys/values, shared by the G rows (expand is a view; its backward sums over rows).
+            shared = _cache_cls()(ddp_cache_data=[(k.expand(g, -1, -1, -1), v.expand(g, -1, -1, -1))
+                                                  for k, v in _layer_kv(out.cache)])
+            # Right padding: a real token never attends to a pad (pads come after it under the causal
+            # mask), so no attention mask is needed; positions continue after the prompt.
+            positions = torch.arange(plen, plen + width - 1, device=dev)[None, :].expand(g, -1)
+            rest = self.model(input_ids=ids[:, :-1], position_ids=positions, cache=shared, use_cache=True)
+            logits = torch.cat([first, rest.logits], dim=1)
+        lp = self._token_logprobs(logits, ids, temperature) * mask
+        return GroupLogprobs(logprobs=lp, mask=mask)
+
+    def naive_group_logprobs(self, prompt: list[int], completions: Sequence[list[int]], *,
+                             temperature: float = 1.0) -> GroupLogprobs:
+        """Reference implementation of `group_logprobs`: each row is prompt + completion, run in full
+        (the prompt is recomputed G times). Same result, G times the prefix compute."""
+        if len(prompt) == 0:
+            raise PolicyError("naive_group_logprobs needs a non-empty prompt")
+        ids, mask = self._pad_completions(completions)
+        g, width = ids.shape
+        prefix = torch.tensor([prompt], device=self.device).expand(g, -1)
+        full = torch.cat([prefix, ids], dim=1)[:, :-1]  # the last token predicts nothing we score
+        out = self.model(input_ids=full, use_cache=False, logits_to_keep=width)
+        lp = self._token_logprobs(out.logits, ids, temperature) * mask
+        return GroupLogprobs(logprobs=lp, mask=mask)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write weights (safetensors), tokenizer (with the tool-aware template) and a small metadata
+        file, so that `load_policy(path)` / `HFPolicy.load(path)` restore this policy."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        (path / POLICY_META).write_text(json.dumps({"format": 1, "name": self.name, "backend": "hf"}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> "HFPolicy":
+        """Load a directory written by `save` (offline: nothing is downloaded)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        if not (path / POLICY_META).is_file():
+            raise PolicyError(f"{path} is not a saved policy (no {POLICY_META}); write one with HFPolicy.save(path)")
+        meta = json.loads((path / POLICY_META).read_text())
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        return cls(model, tokenizer, name=meta.get("name", str(path)))

@@ -1,0 +1,171 @@
+"""Offline pivot profiling: which start states give the start policy mixed outcomes.
+
+For every candidate state (every assistant turn of the given trajectories) the frozen start policy
+samples K completions; the env's verifier (pivot mode) scores them. A state is a pivot when its
+rewards vary (var > 0: some samples right, some wrong) and its mean is below `lambda_diff` (easy
+states are dropped). Masked samples (infra failures) are left out of the statistics.
+
+Results go to a JSONL file, one line per state, flushed as each state finishes: an interrupted run
+started again with the same file skips the states already there. Each state's samples use a seed
+derived from (seed, trajectory id, turn), so the file is the same whether or not the run was split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from pivot_algo.algorithms.base import ConfigError
+from pivot_algo.rollout import Rollouts, StartState, stable_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ProfileConfig:
+    k: int = 8
+    """K: samples per candidate state."""
+    lambda_diff: float = 0.6
+    """Keep a state when its mean reward is below this (drops easy states)."""
+    max_new_tokens: int = 256
+    """Longest sampled completion (tokens)."""
+    temperature: float = 1.0
+    """Sampling temperature of the start policy."""
+    seed: int = 0
+    """Base of the per-state sampling seeds."""
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ConfigError(f"profiling needs k >= 2 samples per state to see any variance, got k={self.k}")
+        if not 0 < self.lambda_diff <= 1:
+            raise ConfigError(f"lambda_diff must be in (0, 1], got {self.lambda_diff}")
+        if self.max_new_tokens < 1 or not self.temperature > 0:
+            raise ConfigError(f"need max_new_tokens >= 1 and temperature > 0, got {self.max_new_tokens}, {self.temperature}")
+
+
+@dataclasses.dataclass
+class StateProfile:
+    """One line of the profile file."""
+
+    trajectory_id: str
+    turn: int
+    rewards: list[float]  # unmasked samples only
+    masked: int
+    tool_calls: int
+    messages: int
+    mean: float
+    var: float
+
+    @property
+    def state(self) -> StartState:
+        return StartState(self.trajectory_id, self.turn)
+
+    def is_pivot(self, lambda_diff: float) -> bool:
+        return self.var > 0 and self.mean < lambda_diff
+
+
+@dataclasses.dataclass
+class ProfileReport:
+    candidate_states: int
+    pivots_kept: int
+    mean_reward: float  # start policy, over every unmasked sample
+    samples: int
+    masked_samples: int
+    verdicts_per_s: float  # verdicts computed (cache misses) per second of judging, this run
+    cache_hit_rate: float  # verdict-cache hits / lookups, this run
+    message_ratio: float  # plain-message samples / all samples
+    tool_call_ratio: float
+    resumed_states: int  # states read back from the file instead of sampled
+    seconds: float
+    pivots: list[StartState] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("pivots")
+        return d
+
+
+def read_profile(path: str | Path) -> list[StateProfile]:
+    """The states already profiled in `path` (a truncated last line, from a killed run, is ignored)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(StateProfile(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            log.warning("skipping an unreadable line of %s (interrupted write?)", path)
+    return out
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """A run killed mid-write leaves a line without its newline: cut it, so appends start clean."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def load_pivots(path: str | Path, lambda_diff: float) -> list[StartState]:
+    return [p.state for p in read_profile(path) if p.is_pivot(lambda_diff)]
+
+
+def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileConfig, out_path: str | Path, *,
+            progress: bool = True, max_states: int | None = None) -> ProfileReport:
+    """Profile `states` (skipping those already in `out_path`) and return the report over all of them.
+    `max_states` stops after that many new states (used to test resumption)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_partial_last_line(out_path)
+    done = {(p.trajectory_id, p.turn): p for p in read_profile(out_path)}
+    resumed = sum((s.trajectory_id, s.turn) in done for s in states)
+    todo = [s for s in states if (s.trajectory_id, s.turn) not in done]
+    if max_states is not None:
+        todo = todo[:max_states]
+    costs0 = rollouts.costs()
+    judge0 = rollouts.judge_seconds
+    t0 = time.perf_counter()
+    with out_path.open("a", encoding="utf-8") as fh:
+        for state in tqdm(todo, desc="profiling", disable=not progress, unit="state"):
+            (group,) = rollouts.sample([state], config.k, max_new_tokens=config.max_new_tokens,
+                                       temperature=config.temperature,
+                                       seed=stable_seed(config.seed, state.trajectory_id, state.turn))
+            rewards = [r for r, m in zip(group.rewards, group.masked) if not m]
+            arr = np.array(rewards, dtype=np.float64)
+            prof = StateProfile(state.trajectory_id, state.turn, rewards, masked=sum(group.masked),
+                                tool_calls=sum(group.is_tool_call),
+                                messages=sum(not t and not i for t, i in zip(group.is_tool_call, group.is_invalid)),
+                                mean=float(arr.mean()) if len(arr) else 0.0,
+                                var=float(arr.var()) if len(arr) >= 2 else 0.0)
+            fh.write(json.dumps(dataclasses.asdict(prof)) + "\n")
+            fh.flush()
+            done[(state.trajectory_id, state.turn)] = prof
+    seconds = time.perf_counter() - t0
+    costs1 = rollouts.costs()
+    profiles = [done[(s.trajectory_id, s.turn)] for s in states if (s.trajectory_id, s.turn) in done]
+    all_rewards = [r for p in profiles for r in p.rewards]
+    n_samples = sum(len(p.rewards) + p.masked for p in profiles)
+    verdicts = costs1.get("verdicts", 0) - costs0.get("verdicts", 0)
+    hits = costs1.get("verdict_cache_hits", 0) - costs0.get("verdict_cache_hits", 0)
+    judge_s = rollouts.judge_seconds - judge0
+    pivots = [p.state for p in profiles if p.is_pivot(config.lambda_diff)]
+    report = ProfileReport(
+        candidate_states=len(profiles), pivots_kept=len(pivots),
+        mean_reward=float(np.mean(all_rewards)) if all_rewards else 0.0,
+        samples=n_samples, masked_samples=sum(p.masked for p in profiles),
+        verdicts_per_s=verdicts / judge_s if judge_s > 0 else 0.0,
+        cache_hit_rate=hits / (hits + verdicts) if hits + verdicts else 0.0,
+        message_ratio=sum(p.messages for p in profiles) / max(n_samples, 1),
+        tool_call_ratio=sum(p.tool_calls for p in profiles) / max(n_samples, 1),
+        resumed_states=resumed, seconds=seconds, pivots=pivots)
+    log.info("profile: %s", report.summary())
+    return report

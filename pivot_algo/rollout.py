@@ -1,0 +1,224 @@
+"""Getting start states, samples and verdicts out of a `PivotEnv` (the plumbing under `collect`).
+
+`Rollouts` holds a policy and a pivot-mode env (plus, for whole episodes, a factory of episode-mode
+envs). Algorithms ask it for:
+
+- `states(trajectory_ids)`: every candidate start state (every assistant turn);
+- `demonstration(state)`: prompt ids + the demonstration's assistant turn ids (SFT);
+- `sample(states, n, ...)`: n completions per state from the policy, judged by the env's verifier at
+  that state (`judge_actions`: one reset per state, not per sample) or by a local judge;
+- `episodes(trajectory_ids, n, ...)`: n whole episodes per task from turn 0 (E2E RL, evaluation),
+  run in lock-step so that each turn's generation is one batched call.
+
+It also counts what it spends (generated tokens, sample kinds) and sums the envs' cost meters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from typing import Any, Callable, Sequence
+
+from pivot_algo.policy.base import Completion, Policy
+from pivot_envs.parsing import ParsedAction, parse_action
+from pivot_envs.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+# A local judge: (sampled texts, reference message, tool schemas) -> verdicts (e.g. exact match).
+LocalJudge = Callable[[Sequence[str], dict, Sequence[dict]], list[Verdict]]
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class StartState:
+    """A candidate state: the conversation before assistant turn `turn` of trajectory `trajectory_id`."""
+
+    trajectory_id: str
+    turn: int
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 31-bit seed from any values, the same in every process (unlike `hash`)."""
+    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclasses.dataclass
+class SampledGroup:
+    """n completions at one state and their verdicts."""
+
+    state: StartState
+    prompt_ids: list[int]
+    completions: list[Completion]
+    verdicts: list[Verdict]
+    is_tool_call: list[bool]  # the sample parsed as a tool call
+    is_invalid: list[bool]  # the sample could not be parsed (bad JSON, unknown tool, ...)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [v.reward for v in self.verdicts]
+
+    @property
+    def masked(self) -> list[bool]:
+        return [v.masked for v in self.verdicts]
+
+
+@dataclasses.dataclass
+class EpisodeTurn:
+    prompt_ids: list[int]
+    completion: Completion
+
+
+@dataclasses.dataclass
+class Episode:
+    """One whole episode: the agent's turns (prompt + sampled completion each) and the task reward."""
+
+    trajectory_id: str
+    turns: list[EpisodeTurn]
+    reward: float = 0.0
+    masked: bool = False
+    finished: bool = False  # the agent ended it (vs truncated at max_turns)
+
+
+class Rollouts:
+    """Samples and verdicts for algorithms; see the module docstring."""
+
+    def __init__(self, policy: Policy, env: Any, *, episode_env_factory: Callable[[], Any] | None = None):
+        self.policy = policy
+        self.env = env
+        self.episode_env_factory = episode_env_factory
+        self._episode_envs: list[Any] = []
+        self.generated_tokens = 0
+        self.samples = 0
+        self.tool_call_samples = 0
+        self.message_samples = 0
+        self.invalid_samples = 0
+        self.judge_seconds = 0.0
+        self.cost_offset: dict[str, float] = {}  # restored from a checkpoint
+
+    # ------------------------------------------------------------------ data
+    @property
+    def base_env(self) -> Any:
+        return self.env.unwrapped
+
+    def trajectory(self, trajectory_id: str) -> Any:
+        env = self.base_env
+        return env.trajectories[env.trajectory_index(trajectory_id)]
+
+    def trajectory_ids(self) -> list[str]:
+        return [t.id for t in self.base_env.trajectories]
+
+    def states(self, trajectory_ids: Sequence[str]) -> list[StartState]:
+        """Every candidate state (every assistant turn) of the given trajectories, in order."""
+        return [StartState(tid, k) for tid in trajectory_ids for k in range(self.trajectory(tid).num_turns)]
+
+    def prompt(self, state: StartState) -> list[int]:
+        """Prompt ids at `state`: the same conversation `env.reset(options=state)` observes."""
+        traj = self.trajectory(state.trajectory_id)
+        return self.policy.prompt_ids(traj.prefix(state.turn), traj.tools)
+
+    def demonstration(self, state: StartState) -> tuple[list[int], list[int]]:
+        """(prompt ids, the demonstration's assistant-turn ids) at `state` (the SFT target)."""
+        traj = self.trajectory(state.trajectory_id)
+        prefix = traj.prefix(state.turn)
+        return (self.policy.prompt_ids(prefix, traj.tools),
+                self.policy.completion_ids(prefix, traj.reference(state.turn), traj.tools))
+
+    # ------------------------------------------------------------------ local rollouts (pivot mode)
+    def sample(self, states: Sequence[StartState], n: int, *, max_new_tokens: int, temperature: float = 1.0,
+               top_p: float = 1.0, seed: int | None = None, judge: LocalJudge | None = None) -> list[SampledGroup]:
+        """n completions per state in one batched `generate` call, then verdicts per state."""
+        if not states:
+            return []
+        prompts = [self.prompt(s) for s in states]
+        generated = self.policy.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature,
+                                         top_p=top_p, seed=seed)
+        groups = []
+        t0 = time.perf_counter()
+        for state, prompt, completions in zip(states, prompts, generated):
+            texts = [c.text for c in completions]
+            traj = self.trajectory(state.trajectory_id)
+            if judge is not None:
+                verdicts = judge(texts, traj.reference(state.turn), traj.tools)
+            else:
+                self.env.reset(options={"trajectory": state.trajectory_id, "turn": state.turn})
+                verdicts = self.base_env.judge_actions(texts)
+            parsed = [self._parse(t, traj.tools) for t in texts]
+            groups.append(SampledGroup(state, prompt, completions, verdicts,
+                                       is_tool_call=[bool(p.tool_calls) for p in parsed],
+                                       is_invalid=[p.error is not None for p in parsed]))
+            self._count(completions, parsed)
+        self.judge_seconds += time.perf_counter() - t0
+        return groups
+
+    def _parse(self, text: str, tools: Sequence[dict]) -> ParsedAction:
+        return parse_action(text, self.base_env.parser, list(tools))
+
+    def _count(self, completions: Sequence[Completion], parsed: Sequence[ParsedAction]) -> None:
+        self.samples += len(completions)
+        self.generated_tokens += sum(len(c.token_ids) for c in completions)
+        self.tool_call_samples += sum(bool(p.tool_calls) for p in parsed)
+        self.invalid_samples += sum(p.error is not None for p in parsed)
+        self.message_samples += sum(p.is_message for p in parsed)
+
+    # ------------------------------------------------------------------ whole episodes (episode mode)
+    def _envs(self, n: int) -> list[Any]:
+        if self.episode_env_factory is None:
+            raise ValueError("whole episodes need Rollouts(..., episode_env_factory=...) building mode='episode' envs")
+        while len(self._episode_envs) < n:
+            self._episode_envs.append(self.episode_env_factory())
+        return self._episode_envs[:n]
+
+    def episodes(self, trajectory_ids: Sequence[str], n: int, *, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None) -> list[list[Episode]]:
+        """n episodes per task, each from turn 0 until the agent finishes or the env truncates it.
+        Returns one list of n episodes per trajectory id."""
+        out = []
+        for i, tid in enumerate(trajectory_ids):
+            envs = self._envs(n)
+            episodes = [Episode(tid, []) for _ in range(n)]
+            obs = [e.reset(options={"trajectory": tid, "turn": 0})[0] for e in envs]
+            active = list(range(n))
+            turn = 0
+            while active:
+                prompts = [self.policy.prompt_ids(obs[j]["messages"], obs[j]["tools"]) for j in active]
+                step_seed = None if seed is None else stable_seed(seed, i, turn)
+                completions = [g[0] for g in self.policy.generate(
+                    prompts, 1, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=step_seed)]
+                traj_tools = obs[active[0]]["tools"]
+                self._count(completions, [self._parse(c.text, traj_tools) for c in completions])
+                still = []
+                for j, prompt, comp in zip(active, prompts, completions):
+                    episodes[j].turns.append(EpisodeTurn(prompt, comp))
+                    obs[j], reward, terminated, truncated, info = envs[j].step(comp.text)
+                    if terminated or truncated:
+                        episodes[j].reward = float(reward)
+                        episodes[j].masked = bool(info.get("masked", False))
+                        episodes[j].finished = bool(terminated)
+                    else:
+                        still.append(j)
+                active = still
+                turn += 1
+            out.append(episodes)
+        return out
+
+    # ------------------------------------------------------------------ costs
+    def costs(self) -> dict[str, float]:
+        """Everything spent so far: the envs' cost meters summed, plus generation counters."""
+        total: dict[str, float] = {}
+        for env in [self.env, *self._episode_envs]:
+            for k, v in env.unwrapped.costs.as_dict().items():
+                total[k] = total.get(k, 0) + v
+        total.update(generated_tokens=self.generated_tokens, samples=self.samples,
+                     tool_call_samples=self.tool_call_samples, message_samples=self.message_samples,
+                     invalid_samples=self.invalid_samples)
+        for k, v in self.cost_offset.items():
+            total[k] = total.get(k, 0) + v
+        return total
+
+    def close(self) -> None:
+        for env in self._episode_envs:
+            env.close()
+        self._episode_envs.clear()

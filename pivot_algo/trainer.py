@@ -1,0 +1,333 @@
+"""One training loop for every registered algorithm.
+
+Per optimiser step: `batch = algorithm.collect(ctx)`, then gradient accumulation over
+`grad_accum` micro-batches (each micro-batch's token-mean loss weighted by its share of the batch's
+tokens, so the sum is the batch's token mean), gradient clipping, one AdamW step.
+
+Plumbing it owns:
+- seeds (python / numpy / torch) and a numpy data generator handed to `collect` (checkpointed);
+- a sampling seed per step, derived from (seed, step), so a resumed step samples what an
+  uninterrupted run would have;
+- checkpoints every `checkpoint_every` steps: model and optimizer state, RNG states, step, the
+  algorithm's data-iterator state, the pivot set and the cost counters; `resume_from=` restores them
+  exactly (the next step's loss equals an uninterrupted run's: tested);
+- metrics to `metrics.jsonl` and TensorBoard, namespaced `losses/`, `charts/`, `costs/`; the whole
+  config saved as `config.json` in the run directory `{env}__{algo}__{seed}__{time}`;
+- cost accounting: rollout turns and sandbox seconds (from the envs' cost meters), generated tokens,
+  trained tokens, wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pivot_algo.algorithms import get_algorithm
+from pivot_algo.algorithms.base import Algorithm, CollectContext, ConfigError
+from pivot_algo.rollout import Rollouts, StartState, stable_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # --- what to train
+    algorithm: str = "pivotrl"
+    """Registered algorithm name (`pivot_algo.list_algorithms()`)."""
+    algorithm_config: dict = dataclasses.field(default_factory=dict)
+    """Fields of the algorithm's own config dataclass."""
+    steps: int = 100
+    """Optimiser steps."""
+    # --- optimiser
+    learning_rate: float = 1e-6
+    """AdamW learning rate (constant), 1e-6 in the public recipes for large models."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step (splits the collected batch; memory, not maths)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+    # --- run bookkeeping
+    seed: int = 0
+    """Seeds python, numpy, torch, the data generator and the per-step sampling seeds."""
+    checkpoint_every: int = 0
+    """Write a resumable checkpoint every N steps (0 = only at the end)."""
+    output_dir: str = "runs"
+    """Where run directories are created."""
+    env_name: str = "env"
+    """The env's name in the run name."""
+    run_name: str = ""
+    """Run directory name; empty = `{env}__{algo}__{seed}__{unix time}`."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    # --- optional re-profiling (pivot algorithms)
+    reprofile_patience: int = 0
+    """Re-profile pivots with the current policy after this many steps without a mean-reward gain of at
+    least `reprofile_min_delta` (0 = never; the paper profiles once)."""
+    reprofile_min_delta: float = 0.01
+    """What counts as a gain for `reprofile_patience`."""
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.grad_accum < 1:
+            raise ConfigError(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
+        if self.checkpoint_every < 0 or self.reprofile_patience < 0:
+            raise ConfigError(f"checkpoint_every and reprofile_patience must be >= 0, got {self.checkpoint_every}, "
+                              f"{self.reprofile_patience}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class Trainer:
+    """Trains `policy` with a registered algorithm; see the module docstring.
+
+    `rollouts` wraps the policy and the env(s); `train_trajectory_ids` is the training split;
+    `pivots` the profiled pivot states (needed when the algorithm `needs_pivots`); `reprofile` an
+    optional callable returning a fresh pivot set for the current policy."""
+
+    def __init__(self, config: TrainConfig, policy: Any, rollouts: Rollouts, train_trajectory_ids: Sequence[str], *,
+                 pivots: Sequence[StartState] | None = None, algorithm: Algorithm | None = None,
+                 reprofile: Callable[[], list[StartState]] | None = None, resume_from: str | Path | None = None,
+                 extra_config: dict[str, Any] | None = None):
+        self.config = config
+        self.policy = policy
+        self.rollouts = rollouts
+        self.train_trajectory_ids = list(train_trajectory_ids)
+        self.train_states = rollouts.states(self.train_trajectory_ids)
+        if algorithm is None:
+            cls = get_algorithm(config.algorithm)
+            algorithm = cls(cls.make_config(config.algorithm_config))
+        self.algorithm = algorithm
+        self.pivots = list(pivots or [])
+        if algorithm.needs_pivots and not self.pivots:
+            raise ConfigError(f"algorithm {config.algorithm!r} trains on pivots, but none were given: profile first "
+                              "(pivot_algo.profiler.profile) and pass pivots=report.pivots")
+        self.reprofile = reprofile
+        seed_everything(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                           betas=config.adam_betas)
+        self.step = 0
+        self.trained_tokens = 0
+        self.wall_offset = 0.0  # wall seconds spent before a resume
+        self._best_reward = -float("inf")
+        self._since_best = 0
+        self.algorithm.setup(policy)
+
+        self.run_dir = self._make_run_dir(resume_from)
+        self._save_config(extra_config)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        self._writer = None
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+
+    # ------------------------------------------------------------------ run directory
+    def _make_run_dir(self, resume_from: str | Path | None) -> Path:
+        if resume_from is not None:  # <run>/checkpoints/step_N.pt
+            return Path(resume_from).resolve().parent.parent
+        c = self.config
+        name = c.run_name or f"{c.env_name}__{c.algorithm}__{c.seed}__{int(time.time())}"
+        run_dir = Path(c.output_dir) / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _save_config(self, extra: dict[str, Any] | None) -> None:
+        record = {"train": dataclasses.asdict(self.config),
+                  "algorithm": {"name": self.config.algorithm, **dataclasses.asdict(self.algorithm.config)},
+                  "train_trajectories": self.train_trajectory_ids, "num_pivots": len(self.pivots), **(extra or {})}
+        (self.run_dir / "config.json").write_text(json.dumps(record, indent=1, default=str))
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        """Collect, accumulate gradients, clip, step. Returns this step's metrics."""
+        t0 = time.perf_counter()
+        self.policy.model.train()
+        ctx = CollectContext(step=self.step, rng=self.rng, seed=stable_seed(self.config.seed, "step", self.step),
+                             rollouts=self.rollouts, train_trajectory_ids=self.train_trajectory_ids,
+                             train_states=self.train_states, pivots=self.pivots)
+        batch = self.algorithm.collect(ctx)
+        t_collect = time.perf_counter() - t0
+        metrics: dict[str, float] = dict(batch.metrics)
+        self.optimizer.zero_grad(set_to_none=True)
+        if batch.empty or batch.num_tokens == 0:
+            metrics["charts/skipped_update"] = 1.0  # every group had zero variance: nothing to learn from
+        else:
+            total = batch.num_tokens
+            loss_sum = 0.0
+            for micro in batch.split(self.config.grad_accum):
+                loss, m = self.algorithm.loss(self.policy, micro)
+                weight = micro.num_tokens / total
+                (loss * weight).backward()
+                loss_sum += float(loss.detach()) * weight
+                for k, v in m.items():
+                    metrics[k] = metrics.get(k, 0.0) + v * weight
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            if self.config.max_grad_norm > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            else:
+                grad_norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None))
+            self.optimizer.step()
+            self.trained_tokens += total
+            metrics.update({"losses/loss": loss_sum, "losses/grad_norm": float(grad_norm),
+                            "charts/skipped_update": 0.0, "charts/trained_tokens_step": float(total)})
+        self.step += 1
+        step_s = time.perf_counter() - t0
+        metrics.update({"charts/step_seconds": step_s, "charts/collect_seconds": t_collect,
+                        "charts/update_seconds": step_s - t_collect,
+                        "charts/learning_rate": self.optimizer.param_groups[0]["lr"]})
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+    def costs(self, wall_seconds: float) -> dict[str, float]:
+        c = self.rollouts.costs()
+        return {"rollout_turns": c.get("rollout_turns", 0), "sandbox_seconds": c.get("sandbox_seconds", 0.0),
+                "generated_tokens": c.get("generated_tokens", 0), "trained_tokens": self.trained_tokens,
+                "verdicts": c.get("verdicts", 0), "verdict_cache_hits": c.get("verdict_cache_hits", 0),
+                "wall_seconds": wall_seconds}
+
+    def train(self) -> dict[str, Any]:
+        """Run the remaining steps; return a summary (final metrics and costs)."""
+        t_start = time.perf_counter()
+        last: dict[str, float] = {}
+        self._trim_metrics()
+        bar = tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.config.algorithm}",
+                   disable=not self.config.progress, unit="step")
+        try:
+            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+                while self.step < self.config.steps:
+                    last = self.train_step()
+                    wall = self.wall_offset + time.perf_counter() - t_start
+                    last.update({f"costs/{k}": float(v) for k, v in self.costs(wall).items()})
+                    fh.write(json.dumps({"step": self.step, **last}) + "\n")
+                    fh.flush()
+                    if self._writer is not None:
+                        for k, v in last.items():
+                            self._writer.add_scalar(k, v, self.step)
+                    bar.update(1)
+                    bar.set_postfix({k.split("/")[-1]: round(last[k], 4) for k in
+                                     ("losses/loss", "charts/mean_reward") if k in last})
+                    self._maybe_reprofile(last)
+                    if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                        self.save_checkpoint(wall)
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        wall = self.wall_offset + time.perf_counter() - t_start
+        return {"run_dir": str(self.run_dir), "steps": self.step, "last_metrics": last, "costs": self.costs(wall)}
+
+    def _maybe_reprofile(self, metrics: dict[str, float]) -> None:
+        if not (self.config.reprofile_patience and self.reprofile and "charts/mean_reward" in metrics):
+            return
+        reward = metrics["charts/mean_reward"]
+        if reward > self._best_reward + self.config.reprofile_min_delta:
+            self._best_reward, self._since_best = reward, 0
+            return
+        self._since_best += 1
+        if self._since_best >= self.config.reprofile_patience:
+            log.info("mean reward plateaued for %d steps: re-profiling pivots with the current policy", self._since_best)
+            self.pivots = list(self.reprofile())
+            self._since_best = 0
+
+    def _trim_metrics(self) -> None:
+        """After a resume, drop metric lines a killed run wrote past the checkpoint's step."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and _line_step(ln) is not None and _line_step(ln) <= self.step]
+        path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_path(self, step: int) -> Path:
+        return self.run_dir / "checkpoints" / f"step_{step:06d}.pt"
+
+    def save_checkpoint(self, wall_seconds: float = 0.0) -> Path:
+        """Everything needed to continue exactly from this step (see module docstring)."""
+        path = self.checkpoint_path(self.step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step, "model": self.policy.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(), "data_rng": self.rng.bit_generator.state, "algorithm": self.algorithm.state_dict(),
+            "pivots": [dataclasses.astuple(p) for p in self.pivots], "trained_tokens": self.trained_tokens,
+            "rollout_costs": self.rollouts.costs(), "wall_seconds": wall_seconds,
+            "reprofile": (self._best_reward, self._since_best),
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # a kill mid-write never leaves a half checkpoint under the real name
+        log.info("checkpoint written: %s", path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.policy.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        self.rng.bit_generator.state = state["data_rng"]
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.pivots = [StartState(*p) for p in state["pivots"]]
+        self.step = state["step"]
+        self.trained_tokens = state["trained_tokens"]
+        live = self.rollouts.costs()  # whatever the fresh envs already spent is added on top
+        self.rollouts.cost_offset = {k: v - live.get(k, 0) for k, v in state["rollout_costs"].items()
+                                     if isinstance(v, (int, float))}
+        self.wall_offset = state["wall_seconds"]
+        self._best_reward, self._since_best = state["reprofile"]
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _line_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest `step_N.pt` of a run directory, or None."""
+    found = sorted((Path(run_dir) / "checkpoints").glob("step_*.pt"))
+    return found[-1] if found else None

@@ -1,0 +1,100 @@
+"""Trainer exact resume, profiler resume, whole-episode E2E GRPO, and the CLI on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+from pivot_algo import cli
+from pivot_algo.policy import load_policy
+from pivot_algo.profiler import ProfileConfig, profile, read_profile
+from pivot_algo.rollout import Rollouts
+from pivot_algo.trainer import TrainConfig, Trainer, latest_checkpoint
+
+from .toy_env import AdderEnv, make_trajectories
+
+
+def _sft_trainer(tmp_path, resume_from=None, steps=3):
+    policy = load_policy("tiny")
+    env = AdderEnv(make_trajectories(range(12)))
+    rollouts = Rollouts(policy, env)
+    cfg = TrainConfig(algorithm="sft", algorithm_config={"states_per_step": 5}, steps=steps, learning_rate=3e-3,
+                      grad_accum=2, checkpoint_every=2, output_dir=str(tmp_path), run_name="run",
+                      progress=False, tensorboard=True, seed=7)
+    return Trainer(cfg, policy, rollouts, rollouts.trajectory_ids(), resume_from=resume_from)
+
+
+def _losses(trainer):
+    return [json.loads(x)["losses/loss"] for x in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_checkpoint_resume_gives_the_same_next_step_loss(tmp_path):
+    full = _sft_trainer(tmp_path / "a")
+    full.train()
+    uninterrupted = _losses(full)
+    assert len(uninterrupted) == 3 and uninterrupted[2] != uninterrupted[1]
+    assert list((full.run_dir / "tb").iterdir()), "TensorBoard events written"
+
+    # A run "killed" after its step-2 checkpoint: a fresh process state (new policy, env, trainer).
+    part = _sft_trainer(tmp_path / "b", steps=2)
+    part.train()
+    ckpt = latest_checkpoint(part.run_dir)
+    assert ckpt is not None and ckpt.name == "step_000002.pt"
+    del part
+    resumed = _sft_trainer(tmp_path / "b", resume_from=ckpt)
+    assert resumed.step == 2
+    resumed.train()
+    losses = _losses(resumed)
+    assert len(losses) == 3
+    assert abs(losses[2] - uninterrupted[2]) < 1e-6, (losses, uninterrupted)
+    assert resumed.costs(0)["trained_tokens"] == full.costs(0)["trained_tokens"]
+
+
+def test_profiler_resumes_where_it_stopped(tiny_policy, adder_env, tmp_path):
+    rollouts = Rollouts(tiny_policy, adder_env)
+    states = rollouts.states(rollouts.trajectory_ids()[:4])
+    cfg = ProfileConfig(k=4, max_new_tokens=8, seed=3)
+    path = tmp_path / "profile.jsonl"
+    first = profile(rollouts, states, cfg, path, progress=False, max_states=5)  # "interrupted" after 5 states
+    assert first.candidate_states == 5 and len(read_profile(path)) == 5
+    with path.open("a") as fh:
+        fh.write('{"trajectory_id": "adder-3", "tu')  # a write cut off by the kill
+    samples_before = rollouts.samples
+    second = profile(rollouts, states, cfg, path, progress=False)
+    assert second.resumed_states == 5 and second.candidate_states == len(states)
+    assert rollouts.samples - samples_before == (len(states) - 5) * 4, "finished states were not sampled again"
+    # Same per-state results as one uninterrupted run.
+    whole = profile(Rollouts(tiny_policy, AdderEnv(make_trajectories(range(12)))), states, cfg, tmp_path / "w.jsonl",
+                    progress=False)
+    by_state = lambda rows: {(r.trajectory_id, r.turn): r for r in rows}  # noqa: E731
+    assert by_state(read_profile(path)) == by_state(read_profile(tmp_path / "w.jsonl"))
+    assert whole.samples == len(states) * 4 and 0 <= whole.cache_hit_rate <= 1 and whole.verdicts_per_s > 0
+
+
+def test_e2e_grpo_runs_whole_episodes(tiny_policy, tmp_path):
+    env = AdderEnv(make_trajectories(range(6)))
+    rollouts = Rollouts(tiny_policy, env, episode_env_factory=lambda: AdderEnv(make_trajectories(range(6)),
+                                                                               mode="episode", max_turns=4))
+    cfg = TrainConfig(algorithm="e2e_grpo", algorithm_config={"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 8},
+                      steps=2, output_dir=str(tmp_path), progress=False, tensorboard=False)
+    trainer = Trainer(cfg, tiny_policy, rollouts, rollouts.trajectory_ids())
+    summary = trainer.train()
+    rows = [json.loads(x) for x in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    # Episodes start at turn 0 and go on past one turn (3 user instructions per task, max_turns 4).
+    assert all(r["charts/episode_turns_mean"] > 1 for r in rows)
+    assert summary["costs"]["rollout_turns"] > 0 and summary["costs"]["generated_tokens"] > 0
+    ep_costs = sum(e.unwrapped.costs.model_turns for e in rollouts._episode_envs)
+    assert ep_costs == 2 * 2 * 2 * rows[0]["charts/episode_turns_mean"] or ep_costs > 8
+
+
+def test_cli_profile_on_the_adder_env(tmp_path, capsys):
+    from pivot_envs import save_jsonl
+
+    env_id = f"{AdderEnv.__module__}:AdderEnv"
+    save_jsonl(make_trajectories(range(8)), tmp_path / "adder.jsonl")
+    cli.main(["profile", "--config", "tiny", f"env.id={env_id}", "env.kwargs={}",
+              f"env.trajectories={tmp_path / 'adder.jsonl'}", f"output_dir={tmp_path}",
+              "profile.k=2", "profile.max_new_tokens=6", "progress=false", "warmup.enabled=false"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["candidate_states"] == 8 * 3 and out["samples"] == 8 * 3 * 2
+    assert (tmp_path / "tiny" / "profile.jsonl").exists()
