@@ -117,3 +117,30 @@ def test_paper_and_exact_verifiers(local_backend):
         finally:
             env.close()
         assert reward == expected, (verifier, action)
+
+
+def test_final_message_is_judged_on_state_and_content(local_backend):
+    """At the last turn (reference = a 'done' message) a garbage or unrelated message scores 0 even
+    though the task is done; a message that reports the result scores 1; any command scores 0."""
+    from pivot_envs.domains.terminal.tasks import builtin_trajectories
+    from pivot_envs.trajectory import load_trajectories
+
+    traj = load_trajectories(builtin_trajectories("train"))[0]
+    last = traj.num_turns - 1
+    reference = traj.reference(last)["content"]
+    env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=local_backend, trajectory=0,
+                   reset_to_turn=last)
+    try:
+        env.reset()
+        v_ref, v_garbage, v_vague, v_cmd = env.unwrapped.judge_actions(
+            [reference, "xq zzv 0k", "All finished!", call("ls")])
+        assert v_ref.reward == 1.0, v_ref.reason
+        assert v_garbage.reward == 0.0 and "does not report" in v_garbage.reason
+        assert v_vague.reward == 0.0
+        assert v_cmd.reward == 0.0
+        # an early 'done' (task not finished) scores 0 whatever it says
+        env.reset(options={"turn": 0})
+        (v_early,) = env.unwrapped.judge_actions([reference])
+        assert v_early.reward == 0.0
+    finally:
+        env.close()

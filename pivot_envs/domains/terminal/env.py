@@ -28,7 +28,8 @@ truncated after `max_turns` actions.
 
 ## Arguments
 `trajectories` (None = the built-in suite, split `split`), `sandbox` ("docker" | "local" | a backend),
-`verifier` ("execution" | "paper" | "exact" | an object with `judge`), `message_check`, `image`
+`verifier` ("execution" | "paper" | "exact" | an object with `judge`), `message_check` ("content" |
+"task_state" | "any") and `message_overlap` (see verifier.py), `image`
 (default image for tasks that name none), plus the PivotEnv arguments (`reset_to_turn`, `trajectory`,
 `mode`, `parser`, `max_turns`).
 
@@ -110,7 +111,7 @@ class TerminalEnv(PivotEnv):
     domain = "terminal"
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
-                 verifier: Any = "execution", message_check: str = "task_state", split: str = "train",
+                 verifier: Any = "execution", message_check: str = "content", message_overlap: float = 0.3, split: str = "train",
                  image: str | None = None, limits: SandboxLimits | None = None, **kwargs: Any):
         self.split = split
         super().__init__(trajectories, **kwargs)
@@ -119,7 +120,7 @@ class TerminalEnv(PivotEnv):
         self.limits = limits
         self.divergences: list[dict] = []
         if verifier == "execution":
-            self.verifier = ExecutionVerifier(self, message_check=message_check)
+            self.verifier = ExecutionVerifier(self, message_check=message_check, message_overlap=message_overlap)
         elif verifier == "paper":
             self.verifier = PaperVerifier()
         elif verifier == "exact":

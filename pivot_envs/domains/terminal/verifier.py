@@ -14,9 +14,11 @@ in two forks of the live state at turn k and compares their effects:
   lines dropped); stderr is diagnostics and is not compared.
 
 Equivalent = all three equal. When the demonstration's turn is a plain message (the agent says it is
-done), a sampled message is equivalent only if the task's test passes in the state at turn k
-(`message_check="task_state"`): stopping is right only when the work is done, so "any message"
-cannot score 1 by itself. `message_check="any"` restores the paper's behaviour.
+done), "any message" must not score 1 (the paper's known reward hack). `message_check`:
+- "content" (default): the task's test passes in the state at turn k (stopping is right only when
+  the work is done) AND the message reports it: it recalls at least `message_overlap` (0.3) of the
+  demonstration message's content words (numbers, file names, words of 3+ letters);
+- "task_state": the test alone; "any": the paper's behaviour.
 
 `PaperVerifier` ("paper") is the paper's non-executing rule: finished-flag (message vs command) must
 match; difflib similarity of the command strings >= 0.95 passes; otherwise an optional judge callable
@@ -29,6 +31,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import threading
 from typing import Any, Callable
 
@@ -93,6 +96,23 @@ def normalise_archives(box: Any, files: dict[str, FileEntry]) -> dict[str, FileE
     return out
 
 
+_STOP_WORDS = frozenset("the and for are was were with that this from into have has had all any its not but "
+                        "you your can will been there their them then than each done task".split())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry content: numbers, names with dots/slashes, words of 3+ letters."""
+    words = re.findall(r"[A-Za-z0-9_./-]+", text.lower())
+    return {w.strip("./-") for w in words
+            if (len(w.strip("./-")) >= 3 or w.isdigit()) and w.strip("./-") not in _STOP_WORDS}
+
+
+def message_recall(message: str, reference: str) -> float:
+    """Share of the reference's content words that the message also contains (1.0 if it has none)."""
+    ref = content_words(reference)
+    return len(ref & content_words(message)) / len(ref) if ref else 1.0
+
+
 def normalise_output(text: str) -> str:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return "\n".join(lines).strip("\n")
@@ -143,11 +163,12 @@ class ExecutionVerifier:
 
     name = "execution"
 
-    def __init__(self, env: Any, message_check: str = "task_state"):
-        if message_check not in ("task_state", "any"):
-            raise ValueError(f"message_check must be 'task_state' or 'any', got {message_check!r}")
+    def __init__(self, env: Any, message_check: str = "content", message_overlap: float = 0.3):
+        if message_check not in ("content", "task_state", "any"):
+            raise ValueError(f"message_check must be 'content', 'task_state' or 'any', got {message_check!r}")
         self.env = env
         self.message_check = message_check
+        self.message_overlap = message_overlap
         self._ref_outcomes: dict[tuple[str, str], Outcome | Verdict] = {}
         self._lock = threading.Lock()
 
@@ -166,9 +187,16 @@ class ExecutionVerifier:
             passed = self.env.run_task_test(state)
             if passed is None:
                 return Verdict.infra("sandbox_error", "could not run the task test", self.name)
-            if passed:
-                return Verdict.correct("the agent stops and the task's test passes in this state", self.name)
-            return Verdict.wrong("the agent stops but the task's test fails in this state", self.name)
+            if not passed:
+                return Verdict.wrong("the agent stops but the task's test fails in this state", self.name)
+            recall = message_recall(action.content, reference.get("content") or "")
+            if self.message_check == "content" and recall < self.message_overlap:
+                return Verdict.wrong(f"the task is done but the message does not report it (recalls {recall:.2f} "
+                                     f"< {self.message_overlap} of the demonstration's content words)", self.name,
+                                     recall=recall)
+            return Verdict.correct("the agent stops, the task's test passes in this state"
+                                   + (f" and the message reports it (recall {recall:.2f})"
+                                      if self.message_check == "content" else ""), self.name, recall=recall)
         if not action.tool_calls:
             return Verdict.wrong("the demonstration runs a command here; the action is a plain message", self.name)
         cmds, why = bash_commands(action)
