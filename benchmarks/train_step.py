@@ -14,8 +14,9 @@ Method:
 - Time: both variants in one process, interleaved (shared, naive, shared, ...) after a short warm-up,
   so that load from other processes hits both alike; wall and process-CPU seconds, medians.
 - The completions are sampled from the model itself (seeded) with HFPolicy.generate, cut/padded to
-  lengths around --completion-tokens, so both variants score the same realistic token ids; the
-  two variants' log-probs are compared (max |difference| reported) as a correctness check.
+  lengths around --completion-tokens (or random ids with --completions random: same cost, no
+  sampling time); both variants score the same ids, and their log-probs are compared (max
+  |difference| reported) as a correctness check.
 
 Usage:
     .venv/bin/python benchmarks/train_step.py                  # SmolLM2-135M (default)
@@ -59,19 +60,25 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def build_inputs(model: str, prefix_tokens: int, group: int, completion_tokens: int, seed: int) -> dict:
+def build_inputs(model: str, prefix_tokens: int, group: int, completion_tokens: int, seed: int,
+                 completions_kind: str = "sampled") -> dict:
     """A realistic prompt of >= prefix_tokens tokens and G sampled completions."""
     policy = load_policy(model)
-    chars = prefix_tokens * 2
-    while True:
+    chars = prefix_tokens
+    while True:  # grow the conversation a little at a time until its prompt reaches prefix_tokens
         messages, tools = terminal_conversation(chars, seed=seed)
         prompt = policy.prompt_ids(messages, tools)
         if len(prompt) >= prefix_tokens:
             break
-        chars = int(chars * 1.25)
+        chars = int(chars * 1.05) + 1
     # Lengths spread around the target (a real group is ragged), sampled from the model itself.
     lengths = [max(8, completion_tokens + d) for d in
                [(-8 + 16 * i // max(1, group - 1)) for i in range(group)]]
+    if completions_kind == "random":  # same cost as real samples (compute does not depend on the ids)
+        rng = torch.Generator().manual_seed(seed)
+        completions = [torch.randint(3, len(policy.tokenizer), (n,), generator=rng).tolist() for n in lengths]
+        return {"prompt": prompt, "completions": completions, "generate_s": None,
+                "generate_note": "completions: random token ids (--completions random)"}
     t0 = time.perf_counter()
     samples = policy.generate([prompt], group, max_new_tokens=max(lengths), temperature=1.0, seed=seed)[0]
     gen_s = time.perf_counter() - t0
@@ -152,6 +159,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--optimizer-step", action="store_true", help="include an AdamW step in each timed step")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--completions", choices=["sampled", "random"], default="sampled",
+                    help="sample the G completions from the model (default; also times generate) or use random ids")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
     ap.add_argument("--worker", choices=["shared", "naive"], help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -162,7 +171,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
-    data = build_inputs(args.model, args.prefix_tokens, args.group, args.completion_tokens, args.seed)
+    data = build_inputs(args.model, args.prefix_tokens, args.group, args.completion_tokens, args.seed,
+                        args.completions)
     memory: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pivotrl-bench-") as tmp:
         inputs = Path(tmp) / "inputs.json"
@@ -216,7 +226,8 @@ def main() -> None:
     print(f"{'tokens through the model':26}{report['tokens_through_model']['shared']:15d}"
           f"{report['tokens_through_model']['naive']:12d}")
     print(f"max |logprob shared - naive| = {max_diff:.2e}; machine load avg {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"generate: {data['generate_s']:.1f} s ({data['generate_note']})")
+    if data["generate_s"] is not None:
+        print(f"generate: {data['generate_s']:.1f} s ({data['generate_note']})")
     print(f"wrote {out}")
 
 if __name__ == "__main__":

@@ -51,6 +51,16 @@ def sandbox_backend(request):
     be.close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _torch_one_thread():
+    """Tests share 2 cores with sandboxes and each other: torch's default 2 threads then spin-wait and
+    small models run 10-30x slower than with 1 thread (measured here)."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = os.environ.get("RUN_SLOW", "") == "1" or "slow" in (config.getoption("-m") or "")
     if run_slow:

@@ -39,9 +39,14 @@ class TrainGroup:
     completions: list[list[int]]
     old_logprobs: list[list[float]] | None = None
     advantages: list[float] | None = None
+    token_masks: list[list[float]] | None = None
+    """Per-token loss weights of each completion (None = every token counts). A whole packed
+    conversation is one completion whose mask is 1 on assistant turns and 0 on tool/user turns."""
 
     @property
     def num_tokens(self) -> int:
+        if self.token_masks is not None:
+            return int(sum(sum(m) for m in self.token_masks))
         return sum(len(c) for c in self.completions)
 
 

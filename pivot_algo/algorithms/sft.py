@@ -1,9 +1,17 @@
 """SFT: cross-entropy on the demonstration's assistant turns (the baseline PivotRL is compared with).
 
-Each step takes the next `states_per_step` assistant turns of the training trajectories from a
-shuffled epoch order (reshuffled every epoch with the trainer's data generator; the order and the
-position are checkpointed, so a resumed run sees the same turns). The loss is the token-level mean
-negative log-likelihood of the demonstration turn (end-of-turn token included) after its prompt.
+`unit="turn"`: each step takes the next `states_per_step` assistant turns of the training
+trajectories from a shuffled epoch order (reshuffled every epoch with the trainer's data generator;
+the order and the position are checkpointed, so a resumed run sees the same turns). The loss is the
+token-level mean negative log-likelihood of the demonstration turn (end-of-turn token included)
+after its prompt.
+
+`unit="trajectory"`: each step takes `trajectories_per_step` whole conversations and computes the
+same token-level loss over all their assistant turns in ONE forward pass per conversation (tool and
+user tokens masked out). Same objective, but a T-turn conversation's shared history is computed once
+instead of T times - this is how SFT is usually run, and several times cheaper on long trajectories.
+It relies on the chat template's prefix property (turn k's prompt + target is a prefix of turn k+1's
+prompt), which the policy tests check; a trajectory that breaks it falls back to per-turn groups.
 """
 
 from __future__ import annotations
@@ -23,8 +31,16 @@ class SFTConfig:
     """Assistant turns (start states with their demonstration) per optimiser step."""
     max_completion_tokens: int = 0
     """Truncate demonstration turns longer than this (0 = keep whole turns)."""
+    unit: str = "turn"
+    """"turn": one group per assistant turn; "trajectory": one packed forward per conversation."""
+    trajectories_per_step: int = 2
+    """Whole conversations per optimiser step when unit="trajectory"."""
 
     def __post_init__(self) -> None:
+        if self.unit not in ("turn", "trajectory"):
+            raise ConfigError(f"unit must be 'turn' or 'trajectory', got {self.unit!r}")
+        if self.trajectories_per_step < 1:
+            raise ConfigError(f"trajectories_per_step must be >= 1, got {self.trajectories_per_step}")
         if self.states_per_step < 1:
             raise ConfigError(f"states_per_step must be >= 1, got {self.states_per_step}")
         if self.max_completion_tokens < 0:
@@ -57,8 +73,43 @@ class SFT(Algorithm):
             self._pos += 1
         return out
 
+    def _next_trajectories(self, ctx: CollectContext) -> list[list[Any]]:
+        """The start states of the next `trajectories_per_step` trajectories (turn order kept)."""
+        by_traj: dict[str, list[Any]] = {}
+        for s in ctx.train_states:
+            by_traj.setdefault(s.trajectory_id, []).append(s)
+        ids = sorted(by_traj)
+        out = []
+        while len(out) < min(self.config.trajectories_per_step, len(ids)):
+            if self._pos >= len(self._order):
+                self._order = ctx.rng.permutation(len(ids)).tolist()
+                self._pos = 0
+                self.epoch += 1
+            out.append(sorted(by_traj[ids[self._order[self._pos]]], key=lambda s: s.turn))
+            self._pos += 1
+        return out
+
+    def _packed_group(self, ctx: CollectContext, states: list[Any]) -> list[TrainGroup]:
+        """One group for a whole conversation: prompt = the history before the first turn, one completion
+        = everything after it up to the end of the last turn, mask = 1 on the demonstration turns."""
+        demos = [ctx.rollouts.demonstration(s) for s in states]
+        last_prompt, last_target = demos[-1]
+        full = last_prompt + last_target
+        start = len(demos[0][0])
+        mask = [0.0] * (len(full) - start)
+        for prompt, target in demos:
+            if full[: len(prompt) + len(target)] != prompt + target:  # template breaks the prefix property
+                return [TrainGroup(prompt_ids=p, completions=[t]) for p, t in demos]
+            for i in range(len(prompt), len(prompt) + len(target)):
+                mask[i - start] = 1.0
+        return [TrainGroup(prompt_ids=full[:start], completions=[full[start:]], token_masks=[mask])]
+
     def collect(self, ctx: CollectContext) -> Batch:
         groups = []
+        if self.config.unit == "trajectory":
+            for states in self._next_trajectories(ctx):
+                groups.extend(self._packed_group(ctx, states))
+            return Batch(groups, {"charts/epoch": float(self.epoch)})
         for state in self._next_states(ctx):
             prompt, target = ctx.rollouts.demonstration(state)
             if self.config.max_completion_tokens:
@@ -71,8 +122,14 @@ class SFT(Algorithm):
         n_tokens = 0
         for g in batch.groups:
             out = policy.group_logprobs(g.prompt_ids, g.completions)
-            total = total - (out.logprobs * out.mask).sum()
-            n_tokens += int(out.mask.sum())
+            mask = out.mask
+            if g.token_masks is not None:
+                weights = torch.zeros_like(mask)
+                for i, m in enumerate(g.token_masks):
+                    weights[i, : len(m)] = torch.tensor(m, dtype=mask.dtype)
+                mask = mask * weights
+            total = total - (out.logprobs * mask).sum()
+            n_tokens += int(mask.sum())
         loss = total / max(n_tokens, 1)
         return loss, {"losses/nll": float(loss.detach())}
 

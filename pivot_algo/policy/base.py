@@ -56,11 +56,14 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None) -> list[list[Completion]]:
-        """Sample `n` completions for each prompt (token ids). Returns one list of n per prompt."""
+        """Sample `n` completions for each prompt (token ids). Returns one list of n per prompt.
+        `temperature=0` is greedy. Backends may take extra keywords (e.g. `max_batch_tokens`)."""
 
     @abc.abstractmethod
-    def group_logprobs(self, prompt: list[int], completions: Sequence[list[int]]) -> GroupLogprobs:
-        """Log-probs of each completion given the shared prompt, differentiable w.r.t. the weights.
+    def group_logprobs(self, prompt: list[int], completions: Sequence[list[int]], *,
+                       temperature: float = 1.0) -> GroupLogprobs:
+        """Log-probs of each completion given the shared prompt, differentiable w.r.t. the weights,
+        under softmax(logits / temperature) (importance ratios must use the sampling temperature).
         The prompt is computed once for the whole group."""
 
     def decode(self, token_ids: Sequence[int]) -> str:
