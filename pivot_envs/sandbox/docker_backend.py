@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import posixpath
+import queue
 import socket
 import tarfile
 import threading
@@ -371,7 +372,7 @@ class DockerSandbox(Sandbox):
             return
         self._closed = True
         try:
-            _remove_container(self.container)
+            self._backend._remove_later(self.container)
         finally:
             self._backend._forget(self)
 
@@ -391,7 +392,7 @@ class DockerBackend(SandboxBackend):
     name = "docker"
 
     def __init__(self, image: str | None = None, limits: SandboxLimits | None = None,
-                 pool_size: int = 2, pool_images: int = 4):
+                 pool_size: int = 2, pool_images: int = 8):
         self.client = _connect()
         self._docker = _docker_module()
         self.image = image or os.environ.get(IMAGE_ENV_VAR) or DEFAULT_IMAGE
@@ -410,6 +411,10 @@ class DockerBackend(SandboxBackend):
         self._wanted = threading.Event()   # the filler has work
         self._stopping = threading.Event()
         self._filler: threading.Thread | None = None
+        # Removing a container takes ~80 ms; a closed sandbox's container is removed by a background
+        # thread so that closing one sandbox and forking the next (every episode reset) does not wait.
+        self._removals: queue.Queue = queue.Queue()
+        self._remover: threading.Thread | None = None
         _LIVE_BACKENDS.add(self)
 
     # ------------------------------------------------------------------ containers
@@ -460,6 +465,35 @@ class DockerBackend(SandboxBackend):
                 raise SandboxError("this docker backend is closed; make a new one")
             self._sandboxes[container.id] = box
         return box
+
+    def _remove_later(self, container) -> None:
+        """Queue `container` for removal (synchronous once the backend is closing)."""
+        with self._lock:
+            if not self._closed and self._remover is None:
+                self._remover = threading.Thread(target=self._remove_loop, daemon=True,
+                                                 name=f"pivotrl-docker-remover-{self.instance_id[:8]}")
+                self._remover.start()
+            background = self._remover is not None and not self._closed
+        if background:
+            self._removals.put(container)
+        else:
+            _remove_container(container)
+
+    def _remove_loop(self) -> None:
+        while True:
+            container = self._removals.get()
+            try:
+                if container is None:
+                    return
+                _remove_container(container)
+            except Exception:  # never let one failure stop later removals; close() sweeps by label
+                log.exception("removing a closed sandbox's container failed")
+            finally:
+                self._removals.task_done()
+
+    def flush_removals(self) -> None:
+        """Wait until every closed sandbox's container is gone."""
+        self._removals.join()
 
     def _forget(self, box: DockerSandbox) -> None:
         with self._lock:
@@ -621,6 +655,9 @@ class DockerBackend(SandboxBackend):
             self._closed = True
         self._stopping.set()
         self._wanted.set()
+        if self._remover is not None:
+            self._removals.put(None)
+            self._remover.join(timeout=60)
         try:
             if self._filler is not None:
                 self._filler.join(timeout=30)
@@ -632,8 +669,8 @@ class DockerBackend(SandboxBackend):
                 snapshots = list(self._snapshots) + sorted(self._unremoved)
                 self._snapshots.clear()
                 self._unremoved.clear()
-            for queue in queues:
-                self._drain(queue)
+            for ready in queues:
+                self._drain(ready)
             for box in boxes:
                 box.close()
             # Anything a crashed code path left behind still carries our instance label.
@@ -649,23 +686,27 @@ class DockerBackend(SandboxBackend):
                 self._remove_image(ref)
             _LIVE_BACKENDS.discard(self)
 
+    def _owned_container_rows(self) -> list[dict]:
+        """This backend's containers as the list API returns them (id + labels, no per-container
+        inspect: a container being removed in the background may vanish between list and inspect)."""
+        return self.client.api.containers(all=True, filters={"label": f"{LABEL_BACKEND}={self.instance_id}"})
+
     def live_containers(self) -> list[str]:
         """Ids of all containers this backend owns right now, pooled ones included."""
-        found = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_BACKEND}={self.instance_id}"})
-        return [c.id for c in found]
+        self.flush_removals()
+        return [row["Id"] for row in self._owned_container_rows()]
 
     def live_resources(self) -> list[str]:
         """The containers behind this backend's sandboxes ("container:<id>"), for leak checks:
         empty once every sandbox is closed. Containers waiting in the fork pool are a cache, not
         sandboxes, and are left out (the pool refills in the background at any moment);
         `close()` removes them."""
-        found = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_BACKEND}={self.instance_id}"})
+        self.flush_removals()
+        rows = self._owned_container_rows()
         with self._lock:
             tracked = set(self._sandboxes)
-        return sorted(f"container:{c.id}" for c in found
-                      if c.id in tracked or c.labels.get(LABEL_POOL) != "1")
+        return sorted(f"container:{row['Id']}" for row in rows
+                      if row["Id"] in tracked or (row.get("Labels") or {}).get(LABEL_POOL) != "1")
 
 
 _LIVE_BACKENDS: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()

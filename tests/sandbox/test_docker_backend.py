@@ -154,6 +154,7 @@ def test_close_is_idempotent_and_final(docker_backend):
     sandbox.close()
     with pytest.raises(SandboxError):
         sandbox.exec("true")
+    docker_backend.flush_removals()  # containers of closed sandboxes are removed in the background
     assert not docker_backend.client.containers.list(all=True, filters={"id": container_id})
 
 
