@@ -102,12 +102,18 @@ def run_python(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ExecOutcome
     with tempfile.TemporaryDirectory(prefix="pivot-humaneval-") as tmp:
         program = Path(tmp) / "program.py"
         program.write_text(source, encoding="utf-8")
-        cmd = [sys.executable, "-I", "-B", str(program)]
+        # The base interpreter, not the venv's symlink: a checkout (and so its venv) may live under /tmp,
+        # which the jail replaces with an empty tmpfs. Programs need only the standard library.
+        interpreter = os.path.realpath(sys.executable)
+        cmd = [interpreter, "-I", "-B", str(program)]
         isolation = "rlimits"
         if _bwrap_works():
             isolation = "bwrap"
+            keep = [arg for prefix in {sys.base_prefix, os.path.dirname(interpreter)}
+                    if prefix.startswith("/tmp/") for arg in ("--ro-bind", prefix, prefix)]
             cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                   "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", tmp, tmp, "--chdir", tmp, *cmd]
+                   "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *keep, "--bind", tmp, tmp,
+                   "--chdir", tmp, *cmd]
         stdout_path, stderr_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             try:
