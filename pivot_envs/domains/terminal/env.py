@@ -150,9 +150,12 @@ class TerminalEnv(PivotEnv):
         base = self.limits or SandboxLimits()
         return dataclasses.replace(base, **{k: v for k, v in lim.items() if hasattr(base, k)})
 
-    def _exec(self, box: Sandbox, traj: Trajectory, cmd: str):
+    def _exec(self, box: Sandbox, traj: Trajectory, cmd: str, timeout_s: float | None = None):
+        """Run one command of `traj`'s task (its env, its per-command limit unless `timeout_s`) and
+        count the sandbox time."""
         t0 = time.perf_counter()
-        result = box.exec(cmd, timeout=float(traj.task.get("timeout_s", 30.0)), env=traj.task.get("env") or None)
+        timeout = float(traj.task.get("timeout_s", 30.0)) if timeout_s is None else timeout_s
+        result = box.exec(cmd, timeout=timeout, env=traj.task.get("env") or None)
         self.costs.sandbox_seconds += time.perf_counter() - t0
         return result
 
@@ -184,9 +187,10 @@ class TerminalEnv(PivotEnv):
                     log.info("replay of %s turn %d diverges from the recorded output", traj.id, i)
 
         actions = traj.actions_before(k)
+        # every backend stores the cache key it was given in Snapshot.key: it identifies the state
         snap = self.snapshots.state_at(image=self._image(traj), task_key=traj.task_key(), actions=actions,
                                        workdir=workdir, limits=self._limits(traj), prepare=prepare, apply=apply)
-        state = TerminalState(traj, k, snap, snap.key or self.snapshots.key(self._image(traj), traj.task_key(), actions))
+        state = TerminalState(traj, k, snap, snap.key)
         if self.mode == "episode":
             state.sandbox = self.backend.fork(snap)
         return state
@@ -227,10 +231,7 @@ class TerminalEnv(PivotEnv):
                 box.write_file(path, content)
             if own:
                 self.costs.rollout_turns += 1  # verifying a "done" message executes the test in a fork
-            t0 = time.perf_counter()
-            res = box.exec(traj.task["test"], timeout=float(traj.task.get("test_timeout_s", 120.0)),
-                           env=traj.task.get("env") or None)
-            self.costs.sandbox_seconds += time.perf_counter() - t0
+            res = self._exec(box, traj, traj.task["test"], timeout_s=float(traj.task.get("test_timeout_s", 120.0)))
             return res.exit_code == 0 and not res.timed_out
         except SandboxError:
             log.exception("task test could not run")
