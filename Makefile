@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PRESET ?= pivot_algo/presets/smollm_terminal.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv provision demo env-demo test test-slow bench clean-docker
+.PHONY: venv provision demo env-demo test test-slow lint bench clean-docker
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ env-demo: venv provision
 test: venv provision
 	set +e; $(PY) -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
+
+# ruff and mypy findings may only shrink (baseline in .ci/lint_baseline.json).
+lint: venv
+	$(PY) .ci/lint.py
 
 test-slow: venv provision
 	RUN_SLOW=1 $(MAKE) test
