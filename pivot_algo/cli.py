@@ -7,6 +7,8 @@ settings; `key=value` overrides any entry by its dotted path (values are parsed 
 - `profile`: profile pivots of the start policy on the training and held-out splits.
 - `train`: train the preset's `algo` from `model` (profiling first when the algorithm needs pivots).
 - `eval`: evaluate `model` (a spec or a saved policy directory) on the held-out split.
+- `plugins: [path/to/file.py, some.module]` in the config imports algorithm plug-ins first, so
+  `algo=` can name an algorithm registered outside the package.
 - `run`: the comparison of DESIGN.md: start checkpoint (an SFT warm-up on a disjoint split when the
   preset says the base has no valid actions), pivots profiled once, SFT and PivotRL each trained from
   that start on the same trajectories, optionally PivotRL after SFT, all evaluated; prints a table
@@ -21,14 +23,16 @@ import importlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from pivot_algo.algorithms import get_algorithm
 from pivot_algo.algorithms.base import ConfigError
+from pivot_algo.plugins import load_plugins
 from pivot_algo.profiler import ProfileConfig, ProfileReport, profile
 from pivot_algo.rollout import Rollouts, StartState
 from pivot_algo.trainer import TrainConfig, Trainer
@@ -118,9 +122,9 @@ def split_ids(ids: Sequence[str], cfg: dict[str, Any]) -> dict[str, list[str]]:
     if d.get("max_trajectories"):
         order = order[: int(d["max_trajectories"])]
     n = len(order)
-    n_held = max(1, int(round(n * float(d.get("heldout_fraction", 0.25)))))
+    n_held = max(1, round(n * float(d.get("heldout_fraction", 0.25))))
     warm = (cfg.get("warmup") or {}).get("enabled", False)
-    n_warm = int(round(n * float(d.get("warmup_fraction", 0.25)))) if warm else 0
+    n_warm = round(n * float(d.get("warmup_fraction", 0.25))) if warm else 0
     out = {"heldout": order[:n_held], "warmup": order[n_held:n_held + n_warm], "train": order[n_held + n_warm:]}
     if not out["train"] or (warm and not out["warmup"]):
         raise ConfigError(f"split of {n} trajectories leaves train={len(out['train'])}, warmup={len(out['warmup'])}: "
@@ -283,12 +287,12 @@ def cmd_run(cfg: dict[str, Any]) -> dict[str, Any]:
     start, warm = _start_model(cfg, splits, out)
     report, train_p, held_p = _profile_start(cfg, start, splits, out)
     notes = [f"splits: train={len(splits['train'])}, held-out={len(splits['heldout'])}, warm-up={len(splits['warmup'])} trajectories",
-             f"profile (start policy): {report.candidate_states} candidate states, {report.pivots_kept} pivots "
-             f"({len(train_p)} train / {len(held_p)} held-out), start mean reward {report.mean_reward:.3f}, "
-             f"{report.verdicts_per_s:.1f} verdicts/s, cache hit rate {report.cache_hit_rate:.2f}, "
-             f"message/tool-call ratio {report.message_ratio:.2f}/{report.tool_call_ratio:.2f}, {report.seconds:.0f} s",
-             "mean pivot reward: on held-out pivot states of the start policy; costs are training costs "
-             "(PivotRL's include nothing of profiling, listed above)"]
+             (f"profile (start policy): {report.candidate_states} candidate states, {report.pivots_kept} pivots "
+              f"({len(train_p)} train / {len(held_p)} held-out), start mean reward {report.mean_reward:.3f}, "
+              f"{report.verdicts_per_s:.1f} verdicts/s, cache hit rate {report.cache_hit_rate:.2f}, "
+              f"message/tool-call ratio {report.message_ratio:.2f}/{report.tool_call_ratio:.2f}, {report.seconds:.0f} s"),
+             ("mean pivot reward: on held-out pivot states of the start policy; costs are training costs "
+              "(PivotRL's include nothing of profiling, listed above)")]
     if warm is not None:
         notes.insert(0, f"the base model emits no valid action, so both arms start from an SFT warm-up on a disjoint "
                         f"split of {len(splits['warmup'])} trajectories ({warm['steps']} steps)")
@@ -301,7 +305,7 @@ def cmd_run(cfg: dict[str, Any]) -> dict[str, Any]:
     rl = run_train(cfg, "pivotrl", start, splits["train"], train_p, out, "pivotrl")
     rows.append(_row("PivotRL", run_eval(cfg, rl["policy"], splits["heldout"], held_p), rl["costs"], len(train_p)))
     if cfg.get("pivotrl_after_sft"):
-        r2, tp2, _ = _profile_start(cfg, sft["policy"], splits, out / "after_sft")
+        _, tp2, _ = _profile_start(cfg, sft["policy"], splits, out / "after_sft")
         if tp2:
             rl2 = run_train(cfg, "pivotrl", sft["policy"], splits["train"], tp2, out, "pivotrl_after_sft")
             rows.append(_row("SFT -> PivotRL", run_eval(cfg, rl2["policy"], splits["heldout"], held_p), rl2["costs"], len(tp2)))
@@ -328,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(args.config, args.overrides)
+    load_plugins(cfg.get("plugins"))  # outside algorithms register themselves before any lookup
     COMMANDS[args.command](copy.deepcopy(cfg))
     return 0
 

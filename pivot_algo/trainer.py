@@ -24,8 +24,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from pivot_algo.algorithms import get_algorithm
 from pivot_algo.algorithms.base import Algorithm, CollectContext, ConfigError
+from pivot_algo.plugins import load_plugins
 from pivot_algo.rollout import Rollouts, StartState, stable_seed
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class TrainConfig:
     """Registered algorithm name (`pivot_algo.list_algorithms()`)."""
     algorithm_config: dict = dataclasses.field(default_factory=dict)
     """Fields of the algorithm's own config dataclass."""
+    plugins: list = dataclasses.field(default_factory=list)
+    """Modules or .py files to import before `algorithm` is looked up (they register outside algorithms)."""
     steps: int = 100
     """Optimiser steps."""
     # --- optimiser
@@ -130,6 +134,7 @@ class Trainer:
         self.train_trajectory_ids = list(train_trajectory_ids)
         self.train_states = rollouts.states(self.train_trajectory_ids)
         if algorithm is None:
+            load_plugins(config.plugins)
             cls = get_algorithm(config.algorithm)
             algorithm = cls(cls.make_config(config.algorithm_config))
         self.algorithm = algorithm
@@ -274,7 +279,7 @@ class Trainer:
         if not path.exists():
             return
         keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and _line_step(ln) is not None and _line_step(ln) <= self.step]
+                if ln.strip() and (step := _line_step(ln)) is not None and step <= self.step]
         path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
     # ------------------------------------------------------------------ checkpoints

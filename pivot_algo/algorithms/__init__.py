@@ -8,14 +8,18 @@ are imported lazily the first time the registry is read, so `import pivot_algo` 
 from __future__ import annotations
 
 import importlib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from pivot_envs.errors import PivotError
+
+if TYPE_CHECKING:
+    from pivot_algo.algorithms.base import Algorithm
 
 # Built-in algorithms: one module each, imported on first use of the registry.
 _BUILTIN_MODULES = ("pivotrl", "sft", "e2e_grpo", "pivotrl_random_turns", "pivotrl_exact_match")
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, type[Algorithm]] = {}
 _builtins_loaded = False
 
 T = TypeVar("T", bound=type)
@@ -65,7 +69,7 @@ def list_algorithms() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_algorithm(name: str) -> type:
+def get_algorithm(name: str) -> type[Algorithm]:
     """The algorithm class registered as `name`."""
     _load_builtins()
     if name not in _REGISTRY:
