@@ -8,25 +8,22 @@ side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gymnasium as gym  # noqa: E402
+import gymnasium as gym
+from _common import table, write_json
 
-import pivot_envs  # noqa: E402,F401
-from pivot_envs.trajectory import load_trajectories  # noqa: E402
-from _common import table, write_json  # noqa: E402
-from pivot_envs.trajectory import tool_calls_of  # noqa: E402
+import pivot_envs  # noqa: F401
+from pivot_envs.parsing import render_bash_call
+from pivot_envs.trajectory import load_trajectories, tool_calls_of
 
 
 def actions_for(reference: dict) -> list[str]:
-    def call(cmd: str) -> str:
-        return "<tool_call>\n" + json.dumps({"name": "bash", "arguments": {"command": cmd}}) + "\n</tool_call>"
-
+    call = render_bash_call
     calls = tool_calls_of(reference)
     if not calls:
         return ["Done.", call("ls")]

@@ -7,22 +7,19 @@ verdict for the demonstration's action and for a few variants of it.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import gymnasium as gym
 
 import pivot_envs  # noqa: F401  (registers the envs)
+from pivot_envs.parsing import render_bash_call, render_tool_call
 from pivot_envs.trajectory import tool_calls_of
 
 
 def variants(reference: dict) -> list[tuple[str, str]]:
     """(label, model text) pairs to judge at a turn whose demonstration action is `reference`."""
     calls = tool_calls_of(reference)
-
-    def call(cmd: str) -> str:
-        return '<tool_call>\n' + json.dumps({"name": "bash", "arguments": {"command": cmd}}) + '\n</tool_call>'
-
+    call = render_bash_call
     if not calls:
         return [("plain message", "All done."), ("needless command", call("ls"))]
     cmd = calls[0].arguments["command"]
@@ -32,7 +29,7 @@ def variants(reference: dict) -> list[tuple[str, str]]:
         ("different command", call("echo something-else > /dev/null; ls /")),
         ("plain message", "I think the task is done."),
         ("malformed tool call", '<tool_call>{"name": "bash", "arguments": </tool_call>'),
-        ("unknown tool", '<tool_call>\n{"name": "python", "arguments": {"code": "1"}}\n</tool_call>'),
+        ("unknown tool", render_tool_call("python", {"code": "1"})),
     ]
 
 

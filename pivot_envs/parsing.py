@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pivot_envs.trajectory import ToolCall, tool_calls_of
 
@@ -40,6 +41,19 @@ class ParsedAction:
         elif self.error and self.raw:
             msg["content"] = self.raw  # keep what the model said, so the next turn sees it
         return msg
+
+
+def render_tool_call(name: str, arguments: dict[str, Any], content: str = "") -> str:
+    """Model text for one Hermes tool call (what `parse_hermes` reads back into the same call):
+    optional `content` first, then `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`,
+    the layout the project's chat template gives an assistant tool call."""
+    call = "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "\n</tool_call>"
+    return f"{content}\n{call}" if content else call
+
+
+def render_bash_call(command: str) -> str:
+    """Model text for one `bash` call running `command`."""
+    return render_tool_call("bash", {"command": command})
 
 
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)

@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from pivot_envs.parsing import render_bash_call
 from pivot_envs.trajectory import ROLES
 
 
@@ -39,7 +40,7 @@ class ConversationSpace(gym.Space):
     def __repr__(self) -> str:
         return "ConversationSpace()"
 
-    def __eq__(self, other: Any) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, ConversationSpace)
 
 
@@ -65,12 +66,12 @@ class AssistantActionSpace(gym.Space):
         commands = ["ls", "pwd", "cat README.md", "echo hi", "true"]
         if self.np_random.random() < 0.5:
             cmd = str(self.np_random.choice(commands))
-            return '<tool_call>\n{"name": "bash", "arguments": {"command": "%s"}}\n</tool_call>' % cmd
+            return render_bash_call(cmd)
         n = int(self.np_random.integers(0, 40))
         return "".join(chr(int(c)) for c in self.np_random.integers(32, 127, size=n))
 
     def __repr__(self) -> str:
         return f"AssistantActionSpace(max_length={self.max_length})"
 
-    def __eq__(self, other: Any) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, AssistantActionSpace) and other.max_length == self.max_length

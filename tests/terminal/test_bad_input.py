@@ -3,13 +3,16 @@ crash, never a leaked sandbox (both backends)."""
 
 from __future__ import annotations
 
-import json
-
 import gymnasium as gym
 import pytest
 
 import pivot_envs  # noqa: F401
-from pivot_envs.errors import TrajectoryError, TurnOutOfRangeError, UnknownTrajectoryError
+from pivot_envs.errors import (
+    TrajectoryError,
+    TurnOutOfRangeError,
+    UnknownTrajectoryError,
+)
+from pivot_envs.parsing import render_bash_call, render_tool_call
 
 
 def test_turn_out_of_range_and_unknown_trajectory(local_backend):
@@ -49,10 +52,10 @@ def test_wrong_domain_and_bad_mode(local_backend):
 @pytest.mark.parametrize("action", [
     "no tool call at all, just chatter",
     "<tool_call>{not json}</tool_call>",
-    '<tool_call>\n{"name": "rm", "arguments": {"path": "/"}}\n</tool_call>',
-    '<tool_call>\n{"name": "bash", "arguments": {"command": "sleep 100"}}\n</tool_call>',
-    '<tool_call>\n{"name": "bash", "arguments": {"command": "cat /dev/urandom | base64"}}\n</tool_call>',
-    '<tool_call>\n{"name": "bash", "arguments": {"command": ":(){ :|:& };:"}}\n</tool_call>',
+    render_tool_call("rm", {"path": "/"}),
+    render_bash_call("sleep 100"),
+    render_bash_call("cat /dev/urandom | base64"),
+    render_bash_call(":(){ :|:& };:"),
 ])
 def test_bad_actions_are_verdicts_and_nothing_leaks(sandbox_backend, action):
     from pivot_envs.domains.terminal.tasks import builtin_trajectories

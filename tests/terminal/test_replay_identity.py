@@ -12,7 +12,8 @@ import gymnasium as gym
 import pytest
 
 import pivot_envs  # noqa: F401
-from pivot_envs.domains.terminal.verifier import bash_commands, normalise_archives
+from pivot_envs.bash_tool import bash_commands
+from pivot_envs.effects import normalise_archives
 from pivot_envs.trajectory import load_trajectories
 
 

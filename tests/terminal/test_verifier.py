@@ -11,7 +11,8 @@ import gymnasium as gym
 import pytest
 
 import pivot_envs  # noqa: F401
-from pivot_envs.domains.terminal.tasks.format import BASH_TOOL
+from pivot_envs.bash_tool import BASH_TOOL
+from pivot_envs.parsing import render_tool_call
 
 SETUP = r"""set -e
 printf 'alpha foo\nbeta foo foo\ngamma\n' > notes.txt
@@ -88,8 +89,8 @@ def test_different_pairs_score_0(sandbox_backend, reference, action, why):
 
 @pytest.mark.parametrize("text, why", [
     ('<tool_call>{"name": "bash", "arguments": </tool_call>', "not valid JSON"),
-    ('<tool_call>\n{"name": "python", "arguments": {"code": "1"}}\n</tool_call>', "unknown tool"),
-    ('<tool_call>\n{"name": "bash", "arguments": {"cmd": "ls"}}\n</tool_call>', "command"),
+    (render_tool_call("python", {"code": "1"}), "unknown tool"),
+    (render_tool_call("bash", {"cmd": "ls"}), "command"),
     ("I am done.", "plain message"),
 ])
 def test_bad_model_output_is_a_reward_0_verdict(local_backend, text, why):

@@ -27,77 +27,20 @@ decides (no judge: 0). `ExactVerifier` ("exact") is strict string match (the abl
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import hashlib
 import json
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from pivot_envs.bash_tool import bash_commands
+from pivot_envs.effects import Outcome, diff_paths, normalise_output
 from pivot_envs.parsing import ParsedAction
-from pivot_envs.sandbox.base import FileEntry
 from pivot_envs.trajectory import tool_calls_of
 from pivot_envs.verdict import Verdict
 
-GIT_SUMMARY = r"""for g in $(find {roots} -name .git -type d -prune 2>/dev/null | sort); do
-  r=$(dirname "$g"); cd "$r" || continue
-  echo "repo $r"; echo "head $(git rev-parse -q --verify 'HEAD^{{tree}}' 2>/dev/null)"
-  echo "count $(git rev-list --all --count 2>/dev/null)"
-  git for-each-ref --format='ref %(refname) %(objectname)' refs/heads refs/tags 2>/dev/null | while read -r _ n c; do
-    echo "ref $n $(git rev-parse -q --verify "$c^{{tree}}" 2>/dev/null)"; done
-  echo "current $(git symbolic-ref -q --short HEAD 2>/dev/null)"
-  git status --porcelain 2>/dev/null | sed 's/^/status /'
-done"""
-
-
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".gz")
-
-
-def archive_digest(path: str, data: bytes) -> str | None:
-    """A digest of an archive's *members* (names, kinds, modes, contents), or None if `path` is not a
-    readable archive. Archive bytes embed creation times (gzip header, tar/zip member mtimes), so two
-    runs of the same `tar -czf` differ byte-wise; what they contain is the functional effect."""
-    import gzip
-    import io
-    import tarfile
-    import zipfile
-
-    if not path.endswith(ARCHIVE_SUFFIXES):
-        return None
-    h = hashlib.sha256()
-    try:
-        if path.endswith(".zip"):
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in sorted(zf.infolist(), key=lambda i: i.filename):
-                    h.update(f"{info.filename}|{info.external_attr >> 16 & 0o7777}|".encode())
-                    h.update(hashlib.sha256(zf.read(info)).digest())
-        elif ".tar" in path or path.endswith(".tgz"):
-            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-                for m in sorted(tf.getmembers(), key=lambda m: m.name):
-                    h.update(f"{m.name.removeprefix('./')}|{m.type!r}|{m.mode & 0o7777}|{m.linkname}|".encode())
-                    f = tf.extractfile(m) if m.isfile() else None
-                    h.update(hashlib.sha256(f.read()).digest() if f else b"-")
-        else:
-            h.update(hashlib.sha256(gzip.decompress(data)).digest())
-    except Exception:  # not really an archive (or corrupt): compare bytes as usual
-        return None
-    return "archive:" + h.hexdigest()
-
-
-def normalise_archives(box: Any, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
-    """Replace the byte digest of archive files with `archive_digest` (read from the sandbox)."""
-    out = dict(files)
-    for path, entry in files.items():
-        if entry.kind == "file" and path.endswith(ARCHIVE_SUFFIXES):
-            digest = archive_digest(path, box.read_file(path))
-            if digest:
-                out[path] = FileEntry(entry.kind, entry.mode, digest)
-    return out
-
-
-_STOP_WORDS = frozenset("the and for are was were with that this from into have has had all any its not but "
-                        "you your can will been there their them then than each done task".split())
+_STOP_WORDS = frozenset(["the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "have", "has", "had", "all", "any", "its", "not", "but", "you", "your", "can", "will", "been", "there", "their", "them", "then", "than", "each", "done", "task"])
 
 
 def content_words(text: str) -> set[str]:
@@ -111,51 +54,6 @@ def message_recall(message: str, reference: str) -> float:
     """Share of the reference's content words that the message also contains (1.0 if it has none)."""
     ref = content_words(reference)
     return len(ref & content_words(message)) / len(ref) if ref else 1.0
-
-
-def normalise_output(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    return "\n".join(lines).strip("\n")
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What one or more commands did to a fork of the state."""
-
-    exit_code: int
-    timed_out: bool
-    stdout: str
-    files: dict[str, FileEntry]
-    git: str
-    seconds: float
-
-
-def bash_commands(action: ParsedAction | dict) -> tuple[list[str] | None, str]:
-    """The commands of an action's bash calls, or (None, why not)."""
-    calls = action.tool_calls if isinstance(action, ParsedAction) else tool_calls_of(action)
-    cmds = []
-    for c in calls:
-        if c.name != "bash":
-            return None, f"unknown tool {c.name!r} (the terminal has one tool, 'bash')"
-        cmd = c.arguments.get("command")
-        if not isinstance(cmd, str) or not cmd.strip():
-            return None, "the bash call needs a non-empty string argument 'command'"
-        extra = set(c.arguments) - {"command"}
-        if extra:
-            return None, f"unexpected bash argument(s) {sorted(extra)}"
-        cmds.append(cmd)
-    return cmds, ""
-
-
-def _diff_paths(a: dict[str, FileEntry], b: dict[str, FileEntry], limit: int = 5) -> list[str]:
-    out = []
-    for p in sorted(set(a) | set(b)):
-        if a.get(p) != b.get(p):
-            what = "only in reference" if p not in b else "only in action" if p not in a else "differs"
-            out.append(f"{p} ({what})")
-            if len(out) >= limit:
-                break
-    return out
 
 
 class ExecutionVerifier:
@@ -232,7 +130,7 @@ class ExecutionVerifier:
             return Verdict.wrong(f"exit status {got.exit_code} differs from the demonstration's {ref.exit_code}",
                                  self.name, **details)
         if got.files != ref.files:
-            diff = _diff_paths(ref.files, got.files)
+            diff = diff_paths(ref.files, got.files)
             return Verdict.wrong("different file-system effect: " + ", ".join(diff), self.name, paths=diff, **details)
         if got.git != ref.git:
             return Verdict.wrong("different git repository state (HEAD tree, branches or status)", self.name, **details)

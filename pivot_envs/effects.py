@@ -1,0 +1,110 @@
+"""What commands did to a sandbox: the `Outcome` of running them in a fork, measured the same way in
+every sandboxed domain, and the normalisations that make two runs of the same work compare equal.
+
+- file manifest of the state roots: every path, its kind, permission bits and content hash
+  (modification times are not part of a `FileEntry`);
+- archives (.tar*, .tgz, .zip, .gz) by their members, not their bytes (which embed creation times);
+- git repositories by `GIT_SUMMARY` (HEAD's tree, the branch -> tree map, the commit count,
+  `git status --porcelain`) instead of the object store, whose commit ids depend on messages/dates;
+- stdout with trailing whitespace of each line and leading/trailing blank lines dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import tarfile
+import zipfile
+from typing import Any
+
+from pivot_envs.sandbox.base import FileEntry, Sandbox
+
+GIT_SUMMARY = r"""for g in $(find {roots} -name .git -type d -prune 2>/dev/null | sort); do
+  r=$(dirname "$g"); cd "$r" || continue
+  echo "repo $r"; echo "head $(git rev-parse -q --verify 'HEAD^{{tree}}' 2>/dev/null)"
+  echo "count $(git rev-list --all --count 2>/dev/null)"
+  git for-each-ref --format='ref %(refname) %(objectname)' refs/heads refs/tags 2>/dev/null | while read -r _ n c; do
+    echo "ref $n $(git rev-parse -q --verify "$c^{{tree}}" 2>/dev/null)"; done
+  echo "current $(git symbolic-ref -q --short HEAD 2>/dev/null)"
+  git status --porcelain 2>/dev/null | sed 's/^/status /'
+done"""
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".gz")
+
+
+def archive_digest(path: str, data: bytes) -> str | None:
+    """A digest of an archive's *members* (names, kinds, modes, contents), or None if `path` is not a
+    readable archive. Archive bytes embed creation times (gzip header, tar/zip member mtimes), so two
+    runs of the same `tar -czf` differ byte-wise; what they contain is the functional effect."""
+    if not path.endswith(ARCHIVE_SUFFIXES):
+        return None
+    h = hashlib.sha256()
+    try:
+        if path.endswith(".zip"):
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                    h.update(f"{info.filename}|{info.external_attr >> 16 & 0o7777}|".encode())
+                    h.update(hashlib.sha256(zf.read(info)).digest())
+        elif ".tar" in path or path.endswith(".tgz"):
+            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+                for m in sorted(tf.getmembers(), key=lambda m: m.name):
+                    h.update(f"{m.name.removeprefix('./')}|{m.type!r}|{m.mode & 0o7777}|{m.linkname}|".encode())
+                    f = tf.extractfile(m) if m.isfile() else None
+                    h.update(hashlib.sha256(f.read()).digest() if f else b"-")
+        else:
+            h.update(hashlib.sha256(gzip.decompress(data)).digest())
+    except Exception:  # noqa: BLE001  (not really an archive, or corrupt: compare bytes as usual)
+        return None
+    return "archive:" + h.hexdigest()
+
+
+def normalise_archives(box: Any, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+    """Replace the byte digest of archive files with `archive_digest` (read from the sandbox)."""
+    out = dict(files)
+    for path, entry in files.items():
+        if entry.kind == "file" and path.endswith(ARCHIVE_SUFFIXES):
+            digest = archive_digest(path, box.read_file(path))
+            if digest:
+                out[path] = FileEntry(entry.kind, entry.mode, digest)
+    return out
+
+
+def normalise_output(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+def diff_paths(a: dict[str, FileEntry], b: dict[str, FileEntry], limit: int = 5) -> list[str]:
+    """Up to `limit` paths whose entries differ between manifests `a` (reference) and `b` (action)."""
+    out = []
+    for p in sorted(set(a) | set(b)):
+        if a.get(p) != b.get(p):
+            what = "only in reference" if p not in b else "only in action" if p not in a else "differs"
+            out.append(f"{p} ({what})")
+            if len(out) >= limit:
+                break
+    return out
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one or more commands did to a fork of the state."""
+
+    exit_code: int
+    timed_out: bool
+    stdout: str
+    files: dict[str, FileEntry]
+    git: str
+    seconds: float
+
+
+def measure_files(box: Sandbox, roots: tuple[str, ...]) -> tuple[dict[str, FileEntry], str]:
+    """The file-system effect visible under `roots`: the manifest (git internals left out, archives
+    by members) and the git summary of every repository below them."""
+    # git internals are compared through GIT_SUMMARY instead (commit ids depend on messages)
+    files = {p: e for p, e in box.manifest(roots).items() if "/.git/" not in p and not p.endswith("/.git")}
+    files = normalise_archives(box, files)
+    git = box.exec(GIT_SUMMARY.format(roots=" ".join(roots)), timeout=30).stdout
+    return files, git

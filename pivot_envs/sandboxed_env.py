@@ -1,0 +1,222 @@
+"""`SandboxedEnv`: the part of a domain env that lives in a sandbox (terminal, SWE, ...).
+
+It owns what every sandboxed domain needs and nothing domain-specific:
+- one backend and one snapshot cache per sandbox kind, shared by every env of the process
+  (`shared_sandbox`), so envs made for profiling, training and evaluation reuse each other's snapshots;
+- `load_state`: the state at turn k = the snapshot after the task's files and setup script and the
+  demonstration's actions 0..k-1 (replayed once, then served from the cache); the domain says how
+  one action replays (`replay_action`);
+- the cost-metered exec (`exec_in`: every command of a task runs with its env and per-command
+  limit, and its sandbox time is counted), `run_in_fork` (commands in a fresh fork of the state,
+  measured as an `effects.Outcome`) and `run_task_test` (the task's own check).
+
+A domain subclass implements `replay_action`, `judge`, `execute` (episode mode) and may override
+`state_roots` (what part of the file system is the state) and `prepare_task`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any
+
+from pivot_envs.base_env import PivotEnv
+from pivot_envs.effects import Outcome, measure_files
+from pivot_envs.errors import ReplayError, SandboxError
+from pivot_envs.sandbox import SandboxBackend, SandboxLimits, Snapshot, make_backend
+from pivot_envs.sandbox.base import ExecResult, Sandbox
+from pivot_envs.sandbox.cache import SnapshotCache
+from pivot_envs.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TEST_TIMEOUT_S = 120.0
+
+_SHARED: dict[str, tuple[SandboxBackend, SnapshotCache]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_sandbox(kind: str | SandboxBackend) -> tuple[SandboxBackend, SnapshotCache]:
+    """The process-wide backend and snapshot cache for `kind` ("docker", "local" or a backend object)."""
+    key = kind if isinstance(kind, str) else f"obj:{id(kind)}"
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            backend = make_backend(kind) if isinstance(kind, str) else kind
+            _SHARED[key] = (backend, SnapshotCache(backend))
+        return _SHARED[key]
+
+
+@atexit.register
+def close_shared_sandboxes() -> None:
+    """Release every shared snapshot and backend (also called by tests)."""
+    with _SHARED_LOCK:
+        for key, (backend, cache) in list(_SHARED.items()):
+            try:
+                cache.clear()
+                if key.startswith("obj:"):
+                    continue  # a backend the caller passed in is the caller's to close
+                backend.close()
+            except Exception:  # best effort at exit
+                log.exception("closing sandbox backend %s", key)
+        _SHARED.clear()
+
+
+@dataclasses.dataclass
+class SandboxState:
+    """The state at turn k: a snapshot (pivot mode) and, in episode mode, a live sandbox forked from it."""
+
+    traj: Trajectory
+    turn: int
+    snapshot: Snapshot
+    key: str
+    sandbox: Sandbox | None = None
+
+    @property
+    def prefix(self) -> list[dict]:
+        return self.traj.prefix(self.turn)
+
+
+class SandboxedEnv(PivotEnv):
+    """A `PivotEnv` whose state is a sandbox snapshot (see the module docstring).
+
+    Arguments (besides PivotEnv's): `sandbox` ("docker" | "local" | a backend object), `image`
+    (default image for tasks that name none), `limits` (default `SandboxLimits`; a task's
+    `"limits"` entry overrides fields).
+    """
+
+    def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
+                 image: str | None = None, limits: SandboxLimits | None = None, **kwargs: Any):
+        super().__init__(trajectories, **kwargs)
+        self.backend, self.snapshots = shared_sandbox(sandbox)
+        self.image = image
+        self.limits = limits
+        self.divergences: list[dict] = []
+
+    # ------------------------------------------------------------------ domain hooks
+    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int) -> None:
+        """Run the demonstration's action `i` in `box` while rebuilding a state (raise ReplayError
+        when it cannot be replayed)."""
+        raise NotImplementedError
+
+    def prepare_task(self, box: Sandbox, traj: Trajectory) -> None:
+        """Before turn 0: write the task's `files` and run its `setup` script (not an action)."""
+        for path, content in (traj.task.get("files") or {}).items():
+            box.write_file(path, content)
+        setup = traj.task.get("setup") or ""
+        if setup.strip():
+            res = self.exec_in(box, traj, setup)
+            if not res.ok:
+                raise ReplayError(f"setup of {traj.id!r} failed (exit {res.exit_code}, timed out={res.timed_out}): "
+                                  f"{res.stderr[-500:]}")
+
+    def state_roots(self, traj: Trajectory) -> tuple[str, ...]:
+        """The directories whose contents are the task's state (compared by verifiers)."""
+        return tuple(traj.task.get("state_roots") or (self.workdir(traj),))
+
+    # ------------------------------------------------------------------ task settings
+    @staticmethod
+    def workdir(traj: Trajectory) -> str:
+        return traj.task.get("workdir", "/app")
+
+    @staticmethod
+    def command_timeout(traj: Trajectory) -> float:
+        return float(traj.task.get("timeout_s", DEFAULT_TIMEOUT_S))
+
+    def task_image(self, traj: Trajectory) -> str | None:
+        image = traj.task.get("image") or self.image
+        if self.backend.name == "local" and image:
+            raise SandboxError(f"trajectory {traj.id!r} needs the docker image {image!r}; the local backend runs "
+                               "on the host's tools: use sandbox='docker'")
+        return image
+
+    def task_limits(self, traj: Trajectory) -> SandboxLimits | None:
+        lim = traj.task.get("limits")
+        if not lim:
+            return self.limits
+        base = self.limits or SandboxLimits()
+        return dataclasses.replace(base, **{k: v for k, v in lim.items() if hasattr(base, k)})
+
+    # ------------------------------------------------------------------ sandbox plumbing
+    def exec_in(self, box: Sandbox, traj: Trajectory, cmd: str, timeout_s: float | None = None) -> ExecResult:
+        """Run one command of `traj`'s task (its env, its per-command limit unless `timeout_s`) and
+        count the sandbox time."""
+        t0 = time.perf_counter()
+        timeout = self.command_timeout(traj) if timeout_s is None else timeout_s
+        result = box.exec(cmd, timeout=timeout, env=traj.task.get("env") or None)
+        self.costs.sandbox_seconds += time.perf_counter() - t0
+        return result
+
+    def load_state(self, traj: Trajectory, k: int) -> SandboxState:
+        def prepare(box: Sandbox) -> None:
+            self.prepare_task(box, traj)
+
+        def apply(box: Sandbox, action: dict, i: int) -> None:
+            self.replay_action(box, traj, action, i)
+
+        # every backend stores the cache key it was given in Snapshot.key: it identifies the state
+        snap = self.snapshots.state_at(image=self.task_image(traj), task_key=traj.task_key(),
+                                       actions=traj.actions_before(k), workdir=self.workdir(traj),
+                                       limits=self.task_limits(traj), prepare=prepare, apply=apply)
+        state = SandboxState(traj, k, snap, snap.key)
+        if self.mode == "episode":
+            state.sandbox = self.backend.fork(snap)
+        return state
+
+    def state_key(self, state: SandboxState) -> str:
+        return state.key
+
+    def run_in_fork(self, state: SandboxState, cmds: list[str]) -> Outcome:
+        """Run `cmds` in order in a fresh fork of the state (every command runs; the last exit status
+        counts) and measure the effect: file manifest of the state roots, git summary, stdout."""
+        traj = state.traj
+        t0 = time.perf_counter()
+        box = self.backend.fork(state.snapshot)
+        try:
+            res = None
+            out = []
+            for cmd in cmds:
+                res = self.exec_in(box, traj, cmd)
+                self.costs.rollout_turns += 1
+                out.append(res.stdout)
+            if res is None:
+                raise ValueError("run_in_fork needs at least one command")
+            files, git = measure_files(box, self.state_roots(traj))
+            return Outcome(res.exit_code, res.timed_out, "".join(out), files, git, time.perf_counter() - t0)
+        finally:
+            box.close()
+
+    def run_task_test(self, state: SandboxState, box: Sandbox | None = None) -> bool | None:
+        """Run the task's test in `box` (default: a fork of the state). None = could not run (infra)."""
+        traj = state.traj
+        own = box is None
+        try:
+            if box is None:
+                box = self.backend.fork(state.snapshot)
+            for path, content in (traj.task.get("test_files") or {}).items():
+                box.write_file(path, content)
+            if own:
+                self.costs.rollout_turns += 1  # verifying a "done" message executes the test in a fork
+            res = self.exec_in(box, traj, traj.task["test"],
+                               timeout_s=float(traj.task.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)))
+            return res.exit_code == 0 and not res.timed_out
+        except SandboxError:
+            log.exception("task test could not run")
+            return None
+        finally:
+            if own and box is not None:
+                box.close()
+
+    def episode_reward(self, state: SandboxState) -> tuple[float, dict]:
+        passed = self.run_task_test(state, box=state.sandbox)
+        if passed is None:
+            return 0.0, {"failure_kind": "sandbox_error", "reason": "the task test could not run"}
+        return (1.0 if passed else 0.0), {"success": bool(passed)}
+
+    def close_state(self, state: SandboxState) -> None:
+        if state.sandbox is not None:
+            state.sandbox.close()
+            state.sandbox = None
