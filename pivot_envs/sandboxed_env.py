@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -38,6 +39,18 @@ DEFAULT_TEST_TIMEOUT_S = 120.0
 
 _SHARED: dict[str, tuple[SandboxBackend, SnapshotCache]] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+def _forget_inherited_sandboxes() -> None:
+    """In a forked child (AsyncVectorEnv, multiprocessing), the parent's backends are not ours: their
+    snapshot ids and directories would collide with the parent's, and closing them at exit would
+    delete the parent's state. Drop them (without closing); the child builds its own on first use."""
+    global _SHARED_LOCK
+    _SHARED.clear()
+    _SHARED_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_sandboxes)
 
 
 def shared_sandbox(kind: str | SandboxBackend) -> tuple[SandboxBackend, SnapshotCache]:
