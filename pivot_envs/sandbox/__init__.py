@@ -6,8 +6,14 @@ docker SDK is only needed when the docker backend is used.
 
 from __future__ import annotations
 
-from pivot_envs.sandbox.base import (ExecResult, FileEntry, Sandbox, SandboxBackend, SandboxLimits,
-                                     Snapshot)
+from pivot_envs.sandbox.base import (
+    ExecResult,
+    FileEntry,
+    Sandbox,
+    SandboxBackend,
+    SandboxLimits,
+    Snapshot,
+)
 
 BACKENDS = {
     "docker": "pivot_envs.sandbox.docker_backend:DockerBackend",
@@ -27,5 +33,13 @@ def make_backend(name: str, **kwargs) -> SandboxBackend:
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
-__all__ = ["ExecResult", "FileEntry", "Sandbox", "SandboxBackend", "SandboxLimits", "Snapshot",
-           "make_backend", "BACKENDS"]
+__all__ = [
+    "BACKENDS",
+    "ExecResult",
+    "FileEntry",
+    "Sandbox",
+    "SandboxBackend",
+    "SandboxLimits",
+    "Snapshot",
+    "make_backend",
+]

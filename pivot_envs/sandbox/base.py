@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,11 @@ class SandboxLimits:
         timeout_s: default wall-clock limit of one `exec`.
         output_bytes: stdout and stderr are each truncated to this many bytes.
         network: False = no network interface but loopback.
+        disk_mb: disk quota in MiB: what the sandbox may write in total (its persistent dirs and,
+            on docker, its whole container file system) since it was created or forked. A write
+            past it fails inside the sandbox with ENOSPC ("No space left on device") and the
+            command's `ExecResult.disk_full` is True. Each sandbox gets its own file system of
+            this size (see pivot_envs/sandbox/volumes.py), so the host disk is never filled.
     """
 
     cpus: float = 1.0
@@ -33,12 +38,29 @@ class SandboxLimits:
     timeout_s: float = 30.0
     output_bytes: int = 64 * 1024
     network: bool = False
+    disk_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        checks = {"cpus": self.cpus > 0, "memory_mb": self.memory_mb >= 16, "pids": self.pids >= 8,
+                  "timeout_s": self.timeout_s > 0, "output_bytes": self.output_bytes >= 0,
+                  "disk_mb": self.disk_mb >= 8}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid SandboxLimits {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}: "
+                             "need cpus > 0, memory_mb >= 16, pids >= 8, timeout_s > 0, output_bytes >= 0, "
+                             "disk_mb >= 8")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExecResult:
     """The outcome of one command. `exit_code` is -1 when it timed out; a command killed by a signal
-    (e.g. the memory limit) has the shell convention 128 + signal (137 for SIGKILL)."""
+    (e.g. the memory limit) has the shell convention 128 + signal (137 for SIGKILL).
+
+    `disk_full` is True when the sandbox's disk quota (`SandboxLimits.disk_mb`) was exhausted by the
+    end of the command: some write of it failed (or will fail) with ENOSPC. That is the command's
+    doing, not an infrastructure failure: a verifier scores such an action 0 with a reason
+    ("the command filled the sandbox's disk quota"), and it never masks it.
+    """
 
     exit_code: int
     stdout: str
@@ -46,6 +68,7 @@ class ExecResult:
     timed_out: bool = False
     truncated: bool = False
     duration_s: float = 0.0
+    disk_full: bool = False
 
     @property
     def ok(self) -> bool:
@@ -110,7 +133,7 @@ class Sandbox(abc.ABC):
     def close(self) -> None:
         """Stop and remove everything this sandbox holds. Idempotent."""
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -122,7 +145,7 @@ class SandboxBackend(abc.ABC):
 
     name: str = ""
 
-    def __deepcopy__(self, memo: dict) -> "SandboxBackend":
+    def __deepcopy__(self, memo: dict) -> SandboxBackend:
         # A backend is a handle to shared external resources (a daemon, mounts); `gym.make` deep-copies
         # its kwargs, and a copy must stay the same backend.
         return self

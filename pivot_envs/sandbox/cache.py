@@ -13,7 +13,8 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pivot_envs.sandbox.base import Sandbox, SandboxBackend, SandboxLimits, Snapshot
 from pivot_envs.trajectory import action_hash

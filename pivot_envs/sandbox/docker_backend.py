@@ -37,11 +37,17 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Mapping
+from collections.abc import Mapping
 
 from pivot_envs.errors import ImageNotFoundError, SandboxError, SandboxUnavailableError
-from pivot_envs.sandbox.base import (ExecResult, FileEntry, Sandbox, SandboxBackend, SandboxLimits,
-                                     Snapshot)
+from pivot_envs.sandbox.base import (
+    ExecResult,
+    FileEntry,
+    Sandbox,
+    SandboxBackend,
+    SandboxLimits,
+    Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +135,7 @@ json.dump(out, sys.stdout)
 
 def _docker_module():
     try:
-        import docker  # noqa: PLC0415 - optional extra
+        import docker
     except ImportError as e:
         raise SandboxUnavailableError(
             "the docker sandbox backend needs the docker SDK: pip install 'pivotrl[docker]'") from e
@@ -226,7 +232,7 @@ class _Spec:
 class DockerSandbox(Sandbox):
     """One running container. Created by `DockerBackend.create` / `fork`."""
 
-    def __init__(self, backend: "DockerBackend", container, spec: _Spec):
+    def __init__(self, backend: DockerBackend, container, spec: _Spec):
         self._backend = backend
         self.container = container
         self.workdir = spec.workdir
@@ -709,7 +715,7 @@ class DockerBackend(SandboxBackend):
                       if row["Id"] in tracked or (row.get("Labels") or {}).get(LABEL_POOL) != "1")
 
 
-_LIVE_BACKENDS: "weakref.WeakSet[DockerBackend]" = weakref.WeakSet()
+_LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 
 
 @atexit.register

@@ -61,10 +61,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from pivot_envs.errors import PivotError, SandboxError, SandboxUnavailableError
-from pivot_envs.sandbox.base import ExecResult, FileEntry, Sandbox, SandboxBackend, SandboxLimits, Snapshot
+from pivot_envs.sandbox.base import (
+    ExecResult,
+    FileEntry,
+    Sandbox,
+    SandboxBackend,
+    SandboxLimits,
+    Snapshot,
+)
+from pivot_envs.sandbox.seccomp import compile_filter
+from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,16 @@ BASE_ENV = {
     "HOME": "/root",
     "LANG": "C.UTF-8",
 }
+
+#: Host files and dirs that are never shown, even when world-readable (hashes, keys, the Docker
+#: socket); besides these, every entry under the bound host dirs that "other" users cannot read is
+#: masked too (see `_host_masks`), because uid 0 in the sandbox still passes owner-permission checks.
+HOST_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+                "/etc/sudoers.d", "/etc/ssh", "/etc/ssl/private", "/etc/docker", "/var/run/docker.sock",
+                "/run/docker.sock", "/var/lib/docker", "/root", "/home")
+#: A sandbox whose volume has less free space than this (or 1% of its quota, if more) counts as
+#: having filled its disk quota: writers in 1 MiB blocks (dd, cp) stop within a block of the end.
+DISK_FULL_SLACK_BYTES = 1 << 20
 
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
@@ -139,8 +158,8 @@ def _mount_overlay(lowers: tuple[str, ...], upper: str | None, work: str | None,
             "overlayfs itself: set PIVOTRL_CACHE to such a directory)")
 
 
-def _unmount(target: str) -> None:
-    if _libc.umount2(target.encode(), 0) != 0:
+def _unmount(target: str, lazy: bool = False) -> None:
+    if _libc.umount2(target.encode(), _MNT_DETACH if lazy else 0) != 0:
         err = ctypes.get_errno()
         if err == errno.EINVAL:  # not mounted
             return
@@ -360,7 +379,7 @@ def persistent_dirs(workdir: str) -> tuple[str, ...]:
 class LocalSandbox(Sandbox):
     """One sandbox: an overlay mount over a layer stack plus a cgroup. Created by `LocalBackend`."""
 
-    def __init__(self, backend: "LocalBackend", sid: str, stack: tuple[str, ...], workdir: str,
+    def __init__(self, backend: LocalBackend, sid: str, stack: tuple[str, ...], workdir: str,
                  limits: SandboxLimits, fresh: bool):
         self._backend = backend
         self.id = sid
@@ -369,17 +388,24 @@ class LocalSandbox(Sandbox):
         self.stack = stack
         self.persistent = persistent_dirs(workdir)
         self.dir = os.path.join(backend.root, "S", sid)
-        self.upper = os.path.join(self.dir, "upper")
-        self.work = os.path.join(self.dir, "work")
         self.merged = os.path.join(self.dir, "merged")
+        self.volume = ""  # mount point of this sandbox's size-limited file system (its disk quota)
+        self.upper = self.work = ""
         self.closed = False
         self._mounted = False
         self._cgroup_procs: list[str] = []
         os.mkdir(self.dir)
         try:
+            os.mkdir(self.merged)
+            # Upper and work dir live on the sandbox's own volume: every write of the sandbox is
+            # bounded by `limits.disk_mb`, and snapshots rename the upper dir within that volume.
+            self.volume = backend._new_volume(sid, limits.disk_mb)
+            self.upper = os.path.join(self.volume, "upper")
+            self.work = os.path.join(self.volume, "work")
             os.mkdir(self.upper)
             os.mkdir(self.work)
-            os.mkdir(self.merged)
+            os.mkdir(os.path.join(self.volume, "layers"))
+            os.mkdir(os.path.join(self.volume, "trash"))
             if fresh:
                 self._make_skeleton()
             self._mount()
@@ -418,8 +444,11 @@ class LocalSandbox(Sandbox):
             head = [be.prlimit, f"--as={self.limits.memory_mb * 1024 * 1024}", f"--nproc={nproc}", "--"]
         else:
             head = []
+        # --cap-drop ALL: uid 0 inside, but no capability at all (CapEff 0): it cannot remount the
+        # read-only host dirs, mount, load modules or read past file permissions. bwrap also sets
+        # no_new_privs, and `--seccomp` (added per exec) denies the dangerous syscalls outright.
         argv = head + [be.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-                       "--hostname", "sandbox"]
+                       "--cap-drop", "ALL", "--hostname", "sandbox"]
         if self.limits.network:
             argv.append("--share-net")
         argv += be.host_binds
@@ -494,16 +523,20 @@ class LocalSandbox(Sandbox):
         if env:
             full_env.update(env)
         status_r, status_w = os.pipe()  # bwrap reports the command's exit code here (absent = setup failed)
-        argv = self._argv_head + ["--json-status-fd", str(status_w), "--chdir", cwd, "bash", "-c", cmd]
+        seccomp_fd = os.open(self._backend.seccomp_file, os.O_RDONLY)  # bwrap reads the filter from it
+        argv = self._argv_head + ["--seccomp", str(seccomp_fd), "--json-status-fd", str(status_w),
+                                  "--chdir", cwd, "bash", "-c", cmd]
         start = time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=full_env, pass_fds=(status_w,),
+                                    stderr=subprocess.PIPE, env=full_env, pass_fds=(status_w, seccomp_fd),
                                     start_new_session=True)
         except OSError as e:
             os.close(status_r)
             os.close(status_w)
             raise SandboxUnavailableError(f"cannot start bwrap: {e}; {BWRAP_INSTALL_HINT}") from e
+        finally:
+            os.close(seccomp_fd)
         os.close(status_w)
         try:
             out, err, timed_out, truncated, flooded = self._collect(proc, start + timeout)
@@ -529,7 +562,14 @@ class LocalSandbox(Sandbox):
         return ExecResult(exit_code=-1 if killed else proc.returncode,
                           stdout=out.decode("utf-8", errors="replace"),
                           stderr=err.decode("utf-8", errors="replace"),
-                          timed_out=timed_out, truncated=truncated, duration_s=duration)
+                          timed_out=timed_out, truncated=truncated, duration_s=duration,
+                          disk_full=self.disk_full())
+
+    def disk_full(self) -> bool:
+        """Whether this sandbox's disk quota is (all but) used up: less than one block's worth, or
+        no inode, left on its volume. A write past the quota has failed with ENOSPC then."""
+        free, inodes = VolumeFactory.free_bytes(self.volume)
+        return free < max(DISK_FULL_SLACK_BYTES, (self.limits.disk_mb << 20) // 100) or inodes == 0
 
     def _check_exec_dir(self, cwd: str) -> None:
         if self._persistent_root(cwd) is not None:
@@ -634,7 +674,7 @@ class LocalSandbox(Sandbox):
             return self.stack
         _unmount(self.merged)
         self._mounted = False
-        layer = self._backend._new_layer_path()
+        layer = os.path.join(self.volume, "layers", self._backend._next_id())
         os.rename(self.upper, layer)
         os.mkdir(self.upper)
         stack = (layer,) + self.stack
@@ -681,7 +721,7 @@ class LocalSandbox(Sandbox):
                 self._mounted = False
             be._discard(self.dir)
         finally:
-            be._forget(self)
+            be._forget(self)  # releases the volume unless a snapshot still stands on its layers
 
     def __repr__(self) -> str:
         return f"LocalSandbox(id={self.id!r}, workdir={self.workdir!r}, layers={len(self.stack)}, closed={self.closed})"
@@ -772,6 +812,10 @@ class LocalBackend(SandboxBackend):
         os.mkdir(os.path.join(self.root, "L"))
         os.mkdir(os.path.join(self.root, "S"))
         os.mkdir(os.path.join(self.root, "T"))
+        os.mkdir(os.path.join(self.root, "M"))  # empty stand-ins for masked host secrets
+        self.seccomp_file = os.path.join(self.root, "seccomp.bpf")
+        with open(self.seccomp_file, "wb") as f:
+            f.write(compile_filter())
         self._trash: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._reaper = threading.Thread(target=self._reap, name=f"{self.tag}-reaper", daemon=True)
         self._reaper.start()
@@ -782,8 +826,10 @@ class LocalBackend(SandboxBackend):
         self._sandboxes: dict[str, LocalSandbox] = {}
         self._snapshots: dict[str, _SnapshotRecord] = {}
         self._layers: set[str] = set()
+        self._volumes: dict[str, bool] = {}  # volume mount point -> its sandbox is still open
         self._closed = False
-        self.host_binds = _host_binds()
+        self.volumes = VolumeFactory(os.path.join(self.root, "V"))
+        self.host_binds = _host_binds() + _host_masks(os.path.join(self.root, "M"))
         self.prlimit = shutil.which("prlimit")
         self.cgroups = _Cgroups(self.tag)
         if not self.cgroups.available:
@@ -819,21 +865,53 @@ class LocalBackend(SandboxBackend):
             self._layers.add(layer)
 
     def _discard(self, path: str) -> None:
-        """Delete `path` off the caller's critical path: rename it into the trash (instant) and let
-        the reaper thread remove it (deleting even a few files costs milliseconds on some disks)."""
-        trash = os.path.join(self.root, "T", self._next_id())
+        """Delete `path` off the caller's critical path: rename it into the trash of its file system
+        (instant) and let the reaper thread remove it (deleting even a few files costs milliseconds
+        on some disks). A layer on a sandbox volume goes to that volume's trash."""
+        volume = self._volume_of(path)
+        trash = os.path.join(volume, "trash") if volume else os.path.join(self.root, "T")
+        target = os.path.join(trash, self._next_id())
         try:
-            os.rename(path, trash)
+            os.rename(path, target)
         except FileNotFoundError:
             return
-        self._trash.put(trash)
+        self._trash.put(target)
 
     def _reap(self) -> None:
         while True:
             path = self._trash.get()
             if path is None:
                 return
-            shutil.rmtree(path, ignore_errors=True)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)  # a released volume's trash vanishes: fine
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    # -- volumes (the disk quota) ----------------------------------------------------------------------
+
+    def _new_volume(self, sid: str, size_mb: int) -> str:
+        mnt = self.volumes.create(sid, size_mb)
+        with self._lock:
+            self._volumes[mnt] = True
+        return mnt
+
+    def _volume_of(self, path: str) -> str | None:
+        """The mount point of the volume that `path` lies strictly inside, else None."""
+        vdir = self.volumes.root + "/"
+        if not path.startswith(vdir) or "/" not in path[len(vdir):]:
+            return None
+        return vdir + path[len(vdir):].split("/", 1)[0]
+
+    def _release_volume(self, mnt: str) -> None:
+        """Unmount a volume nothing uses any more (lazily: it leaves the mount table at once) and
+        hand its image to the reaper."""
+        self._volumes.pop(mnt, None)
+        VolumeFactory.unmount(mnt)
+        self._discard(mnt + ".img")
+        self._discard(mnt)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -934,19 +1012,29 @@ class LocalBackend(SandboxBackend):
         for layer in self._layers - used:
             self._discard(layer)
             self._layers.discard(layer)
+        live_volumes = {self._volume_of(layer) for layer in self._layers}
+        for mnt, sandbox_open in list(self._volumes.items()):
+            if not sandbox_open and mnt not in live_volumes:
+                self._release_volume(mnt)
 
     def _forget(self, sb: LocalSandbox) -> None:
         with self._lock:
+            if sb.volume in self._volumes:
+                self._volumes[sb.volume] = False
             if self._sandboxes.get(sb.id) is sb:
                 del self._sandboxes[sb.id]
-                self._gc()
+            self._gc()
 
     def live_resources(self) -> list[str]:
         """What is running or mounted for this backend's sandboxes right now: overlay mounts and
         cgroups (snapshot layers are storage, not counted). Empty once every sandbox is closed;
         used by tests to prove that nothing leaks."""
-        mounts = _mounts_under(self.root) if os.path.isdir(self.root) else []
-        return [f"mount:{m}" for m in mounts] + [f"cgroup:{c}" for c in self.cgroups.live()]
+        with self._lock:
+            storage = {mnt for mnt, sandbox_open in self._volumes.items() if not sandbox_open}
+        mounts = [m for m in (_mounts_under(self.root) if os.path.isdir(self.root) else []) if m not in storage]
+        loops = [dev for dev, image in _settled_loops(self.root).items() if image[:-len(".img")] not in storage]
+        return ([f"mount:{m}" for m in mounts] + [f"cgroup:{c}" for c in self.cgroups.live()]
+                + [f"loop:{d}" for d in loops])
 
     def close(self) -> None:
         with self._lock:
@@ -957,8 +1045,10 @@ class LocalBackend(SandboxBackend):
                 if isinstance(sb, LocalSandbox):
                     sb.close()
             self._snapshots.clear()
+            self._layers.clear()
             for m in _mounts_under(self.root):
-                _unmount(m)
+                _unmount(m, lazy=m.startswith(self.volumes.root + "/"))
+            self._volumes.clear()
             self.cgroups.remove_parents()
             self._trash.put(None)
             self._reaper.join()
@@ -1020,6 +1110,57 @@ def _host_binds() -> list[str]:
     return args + ["--symlink", "/run", "/var/run", "--symlink", "/run/lock", "/var/lock"]
 
 
+def _host_masks(stand_in_dir: str) -> list[str]:
+    """bwrap options that hide host secrets under the read-only host binds: HOST_SECRETS plus every
+    file or dir there that "other" users may not read (uid 0 in the sandbox keeps owner access
+    even without capabilities). Each is covered by an empty stand-in with mode 000 (a mount per
+    exec each; about 25 on a Debian host)."""
+    empty_file = os.path.join(stand_in_dir, "file")
+    empty_dir = os.path.join(stand_in_dir, "dir")
+    if not os.path.exists(empty_file):
+        os.close(os.open(empty_file, os.O_CREAT | os.O_WRONLY, 0o000))
+        os.mkdir(empty_dir, 0o000)
+    bound = ["/" + n for n in HOST_SYSTEM_DIRS if os.path.isdir("/" + n) and not os.path.islink("/" + n)]
+    bound += [p for p in HOST_VAR_PATHS if os.path.isdir(p)]
+    found: set[str] = {p for p in HOST_SECRETS if any(_inside(p, b) for b in bound)}
+    for top in bound:
+        if top == "/usr":  # large, and root-only files there are not secrets; skip the walk
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) and not st.st_mode & 0o004:
+                    found.add(path)
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in found]
+    args: list[str] = []
+    for path in sorted(found):
+        if any(o != path and _inside(path, o) for o in found) or not os.path.lexists(path):
+            continue  # under a masked dir already, or absent
+        if os.path.islink(path):
+            continue  # a symlink's target is masked where it lies (if it is under a bound dir)
+        stand_in = empty_dir if os.path.isdir(path) else empty_file
+        args += ["--ro-bind", stand_in, path]
+    return args
+
+
+def _settled_loops(root: str, wait_s: float = 2.0) -> dict[str, str]:
+    """Loop devices still backed by files under `root` ({device: image}). A lazily unmounted volume
+    frees its device a moment later (autoclear), so this waits up to `wait_s` for the devices of
+    unmounted volumes to go before reporting."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        loops = loop_devices_backed_under(root)
+        mounted = set(_mounts_under(root)) if os.path.isdir(root) else set()
+        settling = [d for d, image in loops.items() if image[:-len(".img")] not in mounted]
+        if not settling or time.monotonic() > deadline:
+            return loops
+        time.sleep(0.02)
+
+
 def _sweep_stale_roots(parent: str) -> None:
     """Remove state dirs (mounts and cgroups included) left by backends whose process died."""
     try:
@@ -1043,7 +1184,7 @@ def _sweep_stale_roots(parent: str) -> None:
         log.warning("removing the state of a dead local sandbox backend (pid %d): %s", pid, root)
         try:
             for m in _mounts_under(root):
-                _unmount(m)
+                _unmount(m, lazy=True)
             _Cgroups(name).remove_parents()
         except (SandboxError, OSError) as e:
             log.warning("could not clean %s: %s", root, e)

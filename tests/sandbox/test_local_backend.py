@@ -29,7 +29,14 @@ def fresh_backend(request):
 
 
 def _layer_dirs(be) -> set[str]:
-    return set(os.listdir(os.path.join(be.root, "L"))) - {"empty"}
+    """Layer directories on disk: squashed ones under L/, the others on their sandbox's volume."""
+    found = {f"L/{n}" for n in os.listdir(os.path.join(be.root, "L")) if n != "empty"}
+    vroot = os.path.join(be.root, "V")
+    for vol in os.listdir(vroot):
+        layers = os.path.join(vroot, vol, "layers")
+        if os.path.isdir(layers):
+            found |= {f"V/{vol}/{n}" for n in os.listdir(layers)}
+    return found
 
 
 # ---------------------------------------------------------------------------------------- arguments
