@@ -1,8 +1,13 @@
 """One training loop for every registered algorithm.
 
-Per optimiser step: `batch = algorithm.collect(ctx)`, then gradient accumulation over
-`grad_accum` micro-batches (each micro-batch's token-mean loss weighted by its share of the batch's
-tokens, so the sum is the batch's token mean), gradient clipping, one AdamW step.
+Per training step: `batch = algorithm.collect(ctx)`, then the update. By default (as in NVIDIA's
+recipe) the update is one AdamW step on the whole batch: gradient accumulation over `grad_accum`
+micro-batches (each micro-batch's token-mean loss weighted by its share of the batch's tokens, so the
+sum is the batch's token mean), gradient clipping, one step. With `update_epochs` > 1 or
+`minibatches` > 1 the batch is reused PPO-style: `update_epochs` passes over it, each split into
+`minibatches` groups of whole sampled groups, one AdamW step per minibatch. From the second optimiser
+step on, the policy no longer equals the sampling policy, so the importance ratio leaves 1 and the
+clipped objective of the RL losses actually engages.
 
 Plumbing it owns:
 - seeds (python / numpy / torch) and a numpy data generator handed to `collect` (checkpointed);
@@ -13,8 +18,12 @@ Plumbing it owns:
   exactly (the next step's loss equals an uninterrupted run's: tested);
 - metrics to `metrics.jsonl` and TensorBoard, namespaced `losses/`, `charts/`, `costs/`; the whole
   config saved as `config.json` in the run directory `{env}__{algo}__{seed}__{time}`;
-- cost accounting: rollout turns and sandbox seconds (from the envs' cost meters), generated tokens,
-  trained tokens, wall time.
+- cost accounting, as the paper counts it: rollout turns = model calls generated (one per sampled
+  completion, whole-episode turns included), kept apart from sandbox executions (the envs' own
+  `rollout_turns` meter: every action an env ran, verification and replay included); sandbox
+  seconds, generated tokens, trained tokens, optimiser steps, wall time;
+- optional re-profiling of the pivot set with the current policy, when the mean reward plateaus
+  (`reprofile_patience`) or when pivot variance collapses (`reprofile_zero_variance_frac`).
 """
 
 from __future__ import annotations
@@ -60,6 +69,10 @@ class TrainConfig:
     """AdamW betas."""
     grad_accum: int = 1
     """Micro-batches per optimiser step (splits the collected batch; memory, not maths)."""
+    update_epochs: int = 1
+    """Passes over each collected batch (PPO epochs). 1 = on-policy, the public recipes' default."""
+    minibatches: int = 1
+    """Optimiser steps per pass, each on a share of the batch's groups. 1 = one step per batch."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0 = no clipping)."""
     # --- run bookkeeping
@@ -83,6 +96,9 @@ class TrainConfig:
     least `reprofile_min_delta` (0 = never; the paper profiles once)."""
     reprofile_min_delta: float = 0.01
     """What counts as a gain for `reprofile_patience`."""
+    reprofile_zero_variance_frac: float = 0.0
+    """Re-profile when a step finds at least this share of its pivot groups with zero reward variance
+    (the policy has learnt those states, or gave up on them, so they carry no signal any more); 0 = off."""
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -97,6 +113,12 @@ class TrainConfig:
         if self.checkpoint_every < 0 or self.reprofile_patience < 0:
             raise ConfigError(f"checkpoint_every and reprofile_patience must be >= 0, got {self.checkpoint_every}, "
                               f"{self.reprofile_patience}")
+        if self.update_epochs < 1 or self.minibatches < 1:
+            raise ConfigError(f"update_epochs and minibatches must be >= 1, got {self.update_epochs}, "
+                              f"{self.minibatches}")
+        if not 0 <= self.reprofile_zero_variance_frac <= 1:
+            raise ConfigError(f"reprofile_zero_variance_frac must be in [0, 1] (0 = off), got "
+                              f"{self.reprofile_zero_variance_frac}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
 
@@ -150,6 +172,8 @@ class Trainer:
                                            betas=config.adam_betas)
         self.step = 0
         self.trained_tokens = 0
+        self.optimizer_steps = 0
+        self.reprofiles = 0
         self.wall_offset = 0.0  # wall seconds spent before a resume
         self._best_reward = -float("inf")
         self._since_best = 0
@@ -192,28 +216,10 @@ class Trainer:
         batch = self.algorithm.collect(ctx)
         t_collect = time.perf_counter() - t0
         metrics: dict[str, float] = dict(batch.metrics)
-        self.optimizer.zero_grad(set_to_none=True)
         if batch.empty or batch.num_tokens == 0:
             metrics["charts/skipped_update"] = 1.0  # every group had zero variance: nothing to learn from
         else:
-            total = batch.num_tokens
-            loss_sum = 0.0
-            for micro in batch.split(self.config.grad_accum):
-                loss, m = self.algorithm.loss(self.policy, micro)
-                weight = micro.num_tokens / total
-                (loss * weight).backward()
-                loss_sum += float(loss.detach()) * weight
-                for k, v in m.items():
-                    metrics[k] = metrics.get(k, 0.0) + v * weight
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            if self.config.max_grad_norm > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-            else:
-                grad_norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None))
-            self.optimizer.step()
-            self.trained_tokens += total
-            metrics.update({"losses/loss": loss_sum, "losses/grad_norm": float(grad_norm),
-                            "charts/skipped_update": 0.0, "charts/trained_tokens_step": float(total)})
+            metrics.update(self._update(batch))
         self.step += 1
         step_s = time.perf_counter() - t0
         metrics.update({"charts/step_seconds": step_s, "charts/collect_seconds": t_collect,
@@ -221,11 +227,56 @@ class Trainer:
                         "charts/learning_rate": self.optimizer.param_groups[0]["lr"]})
         return metrics
 
+    def _update(self, batch: Any) -> dict[str, float]:
+        """`update_epochs` passes x `minibatches` optimiser steps over `batch` (1 x 1 by default).
+        Loss metrics are averaged over the optimiser steps; `losses/*_last` are the last step's, which is
+        where the clipped ratio shows whether the policy moved beyond the trust region."""
+        c = self.config
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        sums: dict[str, float] = {}
+        last: dict[str, float] = {}
+        updates = 0
+        for _ in range(c.update_epochs):
+            for minibatch in batch.split(c.minibatches):
+                self.optimizer.zero_grad(set_to_none=True)
+                total = minibatch.num_tokens
+                if total == 0:
+                    continue
+                step_metrics: dict[str, float] = {"losses/loss": 0.0}
+                for micro in minibatch.split(c.grad_accum):
+                    loss, m = self.algorithm.loss(self.policy, micro)
+                    weight = micro.num_tokens / total
+                    (loss * weight).backward()
+                    step_metrics["losses/loss"] += float(loss.detach()) * weight
+                    for k, v in m.items():
+                        step_metrics[k] = step_metrics.get(k, 0.0) + v * weight
+                if c.max_grad_norm > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                else:
+                    grad_norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None))
+                step_metrics["losses/grad_norm"] = float(grad_norm)
+                self.optimizer.step()
+                self.optimizer_steps += 1
+                self.trained_tokens += total
+                updates += 1
+                for k, v in step_metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                last = step_metrics
+        out = {k: v / max(updates, 1) for k, v in sums.items()}
+        if updates > 1:
+            out.update({f"{k}_last": v for k, v in last.items()})
+        out.update({"charts/skipped_update": 0.0, "charts/trained_tokens_step": float(batch.num_tokens),
+                    "charts/optimizer_steps": float(updates)})
+        return out
+
     # ------------------------------------------------------------------ the loop
     def costs(self, wall_seconds: float) -> dict[str, float]:
+        """What training has spent so far (rollout turns = model calls; see the module docstring)."""
         c = self.rollouts.costs()
-        return {"rollout_turns": c.get("rollout_turns", 0), "sandbox_seconds": c.get("sandbox_seconds", 0.0),
+        return {"rollout_turns": c.get("samples", 0), "sandbox_executions": c.get("rollout_turns", 0),
+                "sandbox_seconds": c.get("sandbox_seconds", 0.0),
                 "generated_tokens": c.get("generated_tokens", 0), "trained_tokens": self.trained_tokens,
+                "optimizer_steps": self.optimizer_steps, "reprofiles": self.reprofiles,
                 "verdicts": c.get("verdicts", 0), "verdict_cache_hits": c.get("verdict_cache_hits", 0),
                 "wall_seconds": wall_seconds}
 
@@ -240,6 +291,7 @@ class Trainer:
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
                 while self.step < self.config.steps:
                     last = self.train_step()
+                    self._maybe_reprofile(last)  # before logging: the step's line says whether it re-profiled
                     wall = self.wall_offset + time.perf_counter() - t_start
                     last.update({f"costs/{k}": float(v) for k, v in self.costs(wall).items()})
                     fh.write(json.dumps({"step": self.step, **last}) + "\n")
@@ -250,7 +302,6 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix({k.split("/")[-1]: round(last[k], 4) for k in
                                      ("losses/loss", "charts/mean_reward") if k in last})
-                    self._maybe_reprofile(last)
                     if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                         self.save_checkpoint(wall)
         finally:
@@ -261,17 +312,39 @@ class Trainer:
         return {"run_dir": str(self.run_dir), "steps": self.step, "last_metrics": last, "costs": self.costs(wall)}
 
     def _maybe_reprofile(self, metrics: dict[str, float]) -> None:
-        if not (self.config.reprofile_patience and self.reprofile and "charts/mean_reward" in metrics):
+        if self.reprofile is None:
+            return
+        c = self.config
+        collapsed = (c.reprofile_zero_variance_frac > 0 and "charts/zero_variance_frac" in metrics
+                     and metrics["charts/zero_variance_frac"] >= c.reprofile_zero_variance_frac)
+        if collapsed:
+            self._reprofile(f"{metrics['charts/zero_variance_frac']:.2f} of this step's pivot groups had zero "
+                            f"variance (threshold {c.reprofile_zero_variance_frac})")
+            metrics["charts/reprofiled"] = 1.0
+            return
+        if not (c.reprofile_patience and "charts/mean_reward" in metrics):
             return
         reward = metrics["charts/mean_reward"]
-        if reward > self._best_reward + self.config.reprofile_min_delta:
+        if reward > self._best_reward + c.reprofile_min_delta:
             self._best_reward, self._since_best = reward, 0
             return
         self._since_best += 1
-        if self._since_best >= self.config.reprofile_patience:
-            log.info("mean reward plateaued for %d steps: re-profiling pivots with the current policy", self._since_best)
-            self.pivots = list(self.reprofile())
+        if self._since_best >= c.reprofile_patience:
+            self._reprofile(f"mean reward plateaued for {self._since_best} steps")
+            metrics["charts/reprofiled"] = 1.0
             self._since_best = 0
+
+    def _reprofile(self, why: str) -> None:
+        """Replace the pivot set by the current policy's; an empty result keeps the old set (nothing
+        else to train on), and says so."""
+        assert self.reprofile is not None
+        log.info("%s: re-profiling pivots with the current policy", why)
+        fresh = list(self.reprofile())
+        self.reprofiles += 1
+        if fresh:
+            self.pivots = fresh
+        else:
+            log.warning("re-profiling kept no pivots; training continues on the previous %d", len(self.pivots))
 
     def _trim_metrics(self) -> None:
         """After a resume, drop metric lines a killed run wrote past the checkpoint's step."""
@@ -295,7 +368,8 @@ class Trainer:
             "rng": _rng_state(), "data_rng": self.rng.bit_generator.state, "algorithm": self.algorithm.state_dict(),
             "pivots": [dataclasses.astuple(p) for p in self.pivots], "trained_tokens": self.trained_tokens,
             "rollout_costs": self.rollouts.costs(), "wall_seconds": wall_seconds,
-            "reprofile": (self._best_reward, self._since_best),
+            "reprofile": (self._best_reward, self._since_best), "optimizer_steps": self.optimizer_steps,
+            "reprofiles": self.reprofiles,
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -318,6 +392,8 @@ class Trainer:
                                      if isinstance(v, (int, float))}
         self.wall_offset = state["wall_seconds"]
         self._best_reward, self._since_best = state["reprofile"]
+        self.optimizer_steps = state.get("optimizer_steps", self.step)  # older checkpoints: one per step
+        self.reprofiles = state.get("reprofiles", 0)
 
     def close(self) -> None:
         if self._writer is not None:
