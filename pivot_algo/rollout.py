@@ -19,7 +19,8 @@ import dataclasses
 import hashlib
 import logging
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pivot_algo.policy.base import Completion, Policy
 from pivot_envs.parsing import ParsedAction, parse_action
@@ -114,17 +115,24 @@ class Rollouts:
         """Every candidate state (every assistant turn) of the given trajectories, in order."""
         return [StartState(tid, k) for tid in trajectory_ids for k in range(self.trajectory(tid).num_turns)]
 
-    def prompt(self, state: StartState) -> list[int]:
-        """Prompt ids at `state`: the same conversation `env.reset(options=state)` observes."""
+    def tools(self, state: StartState) -> list[dict]:
+        """The tools `env.reset(options=state)` observes (`obs["tools"]`): an env whose tools change
+        mid-conversation (BFCL miss_func holds some back) says so through `tools_at_turn`."""
         traj = self.trajectory(state.trajectory_id)
-        return self.policy.prompt_ids(traj.prefix(state.turn), traj.tools)
+        tools_at_turn = getattr(self.base_env, "tools_at_turn", None)
+        return list(tools_at_turn(traj, state.turn)) if tools_at_turn is not None else list(traj.tools)
+
+    def prompt(self, state: StartState) -> list[int]:
+        """Prompt ids at `state`: the same conversation and tools `env.reset(options=state)` observes."""
+        traj = self.trajectory(state.trajectory_id)
+        return self.policy.prompt_ids(traj.prefix(state.turn), self.tools(state))
 
     def demonstration(self, state: StartState) -> tuple[list[int], list[int]]:
         """(prompt ids, the demonstration's assistant-turn ids) at `state` (the SFT target)."""
         traj = self.trajectory(state.trajectory_id)
-        prefix = traj.prefix(state.turn)
-        return (self.policy.prompt_ids(prefix, traj.tools),
-                self.policy.completion_ids(prefix, traj.reference(state.turn), traj.tools))
+        prefix, tools = traj.prefix(state.turn), self.tools(state)
+        return (self.policy.prompt_ids(prefix, tools),
+                self.policy.completion_ids(prefix, traj.reference(state.turn), tools))
 
     # ------------------------------------------------------------------ local rollouts (pivot mode)
     def sample(self, states: Sequence[StartState], n: int, *, max_new_tokens: int, temperature: float = 1.0,
@@ -139,13 +147,13 @@ class Rollouts:
         t0 = time.perf_counter()
         for state, prompt, completions in zip(states, prompts, generated):
             texts = [c.text for c in completions]
-            traj = self.trajectory(state.trajectory_id)
+            traj, tools = self.trajectory(state.trajectory_id), self.tools(state)
             if judge is not None:
-                verdicts = judge(texts, traj.reference(state.turn), traj.tools)
+                verdicts = judge(texts, traj.reference(state.turn), tools)
             else:
                 self.env.reset(options={"trajectory": state.trajectory_id, "turn": state.turn})
                 verdicts = self.base_env.judge_actions(texts)
-            parsed = [self._parse(t, traj.tools) for t in texts]
+            parsed = [self._parse(t, tools) for t in texts]
             groups.append(SampledGroup(state, prompt, completions, verdicts,
                                        is_tool_call=[bool(p.tool_calls) for p in parsed],
                                        is_invalid=[p.error is not None for p in parsed]))

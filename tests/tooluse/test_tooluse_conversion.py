@@ -77,7 +77,9 @@ def test_positional_ground_truth_gets_parameter_names():
 
 def _bfcl_oracle_fingerprint(entry: dict, upto_turn: int, tag: str) -> tuple[dict, list[str]]:
     """State after ground-truth turns 0..upto_turn-1, executed by BFCL's OWN executor (test oracle)."""
-    from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils import execute_multi_turn_func_call
+    from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils import (
+        execute_multi_turn_func_call,
+    )
 
     instances, outputs = None, []
     category = entry["id"].rsplit("_", 1)[0]

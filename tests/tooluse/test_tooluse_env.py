@@ -15,7 +15,7 @@ import pivot_envs  # noqa: F401
 
 
 def call(name, **args):
-    return "<tool_call>%s</tool_call>" % json.dumps({"name": name, "arguments": args})
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>"
 
 
 @pytest.mark.parametrize("mode", ["pivot", "episode"])
@@ -72,7 +72,7 @@ def test_episode_wrong_state_fails(bfcl_suite):
         env.reset(options={"trajectory": traj.id, "turn": 0})
         env.step(call("mkdir", dir_name="not_what_was_asked"))
         for a in _reference_actions_from(traj, 0):
-            obs, r, term, trunc, info = env.step(a)
+            _, r, term, trunc, info = env.step(a)
             if term or trunc:
                 break
         assert r == 0.0 and "state differs" in info["reason"]
@@ -84,7 +84,7 @@ def test_backend_exception_is_an_output(counter_env_kwargs):
     env = gym.make("PivotToolUse-v0", mode="episode", **counter_env_kwargs)
     try:
         env.reset(options={"trajectory": 0, "turn": 0})
-        obs, r, term, trunc, info = env.step(call("boom"))
+        obs, _, term, trunc, _ = env.step(call("boom"))
         assert obs["messages"][-1]["role"] == "tool" and "boom on purpose" in obs["messages"][-1]["content"]
         assert not term and not trunc
     finally:
@@ -100,7 +100,7 @@ def test_backend_call_that_never_returns(counter_env_kwargs, mode):
         u.worker.request("ping")
         pid_before = u.worker.pid
         t0 = time.perf_counter()
-        _, r, term, trunc, info = env.step(call("hang"))
+        _, r, _, _, info = env.step(call("hang"))
         assert time.perf_counter() - t0 < 10
         assert r == 0.0
         if mode == "pivot":

@@ -23,12 +23,13 @@ def oracle_text(item):
     if item["category"] in st.NO_CALL_CATEGORIES:
         return "None of the functions fits this request."
     if item["category"] in st.ANY_CALL_CATEGORIES:
-        return '<tool_call>{"name": "%s", "arguments": {}}</tool_call>' % item["tools"][0]["function"]["name"]
+        first = item["tools"][0]["function"]["name"]
+        return f"<tool_call>{json.dumps({'name': first, 'arguments': {}})}</tool_call>"
     out = []
     for call in item["answers"]:
         (name, allowed), = call.items()
         args = {k: _first(v) for k, v in allowed.items() if any(x != "" for x in v)}
-        out.append("<tool_call>%s</tool_call>" % json.dumps({"name": name, "arguments": args}))
+        out.append(f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>")
     return "\n".join(reversed(out))  # parallel calls in another order
 
 

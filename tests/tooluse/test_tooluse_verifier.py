@@ -11,8 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pivot_envs  # noqa: F401 - registers the envs
-from pivot_envs.domains.tooluse.verifier import (compare_canonical, judge_message, paper_calls_match,
-                                                 paper_value_match)
+from pivot_envs.domains.tooluse.messages import MessageTurn, judge_message
+from pivot_envs.domains.tooluse.verifier import (
+    compare_canonical,
+    paper_calls_match,
+    paper_value_match,
+)
 
 # real schemas (GorillaFileSystem / MathAPI / TwitterAPI docs as converted)
 TOOLS = {
@@ -96,17 +100,29 @@ def test_property_explicit_defaults_equal_omitted(content, tags):
         assert same([("post_tweet", {"content": content})], ref)[0]
 
 
-@pytest.mark.parametrize("text, kind, policy, ok", [
-    ("Which directory do you mean?", "clarify", "content", True),
-    ("I cannot do that: no function sorts files.", "clarify", "content", True),
-    ("Done.", "clarify", "content", False),
-    ("", "close", "content", False),
-    ("Done, the file is in temp.", "close", "content", True),
-    ("I am unable to do this.", "close", "content", False),
-    ("Done.", "clarify", "any", True),
+_CLOSE = MessageTurn("close", "move the report", (("mv", {"source": "report.pdf", "destination": "temp"}),),
+                     ('{"result": "\'report.pdf\' moved to \'temp/report.pdf\'"}',))
+_CLARIFY = MessageTurn("clarify", "sort it", missing_functions=("sort",), tools=(
+    {"type": "function", "function": {"name": "sort", "description": "Sort the contents of a file line by line.",
+                                      "parameters": {"type": "object", "properties": {}}}},))
+_REF = "Done. I called mv(source=\"report.pdf\", destination=\"temp\"). The last result was: 'report.pdf' moved"
+
+
+@pytest.mark.parametrize("text, turn, policy, ok", [
+    ("Which function should sort the file?", _CLARIFY, "content", True),
+    ("I cannot do that: no function sorts files.", _CLARIFY, "content", True),
+    ("Which directory do you mean?", _CLARIFY, "content", False),   # asks, but not for what is missing
+    ("Could you clarify?", _CLARIFY, "content", False),
+    ("Done.", _CLARIFY, "content", False),
+    ("", _CLOSE, "content", False),
+    ("Done, report.pdf is in temp.", _CLOSE, "content", True),
+    ("Done, the file is in temp.", _CLOSE, "content", False),       # reports no value of the output
+    ("I am unable to do this with report.pdf.", _CLOSE, "content", False),
+    ("ok", _CLOSE, "content", False),
+    ("Done.", _CLARIFY, "any", True),
 ])
-def test_message_policy_table(text, kind, policy, ok):
-    assert judge_message(text, kind, policy)[0] is ok
+def test_message_policy_table(text, turn, policy, ok):
+    assert judge_message(text, turn, policy, _REF)[0] is ok
 
 
 @pytest.mark.parametrize("expected, actual, ok", [
@@ -132,7 +148,7 @@ def test_paper_calls_batch_matching():
 # ----------------------------------------------------------------------------- at real BFCL states
 
 def call(name, **args):
-    return "<tool_call>%s</tool_call>" % json.dumps({"name": name, "arguments": args})
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>"
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +176,9 @@ def judge(env, tid, k, action):
     ("exact", 0, call("cd", folder="document"), 1.0, "exact"),
     ("functional", 3, "Done: final_report.pdf is now in document/temp.", 1.0, "message"),
     ("functional", 3, "I cannot do that.", 0.0, "message"),
+    ("functional", 3, "ok", 0.0, "message"),                 # issue 8: these three scored 1
+    ("functional", 3, "Sure.", 0.0, "message"),
+    ("functional", 3, "The weather is nice today.", 0.0, "message"),
     ("paper", 3, "I cannot do that.", 1.0, "message"),        # the paper's "any message" rule
     ("exact", 3, "Done.", 0.0, "exact"),
     ("functional", 3, call("ls"), 0.0, "functional"),
@@ -184,7 +203,7 @@ def test_execution_accepts_a_different_spelling_with_the_same_effect(envs, bfcl_
                 r, info = judge(env, tid, k, call("ls", **args))
                 assert r == 1.0, info["reason"]
                 return
-    pytest.skip("no ls reference in the first trajectories")
+    pytest.fail("no ls reference in the first trajectories: the test data changed")
 
 
 @pytest.mark.parametrize("action, reason_part", [

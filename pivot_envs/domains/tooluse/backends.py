@@ -21,6 +21,7 @@ attributes (`vars()` without `_`-prefixed names) with `==`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -30,13 +31,14 @@ import importlib.util
 import inspect
 import json
 import logging
+import math
 import os
+import pickle
 import socket
 import subprocess
-from multiprocessing.connection import Connection
-import pickle
 import sys
 import threading
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def bfcl_root() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SandboxUnavailableError(
             "the tool-use domain needs the BFCL data package: pip install --no-deps bfcl-eval==2026.3.23")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def load_class(name: str, extra_backends: dict[str, str] | None = None) -> type:
@@ -151,7 +153,7 @@ def _encode(value: Any, stack: tuple[int, ...]) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return {"__datetime__": value.isoformat()}
     if id(value) in stack:
@@ -198,7 +200,7 @@ class Spec:
     long_context: bool
 
     @classmethod
-    def of(cls, task: dict) -> "Spec":
+    def of(cls, task: dict) -> Spec:
         return cls(tuple(task["involved_classes"]), json.dumps(task["initial_config"]),
                    bool(task.get("long_context", False)))
 
@@ -253,6 +255,7 @@ def _worker_main(conn: Any, extra: dict[str, str] | None, memory_limit_bytes: in
             return
         if op == "stop":
             return
+        result: object
         try:
             if op == "replay":  # -> one RunResult per step (a state after each step)
                 result = _run(payload["blob"], payload["spec"], payload["steps"], payload.get("allowed"), extra, True)
@@ -322,14 +325,13 @@ class BackendWorker:
                 conn.close()
             except OSError:
                 pass
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(2)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(2)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2)
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -384,10 +386,8 @@ class BackendWorker:
             self._kill()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: modules may already be gone
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 
@@ -401,7 +401,7 @@ def _main(argv: list[str] | None = None) -> None:
     ap.add_argument("--memory-limit", type=int, default=0)
     a = ap.parse_args(argv)
     # run the importable module's loop, not __main__'s, so results pickle as backends.RunResult
-    from pivot_envs.domains.tooluse import backends as importable
+    from pivot_envs.domains.tooluse import backends as importable  # noqa: PLW0406 - on purpose, see above
 
     importable._worker_main(Connection(a.fd), json.loads(a.extra) or None, a.memory_limit or None)
 

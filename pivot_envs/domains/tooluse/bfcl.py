@@ -10,14 +10,17 @@ Conversion of one entry (`convert_entry`):
   whose user message is empty: BFCL's "I have updated some more functions..." prompt), then one
   assistant message per ground-truth call, each followed by the tool message holding the REAL output
   of that call (executed on fresh backend instances, state carried across turns as in BFCL), then one
-  closing assistant message. A turn whose ground truth is empty (miss_param, miss_func, and 6 turns
-  of base / long_context) has only that closing message, a clarifying question.
+  closing assistant message that names the calls with their arguments and quotes the last result.
+  A turn whose ground truth is empty (miss_param, miss_func, and 6 turns of base / long_context) has
+  only that message, a clarifying question that names what is missing (`clarify_targets`: the
+  held-out function, or the parameter whose value the user supplies next; see messages.py).
   BFCL's ground truth for a turn is one ordered list of calls, executed one after the other (a later
   call often depends on an earlier one: `cd` then `mv`), so each call is its own step.
 - `task`: bfcl_id, category, involved_classes, initial_config, long_context, user_turns, ground_truth
   (per turn, `[name, kwargs]` with positional arguments named by the backend's signature), holdout
   ({turn: [function names]} for miss_func), turn_of_step (BFCL turn of each assistant message),
-  message_turns ({assistant turn: "close" | "clarify"}), defaults (parameter defaults from the docs and
+  message_turns ({assistant turn: "close" | "clarify"}), clarify_targets ({assistant turn:
+  {"functions": [...], "parameters": [[function, parameter], ...]}}), defaults (parameter defaults from the docs and
   the backend signatures).
 
 Converted suites are cached as JSONL under `$PIVOTRL_CACHE/tooluse/` (default ~/.cache/pivotrl), keyed
@@ -33,16 +36,17 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from pivot_envs.domains.tooluse import backends
+from pivot_envs.domains.tooluse import backends, messages
 from pivot_envs.errors import TrajectoryError
 from pivot_envs.trajectory import Trajectory, iter_jsonl, save_jsonl
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: closing messages name the calls' arguments; clarifying ones name what is missing
 CATEGORIES = ("base", "long_context", "miss_func", "miss_param")
 
 FUNC_DOC_FILES = {
@@ -202,23 +206,102 @@ def parse_call(text: str, sigs: dict[str, inspect.Signature]) -> tuple[str, dict
     return name, kwargs
 
 
-# ----------------------------------------------------------------------------- closing messages
+# ----------------------------------------------------------------------------- closing / clarifying messages
+
+def _call_text(name: str, args: dict, limit: int = 120) -> str:
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+    text = f"{name}({inner})"
+    return text if len(text) <= limit else text[: limit - 4] + "...)"
+
 
 def closing_message(calls: list[tuple[str, dict]], outputs: list[str]) -> str:
-    """Deterministic end-of-turn reply: what was done and the last result."""
-    names = ", ".join(dict.fromkeys(n for n, _ in calls))
+    """Deterministic end-of-turn reply: the calls made (with their arguments) and the last result, so
+    that the message reports what the turn produced (see messages.py, the closing rule)."""
+    done = ", ".join(_call_text(n, a) for n, a in calls)
     last = outputs[-1] if outputs else ""
     if len(last) > 300:
         last = last[:300] + "..."
-    return f"Done. I used {names}. The last result was: {last}"
+    return f"Done. I called {done}. The last result was: {last}"
 
 
-def clarify_message(category: str) -> str:
+def _readable(identifier: str) -> str:
+    return " ".join(p.lower() for p in messages.name_parts(identifier)) or identifier
+
+
+def _sentence(text: str) -> str:
+    s = messages.first_sentence(text).rstrip(".")
+    return s[:1].lower() + s[1:]
+
+
+def clarify_message(category: str, targets: dict, tools: list[dict], request: str) -> str:
+    """Deterministic clarifying reply that names what is missing (the clarifying rule in messages.py)."""
+    docs = {t["function"]["name"]: t["function"] for t in tools}
+    if targets.get("functions"):
+        wanted = "; ".join(_sentence(docs.get(f, {}).get("description", "")) or _readable(f)
+                           for f in targets["functions"])
+        return (f"I can't do that with the functions I have available: none of them can {wanted}. Could you "
+                "provide a function for it, or tell me how you would like to proceed?")
+    if targets.get("parameters"):
+        parts = []
+        for f, p in targets["parameters"]:
+            desc = _sentence(docs.get(f, {}).get("parameters", {}).get("properties", {}).get(p, {})
+                             .get("description", ""))
+            parts.append(f"the {_readable(p)} for {f}" + (f" ({desc})" if desc else ""))
+        return (f"I can't complete this yet because the request does not give {' and '.join(parts)}. "
+                "Could you please provide it?")
+    excerpt = " ".join(request.split()[:15])
+    if category.endswith("miss_param"):
+        return (f"I can't complete this yet because some required information is missing for \"{excerpt}\". "
+                "Could you please provide the missing details?")
+    return (f"I can't do that with the functions I have available (\"{excerpt}\"). Could you provide a "
+            "function for it, or tell me how you would like to proceed?")
+
+
+def _value_strings(value: Any) -> list[str]:
+    """The informative scalar values inside an argument value, as lowercase strings."""
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float, str)):
+        s = str(value).strip().lower()
+        return [s] if s else []
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _value_strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _value_strings(v)]
+    return []
+
+
+def clarify_targets(category: str, t: int, user_turns: list[list[dict]], calls_per_turn: list[list],
+                    outputs_per_turn: list[list[str]], holdout: dict[str, list[str]]) -> dict:
+    """What BFCL turn t (empty ground truth) lacks: {"functions": [...], "parameters": [[fn, param]]}.
+
+    miss_func: the functions the next turn adds (held out until then). miss_param: the arguments of the next
+    turn's calls whose value the user supplies in the next turn (it occurs in the next user message,
+    not in this turn's); when none does, those whose value occurs in no earlier user message and no
+    tool output seen before the call (so it must come from the user). Other turns: {} (the request
+    itself cannot be done)."""
     if category.endswith("miss_func"):
-        return ("I can't do that with the functions I have available. Could you provide a function "
-                "for it, or tell me how you would like to proceed?")
-    return ("I can't complete this yet because some required information is missing. Could you please "
-            "provide the missing details?")
+        added_next = holdout.get(str(t + 1))
+        return {"functions": list(added_next)} if added_next else {}
+    if not category.endswith("miss_param") or t + 1 >= len(calls_per_turn):
+        return {}
+    this = " ".join(m.get("content") or "" for m in user_turns[t]).lower()
+    nxt = " ".join(m.get("content") or "" for m in user_turns[t + 1]).lower()
+    earlier_users = " ".join(m.get("content") or "" for turn in user_turns[: t + 1] for m in turn).lower()
+    seen = " ".join(o for turn in outputs_per_turn[: t + 1] for o in turn).lower()
+    supplied, unseen = [], []
+    for j, (name, args) in enumerate(calls_per_turn[t + 1]):
+        seen_now = seen + " " + " ".join(outputs_per_turn[t + 1][:j]).lower()
+        for p, v in args.items():
+            vals = _value_strings(v)
+            if not vals:
+                continue
+            if any(x in nxt and x not in this for x in vals):
+                supplied.append([name, p])
+            elif not any(x in earlier_users or x in seen_now for x in vals):
+                unseen.append([name, p])
+    chosen = supplied or unseen
+    return {"parameters": [list(x) for x in dict.fromkeys(tuple(c) for c in chosen)]} if chosen else {}
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -232,45 +315,58 @@ def convert_entry(entry: dict, version: str | None = None) -> Trajectory:
     tools = [to_openai_tool(doc) for cls in involved for doc in func_docs(cls)]
     sigs = _signatures(involved)
     holdout = {str(k): list(v) for k, v in (entry.get("missed_function") or {}).items()}
-    ground_truth = [[list(parse_call(c, sigs)) for c in turn] for turn in entry["ground_truth"]]
+    gt_calls = [[parse_call(c, sigs) for c in turn] for turn in entry["ground_truth"]]
+    ground_truth = [[list(c) for c in turn] for turn in gt_calls]  # JSON-friendly form, stored in the task
     if len(ground_truth) != len(entry["question"]):
         raise TrajectoryError(f"BFCL entry {bfcl_id!r}: {len(entry['question'])} user turns but "
                               f"{len(ground_truth)} ground-truth turns")
 
-    instances = backends.instantiate(involved, entry["initial_config"], long_context)
-    methods = backends.public_methods(instances)
-    messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
-    turn_of_step: list[int] = []
-    message_turns: dict[str, str] = {}
     user_turns: list[list[dict]] = []
-    for t, (question, calls) in enumerate(zip(entry["question"], ground_truth)):
+    for t, question in enumerate(entry["question"]):
         user_msgs = [dict(m) for m in question]
         if not user_msgs:
             if str(t) not in holdout:
                 raise TrajectoryError(f"BFCL entry {bfcl_id!r} turn {t} has no user message and adds no function")
             user_msgs = [{"role": "user", "content": ADDED_FUNCTIONS_PROMPT}]
         user_turns.append(user_msgs)
-        messages.extend(user_msgs)
-        outputs = []
-        for j, (name, kwargs) in enumerate(calls):
+    # run every turn's calls first (state carried across turns): a clarifying message names what the
+    # NEXT turn supplies, so it needs the next turn's calls and outputs
+    instances = backends.instantiate(involved, entry["initial_config"], long_context)
+    methods = backends.public_methods(instances)
+    outputs_per_turn = [[backends.execute_call(methods, name, kwargs) for name, kwargs in calls]
+                        for calls in gt_calls]
+
+    messages_out: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
+    turn_of_step: list[int] = []
+    message_turns: dict[str, str] = {}
+    targets_of: dict[str, dict] = {}
+    for t, (user_msgs, calls, outputs) in enumerate(zip(user_turns, gt_calls, outputs_per_turn)):
+        messages_out.extend(user_msgs)
+        for j, ((name, kwargs), out) in enumerate(zip(calls, outputs)):
             call_id = f"call_{t}_{j}"
-            out = backends.execute_call(methods, name, kwargs)
-            outputs.append(out)
             turn_of_step.append(t)
-            messages.append({"role": "assistant", "content": "", "tool_calls": [
+            messages_out.append({"role": "assistant", "content": "", "tool_calls": [
                 {"id": call_id, "type": "function",
                  "function": {"name": name, "arguments": json.dumps(kwargs, ensure_ascii=False)}}]})
-            messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": out})
-        message_turns[str(len(turn_of_step))] = "close" if calls else "clarify"
+            messages_out.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": out})
+        k = str(len(turn_of_step))
+        message_turns[k] = "close" if calls else "clarify"
         turn_of_step.append(t)
-        messages.append({"role": "assistant",
-                         "content": closing_message(calls, outputs) if calls else clarify_message(category)})
+        if calls:
+            content = closing_message(calls, outputs)
+        else:
+            targets = clarify_targets(category, t, user_turns, gt_calls, outputs_per_turn, holdout)
+            targets_of[k] = targets
+            request = "\n".join(m.get("content") or "" for m in user_msgs)
+            content = clarify_message(category, targets, tools, request)
+        messages_out.append({"role": "assistant", "content": content})
     task = {"source": f"bfcl-eval=={version or package_version()}", "bfcl_id": bfcl_id, "category": category,
             "involved_classes": involved, "initial_config": entry["initial_config"], "long_context": long_context,
             "user_turns": user_turns, "ground_truth": ground_truth, "holdout": holdout,
             "excluded_function": entry.get("excluded_function", []), "turn_of_step": turn_of_step,
-            "message_turns": message_turns, "defaults": parameter_defaults(tools, sigs)}
-    return Trajectory(id=bfcl_id, domain="tooluse", task=task, tools=tools, messages=messages)
+            "message_turns": message_turns, "clarify_targets": targets_of,
+            "defaults": parameter_defaults(tools, sigs)}
+    return Trajectory(id=bfcl_id, domain="tooluse", task=task, tools=tools, messages=messages_out)
 
 
 def cache_dir() -> Path:

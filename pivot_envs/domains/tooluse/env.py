@@ -55,16 +55,24 @@ import dataclasses
 import logging
 import threading
 from collections import Counter, OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pivot_envs.base_env import PivotEnv
 from pivot_envs.domains.tooluse import bfcl
-from pivot_envs.domains.tooluse.backends import (ERROR_PREFIX, BackendWorker, RunResult, Spec, WorkerTimeout,
-                                                 state_diff)
+from pivot_envs.domains.tooluse.backends import (
+    ERROR_PREFIX,
+    BackendWorker,
+    RunResult,
+    Spec,
+    WorkerTimeout,
+    state_diff,
+)
+from pivot_envs.domains.tooluse.messages import MessageTurn, message_turn
 from pivot_envs.domains.tooluse.verifier import make_verifier
 from pivot_envs.errors import ReplayError, SandboxError
 from pivot_envs.parsing import ParsedAction
-from pivot_envs.trajectory import Trajectory, action_hash, tool_calls_of
+from pivot_envs.trajectory import Trajectory, action_hash
 from pivot_envs.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -119,7 +127,7 @@ class ToolUseState:
     """The live state at turn k (pivot) or during an episode. Holds the pickled backend state; every
     execution sends it to the worker and gets the next one back."""
 
-    env: "ToolUseEnv"
+    env: ToolUseEnv
     traj: Trajectory
     k: int
     blob: bytes
@@ -149,6 +157,10 @@ class ToolUseState:
     @property
     def message_kind(self) -> str | None:
         return self.traj.task.get("message_turns", {}).get(str(self.k))
+
+    @property
+    def message_turn(self) -> MessageTurn:
+        return self.env.message_turn_of(self.traj, self.k)
 
     @property
     def spec(self) -> Spec:
@@ -191,11 +203,12 @@ class ToolUseEnv(PivotEnv):
         self._task_keys: dict[str, str] = {}
         self._specs: dict[str, Spec] = {}
         self._tool_maps: dict[str, dict[str, dict]] = {}
+        self._message_turns: dict[tuple[str, int], MessageTurn] = {}
         super().__init__(trajectories, **kwargs)
 
     # ------------------------------------------------------------------ helpers
-    def default_trajectories(self) -> list[Trajectory]:
-        return bfcl.load_suite(self.categories, self.limit)
+    def default_trajectories(self) -> list[Trajectory | dict]:
+        return list(bfcl.load_suite(self.categories, self.limit))
 
     def task_key(self, traj: Trajectory) -> str:
         if traj.id not in self._task_keys:
@@ -211,6 +224,20 @@ class ToolUseEnv(PivotEnv):
         if traj.id not in self._tool_maps:
             self._tool_maps[traj.id] = {t["function"]["name"]: t for t in traj.tools}
         return self._tool_maps[traj.id]
+
+    def message_turn_of(self, traj: Trajectory, k: int) -> MessageTurn:
+        """What the message rules need at turn k (cached per trajectory and turn)."""
+        key = (traj.id, k)
+        if key not in self._message_turns:
+            kind = traj.task.get("message_turns", {}).get(str(k))
+            targets = traj.task.get("clarify_targets", {}).get(str(k))
+            self._message_turns[key] = message_turn(traj.messages, traj.assistant_indices[k], kind, traj.tools,
+                                                    targets)
+        return self._message_turns[key]
+
+    def tools_at_turn(self, traj: Trajectory, k: int) -> list[dict]:
+        """The tools `obs["tools"]` shows at turn k of `traj` (what a prompt for that turn must render)."""
+        return bfcl.tools_at(traj, bfcl.bfcl_turn_of(traj, k))
 
     def snapshot_key(self, traj: Trajectory, k: int) -> str:
         return f"{self.task_key(traj)}:{action_hash(traj.actions_before(k))}"
@@ -323,6 +350,7 @@ class ToolUseEnv(PivotEnv):
 
     # ------------------------------------------------------------------ observation: tools available now
     def tools_at(self, state: ToolUseState | None) -> list[dict]:
+        assert self._traj is not None, "tools_at needs a reset env"
         if state is None:
             return list(self._traj.tools)
         return bfcl.tools_at(self._traj, state.bfcl_turn)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pivot_envs.domains.tooluse import backends, bfcl
 from pivot_envs.domains.tooluse.verifier import canonical_value
@@ -149,7 +150,7 @@ def score_item(item: dict, action: ParsedAction) -> tuple[bool, str]:
     if len(calls) != len(answers):
         return False, f"expected {len(answers)} call(s), got {len(calls)}"
     tools_by_name = {t["function"]["name"]: t for t in item["tools"]}
-    ok = lambda c, a: call_matches(c[0], c[1], a, tools_by_name)  # noqa: E731
+    ok = lambda c, a: call_matches(c[0], c[1], a, tools_by_name)
     if len(answers) <= 6:
         found = any(all(ok(c, a) for c, a in zip(perm, answers)) for perm in itertools.permutations(calls))
     else:

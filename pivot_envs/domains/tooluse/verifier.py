@@ -27,14 +27,18 @@ Five named verifiers (`make_verifier(name)`), all `judge(state, action, referenc
   must equal the reference text (whitespace-normalised).
 
 Messages (all verifiers but `paper` and `exact`): a plain message where a call was expected scores 0,
-a call where a message was expected scores 0. With `message_policy="content"` (default) the message
-content is judged, so "any message" does not score 1:
+a call where a message was expected scores 0, an empty message scores 0. With
+`message_policy="content"` (default) the message content is judged (rules in `messages.py`), so "any
+message" does not score 1:
+  * closing turns: the reply must report what the turn produced: recall at least half of the salient
+    values (numbers, ids, names, short strings) of the turn's tool outputs that the demonstration's
+    message mentions (else of the calls' arguments, else a word of a called function's name); a reply
+    that declines where the demonstration did not scores 0;
   * clarification turns (BFCL ground truth empty: missing parameter, missing function): the reply must
-    ask for something or decline: a question mark, or a cue such as "please provide", "could you",
-    "which", "missing", "cannot", "unable", "not available", "don't have";
-  * closing turns (the request was done): a non-empty reply that does not decline (no "cannot",
-    "unable", "missing", "not available", ...) unless the reference reply does too.
-`message_policy="any"` is the paper's behaviour (any message scores 1).
+    ask or decline AND name what is missing: the missing parameter or function by a word of its name or
+    a distinctive word of its description (else a content word of the request that cannot be done).
+`message_policy="any"` is the paper's behaviour (any message scores 1). `exact` needs the same text,
+and never accepts an empty message.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from collections import Counter
 from typing import Any, Protocol
 
 from pivot_envs.domains.tooluse.backends import RunResult, WorkerTimeout, state_diff
+from pivot_envs.domains.tooluse.messages import MessageTurn, judge_message
 from pivot_envs.errors import SandboxError
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import ToolCall, tool_calls_of
@@ -59,22 +64,25 @@ FLOAT_TOL = 1e-6
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
 _FLOAT_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
-_ASK_RE = re.compile(
-    r"\?|\b(please (provide|specify|tell|clarify|confirm|share|let me know|give)|could you|can you|would you"
-    r"|which|need (more|the|to know|your|a|an)|missing|clarif\w*|not (available|able|possible|supported)"
-    r"|unable|cannot|can't|can not|don't have|do not have|no (function|tool)s?)\b", re.IGNORECASE)
-_DECLINE_RE = re.compile(
-    r"\b(cannot|can't|can not|unable|missing|not (available|able|possible|supported)|don't have|do not have"
-    r"|no (function|tool)s? (to|for|that))\b", re.IGNORECASE)
 
 
 class ToolUseStateLike(Protocol):
     """What a verifier needs from the env's state at turn k."""
 
-    tools_by_name: dict[str, dict]
-    defaults: dict[str, dict[str, Any]]
-    allowed: list[str]
-    message_kind: str | None  # "close" / "clarify" when the reference is a message
+    @property
+    def tools_by_name(self) -> dict[str, dict]: ...
+
+    @property
+    def defaults(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def allowed(self) -> list[str]: ...
+
+    @property
+    def message_kind(self) -> str | None: ...  # "close" / "clarify" when the reference is a message
+
+    @property
+    def message_turn(self) -> MessageTurn: ...  # what the message rules need (request, calls, outputs, ...)
 
     def run_calls(self, calls: list[tuple[str, dict]]) -> RunResult: ...
 
@@ -108,10 +116,9 @@ def canonical_value(value: Any, schema: dict) -> Any:
         if isinstance(value, list):
             items = schema.get("items", {})
             return [canonical_value(v, items) for v in value]
-    elif typ == "object":
-        if isinstance(value, dict):
-            props = schema.get("properties", {})
-            return {k: canonical_value(v, props.get(k, {})) for k, v in value.items()}
+    elif typ == "object" and isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: canonical_value(v, props.get(k, {})) for k, v in value.items()}
     return value
 
 
@@ -204,23 +211,6 @@ def compare_canonical(sampled: list[tuple[str, dict]], reference: list[tuple[str
 
 # ----------------------------------------------------------------------------- messages
 
-def judge_message(content: str, kind: str | None, policy: str, reference_content: str = "") -> tuple[bool, str]:
-    """Is a plain reply acceptable where the reference is a message of `kind` ("close" / "clarify")?
-    A closing reply may decline only when the reference itself does (e.g. it reports a failed call)."""
-    if policy == "any":
-        return True, "reference is a message and the action is a message (message_policy='any')"
-    text = (content or "").strip()
-    if not text:
-        return False, "empty message"
-    if kind == "clarify":
-        if _ASK_RE.search(text):
-            return True, "message asks for the missing information / declines"
-        return False, "this turn needs a clarifying question (the request lacks a value or a function), got a statement"
-    if _DECLINE_RE.search(text) and not _DECLINE_RE.search(reference_content or ""):
-        return False, "the request was doable (the demonstration completed it), but the message declines or asks for more"
-    return True, "closing message"
-
-
 # ----------------------------------------------------------------------------- paper rule
 
 def paper_value_match(expected: Any, actual: Any, threshold: float = PAPER_STRING_THRESHOLD) -> bool:
@@ -298,7 +288,7 @@ class ToolUseVerifier:
         return self.compare(state, sampled, ref_calls)
 
     def judge_message(self, state: ToolUseStateLike, content: str, reference: dict) -> Verdict:
-        ok, why = judge_message(content, state.message_kind, self.message_policy, reference.get("content") or "")
+        ok, why = judge_message(content, state.message_turn, self.message_policy, reference.get("content") or "")
         return (Verdict.correct if ok else Verdict.wrong)(why, "message", message_kind=state.message_kind)
 
     def compare(self, state: ToolUseStateLike, sampled: list, ref_calls: list) -> Verdict:
@@ -378,10 +368,12 @@ class ExactVerifier(ToolUseVerifier):
 
     def judge_message(self, state, content, reference):
         a, b = " ".join((content or "").split()), " ".join((reference.get("content") or "").split())
+        if not a:  # an empty reference text must not let an empty reply through
+            return Verdict.wrong("empty message", "exact")
         return (Verdict.correct("same text", "exact") if a == b else Verdict.wrong("text differs", "exact"))
 
     def compare(self, state, sampled, ref_calls):
-        key = lambda calls: [json.dumps([n, a], sort_keys=True, ensure_ascii=False) for n, a in calls]  # noqa: E731
+        key = lambda calls: [json.dumps([n, a], sort_keys=True, ensure_ascii=False) for n, a in calls]
         if key(sampled) == key(ref_calls):
             return Verdict.correct("identical calls", "exact")
         return Verdict.wrong("calls are not identical (strict match)", "exact")
