@@ -13,7 +13,10 @@ The result is cached: nothing is built when the image exists, unless `--force`.
 `build_task_image()` builds a task's own Dockerfile (Harbor / terminal-bench tasks ship one). Their
 `FROM python:3.11-slim`-style lines cannot be pulled without a registry, so FROM images that are
 neither local nor pullable are rewritten to the local sandbox base (Debian bookworm, whose python3
-is 3.11) before building.
+is 3.11) before building; images such as `python:3.x-slim` also provide `python`, so the rewritten
+stage gets a `python` -> python3 link when it has none. `extra_lines` (e.g. the test dependencies
+of a Harbor task, installed at build time because sandboxes have no network at run time) are
+appended to the last stage.
 
 The docker CLI is used (not the SDK) so that provisioning works before the Python extras exist.
 """
@@ -84,7 +87,7 @@ def _run(cmd: list[str], *, timeout: float, stdin: bytes | None = None,
     """Run a command, capturing output; raise ImageBuildError with the output tail on failure."""
     logger.debug("$ %s", " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout,
+        proc = subprocess.run(cmd, check=False, input=stdin, capture_output=True, timeout=timeout,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
     except FileNotFoundError as e:
         raise ImageBuildError(f"{cmd[0]!r} is not installed; run sandboxes/provision_docker.sh "
@@ -101,14 +104,21 @@ def docker_available() -> bool:
     """True when the docker CLI exists and a daemon answers."""
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, stdin=subprocess.DEVNULL,
+    return subprocess.run(["docker", "info"], check=False, capture_output=True, stdin=subprocess.DEVNULL,
                           timeout=30).returncode == 0
 
 
 def image_exists(name: str) -> bool:
     """True when `name` is present in the local image store."""
-    return subprocess.run(["docker", "image", "inspect", name], capture_output=True,
+    return subprocess.run(["docker", "image", "inspect", name], check=False, capture_output=True,
                           stdin=subprocess.DEVNULL, timeout=60).returncode == 0
+
+
+def image_id(name: str) -> str | None:
+    """The local image ID of `name` (None when absent): part of the content hash of derived images."""
+    proc = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name], check=False,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    return (proc.stdout.decode().strip() or None) if proc.returncode == 0 else None
 
 
 def image_present_or_pullable(name: str) -> bool:
@@ -157,8 +167,8 @@ def read_debian_mirror(paths: tuple[Path, ...] = (Path("/etc/apt/sources.list.d/
             text = path.read_text()
         except OSError:
             continue
-        candidates = re.findall(r"^\s*URIs:\s*(\S+)", text, flags=re.M)
-        candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, flags=re.M)
+        candidates = re.findall(r"^\s*URIs:\s*(\S+)", text, flags=re.MULTILINE)
+        candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, flags=re.MULTILINE)
         for url in candidates:
             if "security" not in url:
                 return url.rstrip("/")
@@ -186,7 +196,7 @@ def build_rootfs_image(mirror: str | None = None, *, image: str = ROOTFS_IMAGE) 
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE,
                                stdin=subprocess.DEVNULL)
         try:
-            imported = subprocess.run(["docker", "import", "-", image], stdin=tar.stdout,
+            imported = subprocess.run(["docker", "import", "-", image], check=False, stdin=tar.stdout,
                                       capture_output=True, timeout=BUILD_TIMEOUT_S)
         finally:
             assert tar.stdout is not None
@@ -260,8 +270,8 @@ def build_base_image(image: str | None = None, *, force: bool = False,
 
 _FROM_RE = re.compile(
     r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<tail>(?:\s+AS\s+(?P<stage>\S+))?\s*)$",
-    flags=re.I)
-_ARG_RE = re.compile(r"^\s*ARG\s+(?P<name>\w+)(?:=(?P<value>\S*))?\s*$", flags=re.I)
+    flags=re.IGNORECASE)
+_ARG_RE = re.compile(r"^\s*ARG\s+(?P<name>\w+)(?:=(?P<value>\S*))?\s*$", flags=re.IGNORECASE)
 
 
 def _expand_args(text: str, args: dict[str, str]) -> str:
@@ -269,10 +279,16 @@ def _expand_args(text: str, args: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)
 
 
+# After a FROM that was replaced by the fallback base: `python` as well as `python3`, like python:3.x images.
+PYTHON_SHIM = ('RUN command -v python >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1 '
+               '|| ln -s "$(command -v python3)" /usr/local/bin/python')
+
+
 def rewrite_missing_from(dockerfile_text: str, fallback_base: str,
                          is_available=image_present_or_pullable) -> tuple[str, list[str]]:
     """Return (new text, replaced image names): FROM images that are not available become
-    `fallback_base`. Stage names (`FROM builder`), `scratch` and available images are kept."""
+    `fallback_base` (`build_task_image` then adds PYTHON_SHIM). Stage names (`FROM builder`), `scratch` and available
+    images are kept."""
     lines = dockerfile_text.splitlines(keepends=True)
     args: dict[str, str] = {}
     stages: set[str] = set()
@@ -302,13 +318,42 @@ def rewrite_missing_from(dockerfile_text: str, fallback_base: str,
     return "".join(out), replaced
 
 
+def add_python_shim(dockerfile_text: str, base: str) -> str:
+    """PYTHON_SHIM after every `FROM base` line."""
+    out = []
+    for line in dockerfile_text.splitlines(keepends=True):
+        out.append(line)
+        match = _FROM_RE.match(line.rstrip("\n"))
+        if match and match.group("image") == base:
+            out.append(("" if line.endswith("\n") else "\n") + PYTHON_SHIM + "\n")
+    return "".join(out)
+
+
+_USER_RE = re.compile(r"^\s*USER\s+(\S+)", flags=re.IGNORECASE | re.MULTILINE)
+
+
+def append_lines(dockerfile_text: str, lines: list[str]) -> str:
+    """`dockerfile_text` with `lines` appended to its last stage, run as root (a `USER` the file set
+    is restored afterwards)."""
+    if not lines:
+        return dockerfile_text
+    users = _USER_RE.findall(dockerfile_text)
+    text = dockerfile_text if dockerfile_text.endswith("\n") else dockerfile_text + "\n"
+    block = ["# added by pivotrl: what the task's tests install, installed at build time", "USER root", *lines]
+    if users and users[-1] not in ("root", "0"):
+        block.append(f"USER {users[-1]}")
+    return text + "\n".join(block) + "\n"
+
+
 def build_task_image(dockerfile_dir: str | os.PathLike, tag: str,
-                     fallback_base: str = DEFAULT_IMAGE, *, force: bool = False) -> str:
+                     fallback_base: str = DEFAULT_IMAGE, *, force: bool = False,
+                     extra_lines: list[str] | tuple[str, ...] = ()) -> str:
     """Build the Dockerfile in `dockerfile_dir` (also the build context) as `tag`; return `tag`.
 
     FROM images that are neither local nor pullable (no registry here) are replaced by
-    `fallback_base`, which must exist (build it with `python -m sandboxes.build`). Skips the build
-    when `tag` exists unless `force`.
+    `fallback_base`, which must exist (build it with `python -m sandboxes.build`). `extra_lines`
+    are appended (see `append_lines`). Skips the build when `tag` exists unless `force`, so a tag
+    that hashes everything the build reads (as the Harbor converter's does) caches the image.
     """
     context = Path(dockerfile_dir)
     dockerfile = context / "Dockerfile"
@@ -319,15 +364,19 @@ def build_task_image(dockerfile_dir: str | os.PathLike, tag: str,
         logger.info("task image %s already exists", tag)
         return tag
     text, replaced = rewrite_missing_from(dockerfile.read_text(), fallback_base)
-    if not replaced:
+    if replaced:
+        text = add_python_shim(text, fallback_base)
+    text = append_lines(text, list(extra_lines))
+    if not replaced and not extra_lines:
         docker_build(context, tag, dockerfile=dockerfile)
         return tag
-    if not image_exists(fallback_base):
+    if replaced and not image_exists(fallback_base):
         raise ImageBuildError(f"{dockerfile}: FROM {', '.join(replaced)} cannot be pulled and the "
                               f"fallback base {fallback_base} is missing; build it with "
                               f"`python -m sandboxes.build`")
-    logger.warning("%s: FROM %s not available; building FROM %s instead", dockerfile,
-                   ", ".join(replaced), fallback_base)
+    if replaced:
+        logger.warning("%s: FROM %s not available; building FROM %s instead", dockerfile,
+                       ", ".join(replaced), fallback_base)
     # The rewritten Dockerfile lives outside the context so the task directory is left untouched.
     with tempfile.TemporaryDirectory(prefix="pivotrl-dockerfile-") as tmp:
         rewritten = Path(tmp) / "Dockerfile"

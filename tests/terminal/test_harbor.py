@@ -4,6 +4,7 @@ test-script wrapper's reward-file rule, and end-to-end conversion of the shipped
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -71,8 +72,9 @@ def test_splitter_set_e_and_context_carry():
         """)
     parsed = split_solution(script)
     assert parsed.stop_on_error
-    prefix = 'cd /app/repo\nexport MODE=fast\nfix=$(git log --format=%H | head -n 1)\n'
-    assert parsed.steps[0] == prefix + 'git show "$fix"'
+    # -e becomes stop_on_error; -u and pipefail still apply to every step; a variable reaches only its readers
+    prefix = 'set -uo pipefail\ncd /app/repo\nexport MODE=fast\n'
+    assert parsed.steps[0] == prefix + 'fix=$(git log --format=%H | head -n 1)\ngit show "$fix"'
     assert parsed.steps[1].startswith(prefix + "helper() {") and parsed.steps[1].endswith("helper me")
     assert parsed.steps[2] == prefix + "cd /app && ls"  # a cd with a command after it is a real step
     assert not split_solution("echo a\nset -x\necho b\n").stop_on_error
@@ -169,11 +171,22 @@ def _reward_task(tmp_path: Path, body: str) -> harbor.HarborTask:
     ("echo 0.5 > /logs/verifier/reward.txt\n", False),
     ("test \"$PWD\" = /app && test -f /tests/test.sh\n", True),  # no reward file: exit status decides
     ("exit 3\n", False),
+    # Harbor's reward.json: the "reward" key (or the only number); the exit status does not count then
+    ("echo '{\"reward\": 1.0, \"tests\": 4}' > /logs/verifier/reward.json; exit 1\n", True),
+    ("echo '{\"reward\": 0}' > /logs/verifier/reward.json\n", False),
+    ("echo '{\"score\": 1}' > /logs/verifier/reward.json\n", True),
+    ("echo '{\"a\": 1, \"b\": 1}' > /logs/verifier/reward.json\n", False),  # no "reward": which one?
+    ("echo 'not json' > /logs/verifier/reward.json\n", False),
+    ("echo 0 > /logs/verifier/reward.txt; echo '{\"reward\": 1}' > /logs/verifier/reward.json\n", False),  # txt first
+    ("echo yes > /logs/verifier/reward.txt\n", False),
 ])
 def test_reward_file_rule(docker_backend, tmp_path, body, passes):
     script = harbor.test_script(_reward_task(tmp_path, body))
     with docker_backend.create(None) as sb:
-        assert sb.exec(script, timeout=30).ok is passes
+        sb.exec("mkdir -p /logs/verifier && echo 1 > /logs/verifier/reward.txt", timeout=30)  # planted by an agent
+        res = sb.exec(script, timeout=30)
+        assert res.ok is passes, res.stdout + res.stderr
+        assert harbor.REWARD_LINE_PREFIX in res.stdout
 
 
 @pytest.mark.docker
@@ -192,3 +205,245 @@ def test_convert_shipped_task(docker_backend, name):
             cmd = json.loads(traj.reference(k)["tool_calls"][0]["function"]["arguments"])["command"]
             sb.exec(cmd, timeout=60)
         assert sb.exec(traj.task["test"], timeout=60).ok
+
+
+# ----------------------------------------------------------------------------- splitter corpus
+#
+# Shapes seen in public solve.sh files. Each script runs twice on the host: whole, as solve.sh does,
+# and cut into steps, each step in a fresh `bash -c` (as an agent's command runs). The resulting
+# file trees must be identical: the state a step sets (variables, arrays, functions, cwd, options)
+# reaches the later steps that use it.
+
+CORPUS = {
+    "here_strings": r'''
+        line="alice 42 admin"
+        read -r name age role <<< "$line"
+        IFS=, read -ra parts <<< "x,y,z"
+        tr a-z A-Z <<< "$name" > upper.txt
+        echo "$name/$age/$role/${parts[2]}/${#parts[@]}" > out.txt
+        ''',
+    "multiline_arrays": r'''
+        periods=(
+          "2024-01"
+          "2024-02"   # a comment inside
+          "2024-03"
+        )
+        extra=( a
+                b )
+        periods+=("2024-04")
+        for p in "${periods[@]}"; do
+          mkdir -p "reports/$p" && touch "reports/$p/.keep"
+        done
+        echo "${#periods[@]} ${extra[1]}" > count.txt
+        ''',
+    "functions_and_if": r'''
+        log() { echo "[$1] $2" >> run.log; }
+        greet() {
+          log info "hello $1"
+        }
+        function shout {
+          log warn "$(echo "$1" | tr a-z A-Z)"
+        }
+        if [ ! -f run.log ]; then
+          greet world
+        else
+          shout again
+        fi
+        shout done
+        ''',
+    "for_case": r'''
+        mkdir -p in && for f in a.jpg b.txt c.bin; do echo "$f" > "in/$f"; done
+        for f in in/*; do
+          case "$f" in
+            *.jpg) kind=image ;;
+            *.txt) kind=text ;;
+            *) kind=other ;;
+          esac
+          mkdir -p "$kind" && mv "$f" "$kind/"
+        done
+        ''',
+    "continuations_and_chains": r'''
+        mkdir -p build/sub && \
+          cd build && \
+          echo one > first.txt
+        echo two > second.txt
+        cd sub && echo three > third.txt
+        echo four > fourth.txt &&
+          echo five >> fourth.txt ||
+          echo never > never.txt
+        printf '%s\n' c b a |
+          sort > sorted.txt
+        ''',
+    "set_e_export_cd": r'''
+        #!/bin/bash
+        set -euo pipefail
+        export GREETING="hello there"
+        mkdir -p work
+        cd work
+        bash -c 'echo "$GREETING"' > env.txt
+        COUNT=3
+        for i in $(seq 1 "$COUNT"); do echo "$i" >> seq.txt; done
+        ''',
+    "heredocs": r'''
+        cat > a.py <<'EOF'
+        print("single $HOME `quoted`")
+        EOF
+        cat > b.txt <<"END"
+        double $NOT_EXPANDED
+        END
+        name=world
+        cat > c.txt <<EOF
+        hello $name $(echo sub)
+        EOF
+        cat <<\STOP > d.txt
+        backslash $x
+        STOP
+        python3 a.py > a.out
+        ''',
+    "mapfile_assoc_pure_loop": r'''
+        printf '%s\n' "b 2" "a 5" "b 4" > data.txt
+        declare -A total=()
+        mapfile -t rows < <(sort data.txt)
+        for row in "${rows[@]}"; do
+          read -r k v <<< "$row"
+          total[$k]=$(( ${total[$k]:-0} + v ))
+        done
+        sum=0
+        while read -r _ v; do sum=$(( sum + v )); done < data.txt
+        for k in $(printf '%s\n' "${!total[@]}" | sort); do echo "$k ${total[$k]}"; done > totals.txt
+        echo "$sum" > sum.txt
+        ''',
+    "subshells_and_groups": r'''
+        mkdir -p pkg
+        (cd pkg && echo inside > in.txt)
+        echo outside > out.txt
+        { echo 1; echo 2; } > group.txt
+        out=$( (echo nested) )
+        echo "$out" > nested.txt
+        ''',
+    "pushd_source_exit": r'''
+        mkdir -p deep/er
+        pushd deep >/dev/null
+        echo 'export MODE=prod' > env.sh
+        source env.sh
+        echo "$MODE" > mode.txt
+        popd >/dev/null
+        echo "# paren ( in a comment" > comment.txt  # and ) here
+        exit 0
+        echo unreachable > never.txt
+        ''',
+}
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_bash(script: str, cwd: Path) -> None:
+    import subprocess
+
+    subprocess.run(["bash", "-c", script], cwd=cwd, check=False, capture_output=True, timeout=30,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_splitter_corpus_steps_reproduce_the_whole_script(tmp_path, name):
+    script = textwrap.dedent(CORPUS[name]).lstrip("\n")
+    whole, stepped = tmp_path / "whole", tmp_path / "stepped"
+    whole.mkdir()
+    stepped.mkdir()
+    _run_bash(script, whole)
+    parsed = split_solution(script)
+    assert len(parsed.steps) >= 2, parsed.steps
+    for step in parsed.steps:
+        _run_bash(step, stepped)
+    expected = _tree(whole)
+    assert expected, "the script did nothing"
+    assert _tree(stepped) == expected
+
+
+def test_splitter_here_string_is_not_a_heredoc_and_arrays_are_state():
+    parsed = split_solution(textwrap.dedent(CORPUS["here_strings"]).lstrip("\n"))
+    assert len(parsed.steps) == 2  # the two commands with effects; assignments and reads are carried
+    assert 'read -r name age role <<< "$line"' in parsed.steps[0]
+    arrays = split_solution(textwrap.dedent(CORPUS["multiline_arrays"]).lstrip("\n")).steps
+    assert len(arrays) == 2 and all(s.startswith("periods=(") for s in arrays)
+    assert 'periods+=("2024-04")' in arrays[0] and "extra=( a" not in arrays[0]  # only what the step reads
+
+
+def test_splitter_exit_ends_the_script_and_set_flags_are_kept_without_e():
+    parsed = split_solution("set -ex\necho a > f\nexit\necho b\n")
+    assert parsed.stop_on_error and parsed.steps == ["echo a > f"]
+    assert split_solution("set -o pipefail\nls | wc -l\n").steps == ["set -o pipefail\nls | wc -l"]
+
+
+# ----------------------------------------------------------------------------- offline test dependencies
+
+from pivot_envs.domains.terminal.harbor import (
+    TestsNeedNetworkError,
+    plan_test_dependencies,
+)
+
+
+def _plan(text: str, **extra: bytes):
+    return plan_test_dependencies({"test.sh": text.encode(), **extra}, ["test.sh"])
+
+
+def test_offline_plan_maps_runners_onto_the_registries():
+    plan = _plan(textwrap.dedent("""\
+        #!/bin/bash
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl git
+        curl -LsSf https://astral.sh/uv/0.9.7/install.sh | sh
+        source $HOME/.local/bin/env
+        uvx -p 3.13 -w pytest==8.4.1 --with pytest-json-ctrf==0.3.5 pytest --ctrf /logs/verifier/ctrf.json /tests -rA
+        pip install -q pytest-timeout "requests>=2"
+        python3 -m pip install -r /tests/requirements.txt
+        curl -s http://localhost:8080/health
+        """), **{"requirements.txt": b"numpy==2.1.0  # pinned\n\n-e .\n"})
+    assert plan.apt_packages == ("curl", "git") and plan.uv_version == "0.9.7"
+    assert sorted(plan.python_requirements) == sorted(("pytest==8.4.1", "pytest-json-ctrf==0.3.5", "pytest",
+                                                       "pytest-timeout", "requests>=2", "numpy==2.1.0"))
+    new = plan.rewritten["test.sh"].splitlines()
+    assert new[1] == "true && true" and new[2] == "true" and new[3] == "source $HOME/.local/bin/env"
+    assert new[4].startswith("uvx -w pytest==8.4.1") and "-p 3.13" not in new[4]
+    assert new[5:] == ["pip install -q pytest-timeout \"requests>=2\"", "python3 -m pip install -r /tests/requirements.txt",
+                       "curl -s http://localhost:8080/health"]  # pip runs as written, from the wheelhouse
+    build = "\n".join(plan.dockerfile_lines())
+    assert "apt-get install -y --no-install-recommends curl git" in build and "pip install --no-cache-dir uv==0.9.7" in build
+    assert "pip download --no-cache-dir -q -d /opt/pivotrl/wheels " in build and "pytest-json-ctrf==0.3.5" in build
+    assert len(plan.notes) == 4  # apt update, apt install, the uv installer, the dropped -p: each said
+
+
+def test_offline_plan_terminal_bench_uv_venv_shape():
+    plan = _plan("uv venv .tbench-testing\nsource .tbench-testing/bin/activate\nuv pip install pytest==8.4.1\n"
+                 "uv run pytest $TEST_DIR/test_outputs.py -rA\n")
+    assert plan.python_requirements == ("pytest==8.4.1",) and plan.uv_version == ""
+    assert "pytest" not in [r.split("=")[0] for r in plan.python_requirements[1:]]  # `uv run pytest`: a command
+    assert _plan("python3 /tests/check.py\n").empty
+
+
+@pytest.mark.parametrize("line, what", [
+    ("wget -q https://example.org/expected.csv -O /tmp/e.csv", "wget -q https://example.org"),
+    ("git clone https://github.com/x/y.git /tmp/y", "git clone https://github.com/x/y.git"),
+    ("pip install git+https://github.com/x/y.git", "git+https://github.com/x/y.git"),
+    ("npm install -g jest", "npm install -g jest"),
+    ("x=$(curl -fsSL https://api.example.com/v1)", "curl -fsSL https://api.example.com/v1"),
+])
+def test_tests_that_still_need_the_network_are_refused_naming_the_command(line, what):
+    with pytest.raises(TestsNeedNetworkError, match=re.escape(what)):
+        _plan(f"#!/bin/bash\n{line}\n")
+
+
+def test_python_shim_and_appended_lines_in_the_task_dockerfile():
+    from sandboxes.build import (
+        PYTHON_SHIM,
+        add_python_shim,
+        append_lines,
+        rewrite_missing_from,
+    )
+
+    text, replaced = rewrite_missing_from("FROM python:3.12-slim\nUSER app\nRUN echo hi\n", "base:1",
+                                          is_available=lambda image: False)
+    out = append_lines(add_python_shim(text, "base:1"), ["RUN apt-get install -y curl"]).splitlines()
+    assert replaced == ["python:3.12-slim"] and out[:2] == ["FROM base:1", PYTHON_SHIM]
+    assert out[-3:] == ["USER root", "RUN apt-get install -y curl", "USER app"]  # installs as root, user restored

@@ -6,6 +6,10 @@ the same function the live env uses). It then runs the task's test and raises `E
 if the expert did not solve the task. `check_task` also proves that the test FAILS on the initial
 state, so a test that any state passes is caught.
 
+`record_commands` is the one recorder: the built-in suite and converted Harbor / Terminal-Bench
+tasks (`pivot_envs.domains.terminal.harbor`) both run their commands through it, and
+`trajectory_record` builds both trajectories.
+
 The pre-recorded suite (`data/*.jsonl`, made by `python -m pivot_envs.domains.terminal.tasks.build_suite`)
 is what `builtin_trajectories` returns by default; replay re-runs the commands anyway and compares
 fresh outputs to the recorded ones.
@@ -16,13 +20,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
-from pivot_envs.domains.terminal.tasks.format import BASH_TOOL, format_tool_output, system_prompt
+from pivot_envs.domains.terminal.tasks.format import (
+    BASH_TOOL,
+    format_tool_output,
+    system_prompt,
+)
 from pivot_envs.domains.terminal.tasks.spec import ExpertStep, TaskSpec
 from pivot_envs.errors import PivotError, ReplayError
 from pivot_envs.sandbox import Sandbox, SandboxBackend, SandboxLimits, make_backend
+from pivot_envs.sandbox.base import ExecResult
 
 logger = logging.getLogger(__name__)
 
@@ -102,38 +112,97 @@ def check_task(task: TaskSpec, backend: SandboxBackend | str) -> TaskCheck:
 
 def _record(task: TaskSpec, be: SandboxBackend, *, image: str | None, check_initial: bool) -> tuple[dict, TaskCheck]:
     image = image if image is not None else task.image
-    limits = SandboxLimits(timeout_s=task.timeout_s)
-    env = task.env or None
-    initial_exit = -1
-    with be.create(image, workdir=task.workdir, limits=limits) as sb:
-        run_setup(sb, task.setup, env, task.id)
+    recording = record_commands(be, image, workdir=task.workdir, limits=SandboxLimits(timeout_s=task.timeout_s),
+                                commands=[s.command for s in task.expert], test=task.test, setup=task.setup,
+                                env=task.env or None, task_id=task.id, check_initial=check_initial)
+    if recording.initial_test is not None and recording.initial_test.ok:
+        raise TestPassesInitiallyError(f"task {task.id}: the test already passes on the initial state; "
+                                       f"it must check what the task asks for")
+    if not recording.final_test.ok:
+        raise ExpertFailedError(f"task {task.id}: the expert did not pass the test.\n"
+                                f"{recording.failure_report(task.expert)}")
+    task_dict = task.to_task_dict()
+    task_dict["recorded_with"] = {"backend": be.name, "image": image or "(backend default)"}
+    traj = trajectory_record(task.id, task_dict, task.instruction, task.expert, recording.outputs,
+                             task.final_message, task.workdir)
+    initial_exit = -1 if recording.initial_test is None else recording.initial_test.exit_code
+    return traj, TaskCheck(task.id, initial_exit, 0, recording.failed_steps)
+
+
+# ----------------------------------------------------------------------------- the one recorder
+
+
+class TestPassesInitiallyError(ExpertFailedError):
+    """The task's test already passes before any expert step ran: it would hand out free rewards."""
+
+    __test__ = False  # not a pytest class
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """What `record_commands` measured. `initial_test` is None when the initial state was not checked;
+    `stopped_at` is the step that failed under `stop_on_error` (None: every step ran)."""
+
+    outputs: list[str]
+    exit_codes: list[int]
+    initial_test: ExecResult | None
+    final_test: ExecResult
+    test_output: str
+    stopped_at: int | None = None
+
+    @property
+    def failed_steps(self) -> int:
+        return sum(1 for c in self.exit_codes if c != 0)
+
+    def failure_report(self, steps: Sequence[ExpertStep | str]) -> str:
+        """The test output and the transcript, for error messages."""
+        commands = [s.command if isinstance(s, ExpertStep) else s for s in steps]
+        log = "\n".join(f"$ {c}\n{o}" for c, o in zip(commands, self.outputs))
+        return f"Test output:\n{self.test_output}\nExpert transcript:\n{log[-4000:]}"
+
+
+def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limits: SandboxLimits,
+                    commands: Sequence[str], test: str, setup: str = "", env: dict[str, str] | None = None,
+                    task_id: str = "", test_timeout_s: float = TEST_TIMEOUT_S, check_initial: bool = False,
+                    stop_on_error: bool = False) -> Recording:
+    """Run `setup`, then each command (one per assistant turn, each in a fresh shell), then `test`, in a
+    fresh sandbox of `image`; outputs are formatted as the live env formats them.
+
+    With `check_initial`, the test first runs in a fork of the initial state (a fork, so that what it
+    writes cannot help the commands). With `stop_on_error`, recording stops at the first failing
+    command (a solve.sh under `set -e`) and the test still runs, so the caller sees why.
+    Both the built-in suite and converted Harbor tasks are recorded here.
+    """
+    timeout = limits.timeout_s
+    initial: ExecResult | None = None
+    outputs: list[str] = []
+    codes: list[int] = []
+    stopped_at: int | None = None
+    with be.create(image, workdir=workdir, limits=limits) as sb:
+        run_setup(sb, setup, env, task_id)
         if check_initial:
-            # The test runs in a fork so that anything it writes cannot help the expert.
             snap = sb.snapshot()
             try:
                 with be.fork(snap) as probe:
-                    res = probe.exec(task.test, timeout=TEST_TIMEOUT_S, env=env)
-                    initial_exit = res.exit_code
-                    if res.ok:
-                        raise ExpertFailedError(f"task {task.id}: the test already passes on the initial state; "
-                                                f"it must check what the task asks for")
+                    initial = probe.exec(test, timeout=test_timeout_s, env=env or None)
             finally:
                 be.release(snap)
-        outputs, failed = [], 0
-        for step in task.expert:
-            res = sb.exec(step.command, timeout=task.timeout_s, env=env)
-            failed += 0 if res.ok else 1
-            outputs.append(format_tool_output(res, timeout_s=task.timeout_s))
-        passed, test_out = run_test(sb, task.test, env)
-        if not passed:
-            log = "\n".join(f"$ {s.command}\n{o}" for s, o in zip(task.expert, outputs))
-            raise ExpertFailedError(f"task {task.id}: the expert did not pass the test.\nTest output:\n{test_out}\n"
-                                    f"Expert transcript:\n{log[-4000:]}")
-    task_dict = task.to_task_dict()
-    task_dict["recorded_with"] = {"backend": be.name, "image": image or "(backend default)"}
-    traj = {"id": task.id, "domain": "terminal", "task": task_dict, "tools": [BASH_TOOL],
-            "messages": build_messages(task.instruction, task.expert, outputs, task.final_message, task.workdir)}
-    return traj, TaskCheck(task.id, initial_exit, 0, failed)
+        for k, command in enumerate(commands):
+            res = sb.exec(command, timeout=timeout, env=env or None)
+            outputs.append(format_tool_output(res, timeout_s=timeout))
+            codes.append(-1 if res.timed_out else res.exit_code)
+            if stop_on_error and not res.ok:
+                stopped_at = k
+                break
+        final = sb.exec(test, timeout=test_timeout_s, env=env or None)
+    return Recording(outputs, codes, initial, final, format_tool_output(final, timeout_s=test_timeout_s), stopped_at)
+
+
+def trajectory_record(traj_id: str, task_dict: dict[str, Any], instruction: str, steps: Sequence[ExpertStep],
+                      outputs: Sequence[str], final_message: str, workdir: str) -> dict[str, Any]:
+    """The trajectory JSON object (DESIGN.md) of a recorded task."""
+    return {"id": traj_id, "domain": "terminal", "task": task_dict, "tools": [BASH_TOOL],
+            "messages": build_messages(instruction, steps, outputs, final_message, workdir)}
 
 
 def load_recorded(split: str) -> list[dict[str, Any]]:
