@@ -20,7 +20,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 
@@ -53,16 +54,18 @@ class CostMeter:
 
 
 class VerdictCache:
-    """Verdicts keyed by (state key, normalised action). Thread-safe, bounded (FIFO eviction)."""
+    """Verdicts keyed by (state key, reference action, verifier, normalised action): two trajectories
+    that share a prefix (same state) but differ in their demonstration, or two verifiers (or one
+    verifier with other settings) sharing a cache, never share verdicts. Thread-safe, bounded (FIFO)."""
 
     def __init__(self, max_entries: int = 100_000):
-        self._data: dict[tuple[str, str], Verdict] = {}
+        self._data: dict[tuple[str, str, str, str], Verdict] = {}
         self._lock = threading.Lock()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
 
-    def __deepcopy__(self, memo: dict) -> "VerdictCache":
+    def __deepcopy__(self, memo: dict) -> VerdictCache:
         return self  # shared on purpose (gym.make deep-copies kwargs)
 
     @staticmethod
@@ -70,22 +73,35 @@ class VerdictCache:
         calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in action.tool_calls]
         return json.dumps({"c": action.content.strip() if not calls else "", "t": calls, "e": action.error})
 
-    def get(self, state_key: str, action: ParsedAction) -> Verdict | None:
+    @staticmethod
+    def reference_key(reference: dict | None) -> str:
+        """The demonstration's action as it matters to a verdict: its text and its calls."""
+        if reference is None:
+            return ""
+        return VerdictCache.normalise(parse_action(reference))
+
+    def key(self, state_key: str, action: ParsedAction, reference: dict | None,
+            verifier: str) -> tuple[str, str, str, str]:
+        return (state_key, self.reference_key(reference), verifier, self.normalise(action))
+
+    def get(self, state_key: str, action: ParsedAction, reference: dict | None = None,
+            verifier: str = "") -> Verdict | None:
         with self._lock:
-            v = self._data.get((state_key, self.normalise(action)))
+            v = self._data.get(self.key(state_key, action, reference, verifier))
             if v is None:
                 self.misses += 1
             else:
                 self.hits += 1
             return v
 
-    def put(self, state_key: str, action: ParsedAction, verdict: Verdict) -> None:
+    def put(self, state_key: str, action: ParsedAction, verdict: Verdict, reference: dict | None = None,
+            verifier: str = "") -> None:
         if verdict.masked:  # an infra failure may not repeat: never cache it
             return
         with self._lock:
             if len(self._data) >= self.max_entries:
                 self._data.pop(next(iter(self._data)))
-            self._data[(state_key, self.normalise(action))] = verdict
+            self._data[self.key(state_key, action, reference, verifier)] = verdict
 
 
 class PivotEnv(gym.Env, abc.ABC):
@@ -102,7 +118,7 @@ class PivotEnv(gym.Env, abc.ABC):
         verdict_cache: share a VerdictCache across envs (None = a private one).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
     domain: str = ""
 
     def __init__(self, trajectories: Any = None, *, reset_to_turn: int = 0, trajectory: int | str | None = None,
@@ -246,10 +262,19 @@ class PivotEnv(gym.Env, abc.ABC):
             verdicts.append(self.judge_cached(self._state, parsed, reference))
         return verdicts
 
+    def verifier_key(self) -> str:
+        """Names the verifier and its settings, for the verdict cache key. Default: the env's
+        `verifier` attribute's `config_key` (or its class and `name`)."""
+        verifier = getattr(self, "verifier", None)
+        if verifier is None:
+            return type(self).__name__
+        return getattr(verifier, "config_key", None) or f"{type(verifier).__qualname__}:{getattr(verifier, 'name', '')}"
+
     def judge_cached(self, state: Any, parsed: ParsedAction, reference: dict) -> Verdict:
-        """`judge` behind the verdict cache (key: state key + normalised action)."""
+        """`judge` behind the verdict cache (key: state key, reference, verifier, normalised action)."""
         key = self.state_key(state)
-        cached = self.verdict_cache.get(key, parsed)
+        verifier = self.verifier_key()
+        cached = self.verdict_cache.get(key, parsed, reference, verifier)
         if cached is not None:
             self.costs.verdict_cache_hits += 1
             return cached
@@ -259,7 +284,7 @@ class PivotEnv(gym.Env, abc.ABC):
             log.exception("verifier failed")
             verdict = Verdict.infra("verifier_error", f"verifier raised {type(e).__name__}: {e}")
         self.costs.verdicts += 1
-        self.verdict_cache.put(key, parsed, verdict)
+        self.verdict_cache.put(key, parsed, verdict, reference, verifier)
         return verdict
 
     def _episode_step(self, parsed: ParsedAction):

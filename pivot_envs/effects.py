@@ -5,7 +5,13 @@ every sandboxed domain, and the normalisations that make two runs of the same wo
   (modification times are not part of a `FileEntry`);
 - archives (.tar*, .tgz, .zip, .gz) by their members, not their bytes (which embed creation times);
 - git repositories by `GIT_SUMMARY` (HEAD's tree, the branch -> tree map, the commit count,
-  `git status --porcelain`) instead of the object store, whose commit ids depend on messages/dates;
+  `git status --porcelain`, and the index: path, mode and blob id of every staged entry, without
+  the stat data `.git/index` caches) instead of the object store, whose commit ids depend on
+  messages and dates;
+- the state roots: every directory the backend persists (`persistent_roots`: the local backend's
+  workdir, /tmp and /root; on docker, whose whole file system persists, the workdir and the
+  system's writable dirs in `WHOLE_FS_STATE_DIRS`), minus files the container runtime rewrites at
+  every start (`RUNTIME_FILES`);
 - stdout with trailing whitespace of each line and leading/trailing blank lines dropped.
 """
 
@@ -29,6 +35,8 @@ GIT_SUMMARY = r"""for g in $(find {roots} -name .git -type d -prune 2>/dev/null 
     echo "ref $n $(git rev-parse -q --verify "$c^{{tree}}" 2>/dev/null)"; done
   echo "current $(git symbolic-ref -q --short HEAD 2>/dev/null)"
   git status --porcelain 2>/dev/null | sed 's/^/status /'
+  git ls-files --stage 2>/dev/null | sed 's/^/index /'
+  git rev-list --all --max-count=1000 2>/dev/null | sed 's/^/commit /'
 done"""
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".gz")
@@ -88,9 +96,25 @@ def diff_paths(a: dict[str, FileEntry], b: dict[str, FileEntry], limit: int = 5)
     return out
 
 
+#: Directories whose contents are state on a backend whose whole file system persists (docker),
+#: besides the workdir. Read-only system trees (/usr minus /usr/local, /bin, /lib) are left out:
+#: hashing them at every verdict would cost seconds; writes there are rare and need root.
+WHOLE_FS_STATE_DIRS = ("/tmp", "/root", "/home", "/etc", "/usr/local", "/opt", "/srv", "/var/tmp", "/var/log")
+#: Files the container runtime writes at every container start (they name the container).
+RUNTIME_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab"})
+
+
+def persistent_roots(box: Sandbox, workdir: str) -> tuple[str, ...]:
+    """The directories of `box` whose contents survive between commands (and snapshots)."""
+    declared = getattr(box, "persistent", None)  # the local backend says exactly what it stores
+    dirs = sorted(set(declared) if declared else {workdir, *WHOLE_FS_STATE_DIRS})
+    return tuple(d for d in dirs if not any(o != d and d.startswith(o.rstrip("/") + "/") for o in dirs))
+
+
 @dataclasses.dataclass
 class Outcome:
-    """What one or more commands did to a fork of the state."""
+    """What one or more commands did to a fork of the state. `exit_code` and `timed_out` are the
+    last command's; `exit_codes` has every command's (-1 = timed out), in order."""
 
     exit_code: int
     timed_out: bool
@@ -98,13 +122,20 @@ class Outcome:
     files: dict[str, FileEntry]
     git: str
     seconds: float
+    exit_codes: tuple[int, ...] = ()
+    disk_full: bool = False  # some command filled the sandbox's disk quota
+    commits: frozenset[str] = frozenset()  # commit ids in the state's repositories (they name commits
+    # by time and message, so outputs that print them are compared with the ids masked)
 
 
-def measure_files(box: Sandbox, roots: tuple[str, ...]) -> tuple[dict[str, FileEntry], str]:
+def measure_files(box: Sandbox, roots: tuple[str, ...]) -> tuple[dict[str, FileEntry], str, frozenset[str]]:
     """The file-system effect visible under `roots`: the manifest (git internals left out, archives
-    by members) and the git summary of every repository below them."""
+    by members), the git summary of every repository below them and their commit ids."""
     # git internals are compared through GIT_SUMMARY instead (commit ids depend on messages)
-    files = {p: e for p, e in box.manifest(roots).items() if "/.git/" not in p and not p.endswith("/.git")}
+    files = {p: e for p, e in box.manifest(roots).items()
+             if "/.git/" not in p and not p.endswith("/.git") and p not in RUNTIME_FILES}
     files = normalise_archives(box, files)
-    git = box.exec(GIT_SUMMARY.format(roots=" ".join(roots)), timeout=30).stdout
-    return files, git
+    summary = box.exec(GIT_SUMMARY.format(roots=" ".join(roots)), timeout=30).stdout.splitlines()
+    commits = frozenset(line[7:] for line in summary if line.startswith("commit "))
+    git = "".join(line + "\n" for line in summary if not line.startswith("commit "))
+    return files, git, commits

@@ -17,15 +17,17 @@ A domain subclass implements `replay_action`, `judge`, `execute` (episode mode) 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pivot_envs.base_env import PivotEnv
-from pivot_envs.effects import Outcome, measure_files
+from pivot_envs.effects import Outcome, measure_files, persistent_roots
 from pivot_envs.errors import ReplayError, SandboxError
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits, Snapshot, make_backend
 from pivot_envs.sandbox.base import ExecResult, Sandbox
@@ -126,9 +128,10 @@ class SandboxedEnv(PivotEnv):
                 raise ReplayError(f"setup of {traj.id!r} failed (exit {res.exit_code}, timed out={res.timed_out}): "
                                   f"{res.stderr[-500:]}")
 
-    def state_roots(self, traj: Trajectory) -> tuple[str, ...]:
-        """The directories whose contents are the task's state (compared by verifiers)."""
-        return tuple(traj.task.get("state_roots") or (self.workdir(traj),))
+    def state_roots(self, traj: Trajectory, box: Sandbox) -> tuple[str, ...]:
+        """The directories whose contents are the task's state (compared by verifiers): the task's
+        `state_roots`, else every directory the backend persists (`effects.persistent_roots`)."""
+        return tuple(traj.task.get("state_roots") or persistent_roots(box, self.workdir(traj)))
 
     # ------------------------------------------------------------------ task settings
     @staticmethod
@@ -183,24 +186,44 @@ class SandboxedEnv(PivotEnv):
         return state.key
 
     def run_in_fork(self, state: SandboxState, cmds: list[str]) -> Outcome:
-        """Run `cmds` in order in a fresh fork of the state (every command runs; the last exit status
-        counts) and measure the effect: file manifest of the state roots, git summary, stdout."""
+        """Run `cmds` in order in a fresh fork of the state and measure their effect (see `forked_run`)."""
+        with self.forked_run(state, cmds) as (outcome, _box):
+            return outcome
+
+    @contextlib.contextmanager
+    def forked_run(self, state: SandboxState, cmds: list[str]) -> Iterator[tuple[Outcome, Sandbox]]:
+        """Run `cmds` in order in a fresh fork of the state (every command runs; each exit status is
+        kept) and measure the effect: file manifest of the state roots, git summary, stdout. Yields
+        the outcome and the still-open fork (to read files from); the fork is closed on exit.
+        Raises SandboxError when the fork cannot run them (the caller tells who broke it)."""
+        if not cmds:
+            raise ValueError("forked_run needs at least one command")
         traj = state.traj
         t0 = time.perf_counter()
         box = self.backend.fork(state.snapshot)
         try:
-            res = None
-            out = []
+            results = []
             for cmd in cmds:
-                res = self.exec_in(box, traj, cmd)
+                results.append(self.exec_in(box, traj, cmd))
                 self.costs.rollout_turns += 1
-                out.append(res.stdout)
-            if res is None:
-                raise ValueError("run_in_fork needs at least one command")
-            files, git = measure_files(box, self.state_roots(traj))
-            return Outcome(res.exit_code, res.timed_out, "".join(out), files, git, time.perf_counter() - t0)
+            files, git, commits = measure_files(box, self.state_roots(traj, box))
+            last = results[-1]
+            outcome = Outcome(last.exit_code, last.timed_out, "".join(r.stdout for r in results), files, git,
+                              time.perf_counter() - t0, exit_codes=tuple(r.exit_code for r in results),
+                              disk_full=any(getattr(r, "disk_full", False) for r in results), commits=commits)
+            yield outcome, box
         finally:
             box.close()
+
+    def sandbox_healthy(self, state: SandboxState) -> bool:
+        """Can a fresh fork of the state still run a command? (Tells a sandbox that an action broke
+        from a backend that is failing.)"""
+        try:
+            with self.backend.fork(state.snapshot) as box:
+                return box.exec("true", timeout=30).ok
+        except Exception:
+            log.exception("health probe of the sandbox backend failed")
+            return False
 
     def run_task_test(self, state: SandboxState, box: Sandbox | None = None) -> bool | None:
         """Run the task's test in `box` (default: a fork of the state). None = could not run (infra)."""

@@ -2,7 +2,12 @@
 identical (file hashes and modes of the workdir, `.git/index` aside) to a fresh replay of actions 0..k-1 in a new
 sandbox, on both backends; and the demonstration's action is judged equivalent to itself.
 
-Local: 50 trajectories by default. Docker: 8 by default (~1 s per turn), 50 when RUN_SLOW=1."""
+Local: 50 trajectories by default. Docker: 8 by default (~1 s per turn), 50 when RUN_SLOW=1.
+
+The demonstration must also score 1 against itself *through execution* (the identical-action
+shortcut off, so both runs of the reference and the action's run are compared): at every turn of
+every built-in trajectory (all four splits; slow) and of every shipped Harbor task (docker; slow),
+and on a few trajectories of each split in the default run."""
 
 from __future__ import annotations
 
@@ -73,3 +78,67 @@ def test_reset_identity_local(local_backend):
 def test_reset_identity_docker(docker_backend):
     n = 50 if os.environ.get("RUN_SLOW") == "1" else 8
     assert check_identity(docker_backend, n) >= n * 3
+
+
+SPLITS = ("train", "val", "test", "heldout_families")
+
+
+def builtin(per_split: int | None) -> list:
+    from pivot_envs.domains.terminal.tasks import builtin_trajectories
+
+    out = []
+    for split in SPLITS:
+        out.extend(load_trajectories(builtin_trajectories(split))[:per_split])
+    return out
+
+
+def demonstration_self_scores(backend, trajs) -> tuple[int, list[str]]:
+    """Judge the demonstration at every turn of `trajs` with the identical-action shortcut off.
+    Returns (turns judged, failures)."""
+    env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend)
+    env.unwrapped.verifier.identical_shortcut = False
+    turns, failures = 0, []
+    try:
+        for traj in trajs:
+            for k in range(traj.num_turns):
+                env.reset(options={"trajectory": traj.id, "turn": k})
+                (verdict,) = env.unwrapped.judge_actions([traj.reference(k)])
+                turns += 1
+                if verdict.reward != 1.0:
+                    failures.append(f"{traj.id} turn {k}: {'MASKED ' if verdict.masked else ''}{verdict.reason}")
+    finally:
+        env.close()
+    return turns, failures
+
+
+def per_split_default(backend_name: str) -> int | None:
+    if os.environ.get("RUN_SLOW") == "1":
+        return None
+    return 2 if backend_name == "local" else 1
+
+
+@pytest.mark.local
+def test_demonstration_scores_1_through_execution_local(local_backend):
+    trajs = builtin(per_split_default("local"))
+    turns, failures = demonstration_self_scores(local_backend, trajs)
+    assert not failures, f"{len(failures)} of {turns} turns: " + "; ".join(failures[:10])
+    assert turns >= 3 * len(trajs)
+
+
+@pytest.mark.docker
+def test_demonstration_scores_1_through_execution_docker(docker_backend):
+    trajs = builtin(per_split_default("docker"))
+    turns, failures = demonstration_self_scores(docker_backend, trajs)
+    assert not failures, f"{len(failures)} of {turns} turns: " + "; ".join(failures[:10])
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_harbor_demonstrations_score_1_through_execution(docker_backend):
+    from pivot_envs.domains.terminal import harbor
+
+    names = sorted(p.name for p in harbor.BUILTIN_TASKS_DIR.iterdir() if p.is_dir())
+    trajs = [harbor.convert_task(harbor.BUILTIN_TASKS_DIR / n, docker_backend).trajectory for n in names]
+    turns, failures = demonstration_self_scores(docker_backend, load_trajectories(trajs))
+    assert len(names) >= 5
+    assert not failures, f"{len(failures)} of {turns} turns: " + "; ".join(failures[:10])

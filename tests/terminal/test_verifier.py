@@ -12,13 +12,14 @@ import pytest
 
 import pivot_envs  # noqa: F401
 from pivot_envs.bash_tool import BASH_TOOL
-from pivot_envs.parsing import render_tool_call
+from pivot_envs.parsing import render_bash_call, render_tool_call
 
 SETUP = r"""set -e
 printf 'alpha foo\nbeta foo foo\ngamma\n' > notes.txt
 printf 'x\n' > a.txt; printf 'y\n' > b.txt
 printf '#!/bin/sh\necho run\n' > run.sh; chmod 644 run.sh
 git init -q repo && cd repo && echo v1 > f && git add f && git commit -qm init && echo v2 > f
+cd /app && git init -q idx && echo a > idx/a.txt && echo b > idx/b.txt
 """
 
 
@@ -71,6 +72,13 @@ DIFFERENT = [
     ("grep foo notes.txt", "grep nothing-here notes.txt", "exit status"),
     ("chmod +x run.sh", "chmod 600 run.sh", "file-system"),
     ("cd repo && git commit -qam 'update f'", "cd repo && git add f", "git"),
+    # the staging area counts: two untracked files, one staged vs both
+    ("cd idx && git add a.txt", "cd idx && git add -A", "git"),
+    # same status ("MM f"), same files, same HEAD; only the staged blob differs
+    ("cd repo && git add f && echo v3 > f", "cd repo && echo v4 > f && git add f && echo v3 > f", "git"),
+    # every persistent directory is compared, not only the workdir
+    ("echo x > /tmp/scratch; echo ok", "echo ok", "/tmp/scratch"),
+    ("echo 'alias ll=ls' >> /root/.bashrc", "true", "/root/.bashrc"),
 ]
 
 
@@ -143,5 +151,103 @@ def test_final_message_is_judged_on_state_and_content(local_backend):
         env.reset(options={"turn": 0})
         (v_early,) = env.unwrapped.judge_actions([reference])
         assert v_early.reward == 0.0
+    finally:
+        env.close()
+
+
+def test_every_exit_status_of_a_multi_command_action_counts(sandbox_backend):
+    """`false` then `ls` as two calls ends with exit 0 like the demonstration's `ls`, but one of its
+    commands failed: not equivalent. `a && b` as one call and as two calls are."""
+    reward, info = judge(sandbox_backend, "ls", render_bash_call("false") + "\n" + render_bash_call("ls"), raw=True)
+    assert reward == 0.0 and not info["masked"] and "exit status" in info["reason"], info["reason"]
+    reward, info = judge(sandbox_backend, "mkdir -p d && echo hi > d/x",
+                         render_bash_call("mkdir -p d") + "\n" + render_bash_call("echo hi > d/x"), raw=True)
+    assert reward == 1.0, info["reason"]
+
+
+@pytest.mark.parametrize("action", ["rm -rf /app", "cd / && rm -rf /app /tmp/* /root", "kill -9 -1"])
+def test_an_action_that_breaks_its_sandbox_scores_0_not_masked(sandbox_backend, action):
+    reward, info = judge(sandbox_backend, "ls", action)
+    assert reward == 0.0 and not info["masked"], info["reason"]
+    assert info["reason"]
+
+
+def test_a_failing_backend_is_masked_not_scored(local_backend):
+    """After the reference ran, the state's snapshot disappears (the backend lost its storage):
+    the action cannot run anywhere, which is not the model's fault."""
+    traj = traj_with_reference("ls")
+    traj["id"] = "infra-failure"
+    traj["task"] = dict(traj["task"], setup=SETUP + "echo unique-to-the-infra-test > marker\n")
+    env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=local_backend, trajectory=0)
+    try:
+        env.reset()
+        (first,) = env.unwrapped.judge_actions([call("ls -1")])  # builds the reference effect
+        assert first.reward == 1.0, first.reason
+        local_backend.release(env.unwrapped._state.snapshot)
+        (verdict,) = env.unwrapped.judge_actions([call("ls -a")])
+        assert verdict.masked and verdict.failure_kind == "sandbox_error", verdict.reason
+    finally:
+        env.close()
+        env.unwrapped.snapshots.clear()
+
+
+def test_identical_action_is_equivalent_without_execution(local_backend):
+    traj = traj_with_reference("sed -i 's/foo/bar/g' notes.txt")
+    env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=local_backend, trajectory=0)
+    try:
+        env.reset()
+        before = env.unwrapped.costs.rollout_turns
+        (verdict,) = env.unwrapped.judge_actions([call("  sed -i 's/foo/bar/g' notes.txt \n")])
+        assert verdict.reward == 1.0 and verdict.details["executed"] is False
+        assert env.unwrapped.costs.rollout_turns == before
+    finally:
+        env.close()
+
+
+def test_verdict_cache_keys_on_reference_and_verifier(local_backend):
+    """Two trajectories share a prefix (same state at turn 1) but their demonstrations differ there.
+    With one shared cache, the same action must get each trajectory's own verdict; and two verifiers
+    sharing the cache must not see each other's verdicts."""
+    from pivot_envs.base_env import VerdictCache
+
+    def two_step(second: str, tid: str) -> dict:
+        t = traj_with_reference("echo hi > greeting")
+        t["id"] = tid
+        t["messages"] = [{"role": "user", "content": "do it"}, call("echo hi > greeting"),
+                         {"role": "tool", "content": ""}, call(second), {"role": "tool", "content": ""},
+                         {"role": "assistant", "content": "done"}]
+        return t
+
+    cache = VerdictCache()
+    trajs = [two_step("rm a.txt", "shared-prefix-a"), two_step("rm b.txt", "shared-prefix-b")]
+    env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=local_backend, verdict_cache=cache)
+    exact = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=local_backend, verdict_cache=cache,
+                     verifier="exact")
+    try:
+        env.reset(options={"trajectory": "shared-prefix-a", "turn": 1})
+        key_a = env.unwrapped.state_key(env.unwrapped._state)
+        (va,) = env.unwrapped.judge_actions([call("rm -f a.txt")])
+        env.reset(options={"trajectory": "shared-prefix-b", "turn": 1})
+        assert env.unwrapped.state_key(env.unwrapped._state) == key_a  # the same state
+        (vb,) = env.unwrapped.judge_actions([call("rm -f a.txt")])
+        assert va.reward == 1.0 and vb.reward == 0.0, (va.reason, vb.reason)
+        exact.reset(options={"trajectory": "shared-prefix-a", "turn": 1})
+        (ve,) = exact.unwrapped.judge_actions([call("rm -f a.txt")])
+        assert ve.reward == 0.0 and ve.method == "exact"
+    finally:
+        env.close()
+        exact.close()
+
+
+def test_filling_the_disk_quota_scores_0_with_a_reason(sandbox_backend):
+    traj = traj_with_reference("ls")
+    traj["id"] = "disk-quota"
+    traj["task"] = dict(traj["task"], limits={"disk_mb": 32})
+    env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=sandbox_backend, trajectory=0)
+    try:
+        env.reset()
+        _, reward, _, _, info = env.step(call("dd if=/dev/zero of=big.bin bs=1M count=200 2>/dev/null; ls"))
+        assert reward == 0.0 and not info["masked"]
+        assert "disk quota" in info["reason"], info["reason"]
     finally:
         env.close()

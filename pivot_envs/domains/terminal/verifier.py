@@ -1,17 +1,32 @@
 """Terminal verifiers: is a sampled bash action functionally equivalent to the demonstration's?
 
-`ExecutionVerifier` (default, "execution") runs the sampled command(s) and the demonstration command
-in two forks of the live state at turn k and compares their effects:
+`ExecutionVerifier` (default, "execution") runs the sampled command(s) in a fork of the live state
+at turn k, and the demonstration's command(s) in two more forks, and compares their effects
+(measured by `pivot_envs.effects`):
 
-- file-system effect: the manifest of the state roots (default: the workdir) - every path, its kind,
-  permission bits and content hash. Modification times are ignored; archives (.tar*, .tgz, .zip,
-  .gz) are compared by their members, not their bytes (which embed creation times). Inside git repositories the
-  object store is not compared byte for byte (commit ids depend on commit messages); instead each
-  repository is summarised by HEAD's tree, the branch -> tree map, the commit count and
-  `git status --porcelain`;
-- exit status: equal exit codes (a timeout is its own status);
+- file-system effect: the manifest of every directory the backend persists (local: the workdir,
+  /tmp and /root; docker: the workdir and the system's writable dirs) or the task's `state_roots`:
+  every path, its kind, permission bits and content hash. Modification times are ignored; archives
+  (.tar*, .tgz, .zip, .gz) are compared by their members, not their bytes (which embed creation
+  times). Inside git repositories the object store is not compared byte for byte (commit ids depend
+  on messages and dates); each repository is summarised by HEAD's tree, the branch -> tree map, the
+  commit count, `git status --porcelain` and the index (path, mode, blob id of each entry; not the
+  stat data);
+- exit status: every command's, not only the last: the failing statuses in order must be the same
+  (a timeout is its own status; successful commands do not count, so `a && b` as one call and as
+  two calls agree);
 - output: stdout after normalisation (trailing whitespace of each line and leading/trailing blank
   lines dropped); stderr is diagnostics and is not compared.
+
+What differs between the two demonstration runs (random values, temp names, commit ids, present
+timestamps, line order) is left out of the comparison by the rules of `pivot_envs.reference_runs`,
+so a non-deterministic demonstration still matches itself; an action identical to the
+demonstration (after `normalise_commands`) is equivalent without running anything.
+
+Who is to blame: an action that fills the sandbox's disk quota scores 0; when the action's fork
+raises (its sandbox stopped answering) a fresh fork of the same state is probed: if it works, the
+action broke its sandbox (reward 0, `details["broke_sandbox"]`), else the failure is the
+infrastructure's (masked).
 
 Equivalent = all three equal. When the demonstration's turn is a plain message (the agent says it is
 done), "any message" must not score 1 (the paper's known reward hack). `message_check`:
@@ -27,6 +42,7 @@ decides (no judge: 0). `ExactVerifier` ("exact") is strict string match (the abl
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -35,8 +51,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pivot_envs.bash_tool import bash_commands
-from pivot_envs.effects import Outcome, diff_paths, normalise_output
+from pivot_envs.effects import Outcome
+from pivot_envs.errors import SandboxError
 from pivot_envs.parsing import ParsedAction
+from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect
+from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.trajectory import tool_calls_of
 from pivot_envs.verdict import Verdict
 
@@ -56,19 +75,59 @@ def message_recall(message: str, reference: str) -> float:
     return len(ref & content_words(message)) / len(ref) if ref else 1.0
 
 
+def read_text(box: Sandbox, path: str) -> str | None:
+    """The content of `path` in `box` as text, or None when it is not small UTF-8 text."""
+    try:
+        data = box.read_file(path)
+    except (OSError, SandboxError):
+        return None
+    if len(data) > TEXT_LIMIT:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def normalise_commands(cmds: list[str]) -> list[str]:
+    """Commands as the identical-action shortcut compares them (surrounding whitespace dropped)."""
+    return [c.strip() for c in cmds]
+
+
 class ExecutionVerifier:
-    """Execute both actions in forks of the state at turn k and compare effects (module docstring)."""
+    """Execute both actions in forks of the state at turn k and compare effects (module docstring).
+
+    Args:
+        env: the `SandboxedEnv` whose states are judged.
+        message_check, message_overlap: how a plain message is judged where the demonstration stops.
+        identical_shortcut: an action whose commands equal the demonstration's (after
+            `normalise_commands`) is equivalent without running anything.
+        reference_runs: 2 (default) runs the demonstration in two forks and leaves what differs
+            between them out of the comparison (`pivot_envs.reference_runs`); 1 runs it once and
+            compares everything (a non-deterministic demonstration then fails against itself).
+    """
 
     name = "execution"
 
-    def __init__(self, env: Any, message_check: str = "content", message_overlap: float = 0.3):
+    def __init__(self, env: Any, message_check: str = "content", message_overlap: float = 0.3,
+                 identical_shortcut: bool = True, reference_runs: int = 2):
         if message_check not in ("content", "task_state", "any"):
             raise ValueError(f"message_check must be 'content', 'task_state' or 'any', got {message_check!r}")
+        if reference_runs not in (1, 2):
+            raise ValueError(f"reference_runs must be 1 or 2, got {reference_runs!r}")
         self.env = env
         self.message_check = message_check
         self.message_overlap = message_overlap
-        self._ref_outcomes: dict[tuple[str, str], Outcome | Verdict] = {}
+        self.identical_shortcut = identical_shortcut
+        self.reference_runs = reference_runs
+        self._references: dict[tuple[str, str], ReferenceEffect | Verdict] = {}
         self._lock = threading.Lock()
+
+    @property
+    def config_key(self) -> str:
+        """Names this verifier and every setting that changes its verdicts (part of the cache key)."""
+        return (f"{self.name}(message_check={self.message_check},message_overlap={self.message_overlap},"
+                f"identical_shortcut={self.identical_shortcut},reference_runs={self.reference_runs})")
 
     def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
         if action.error:
@@ -77,66 +136,94 @@ class ExecutionVerifier:
         if ref_cmds is None:
             return Verdict.infra("verifier_error", f"reference action is not a bash call: {why}", self.name)
         if not ref_cmds:  # the demonstration finishes with a message
-            if action.tool_calls:
-                return Verdict.wrong("the demonstration ends the task with a message here; the action runs a command",
-                                     self.name)
-            if self.message_check == "any":
-                return Verdict.correct("message where the demonstration sends a message", self.name)
-            passed = self.env.run_task_test(state)
-            if passed is None:
-                return Verdict.infra("sandbox_error", "could not run the task test", self.name)
-            if not passed:
-                return Verdict.wrong("the agent stops but the task's test fails in this state", self.name)
-            recall = message_recall(action.content, reference.get("content") or "")
-            if self.message_check == "content" and recall < self.message_overlap:
-                return Verdict.wrong(f"the task is done but the message does not report it (recalls {recall:.2f} "
-                                     f"< {self.message_overlap} of the demonstration's content words)", self.name,
-                                     recall=recall)
-            return Verdict.correct("the agent stops, the task's test passes in this state"
-                                   + (f" and the message reports it (recall {recall:.2f})"
-                                      if self.message_check == "content" else ""), self.name, recall=recall)
+            return self._judge_message(state, action, reference)
         if not action.tool_calls:
             return Verdict.wrong("the demonstration runs a command here; the action is a plain message", self.name)
         cmds, why = bash_commands(action)
         if cmds is None:
             return Verdict.wrong(why, self.name)
-        ref = self._reference_outcome(state, ref_cmds)
+        if self.identical_shortcut and normalise_commands(cmds) == normalise_commands(ref_cmds):
+            return Verdict.correct("identical to the demonstration's command(s); not executed", self.name,
+                                   executed=False)
+        ref = self._reference_effect(state, ref_cmds)
         if isinstance(ref, Verdict):
             return ref
         try:
-            got = self.env.run_in_fork(state, cmds)
-        except Exception as e:  # infra: masked
-            return Verdict.infra("sandbox_error", f"running the action failed: {type(e).__name__}: {e}", self.name)
-        return self.compare(ref, got)
+            with self.env.forked_run(state, cmds) as (got, box):
+                mismatch = ref.check(got, lambda p: read_text(box, p))
+        except Exception as e:  # noqa: BLE001  (who is to blame is decided just below)
+            return self._action_failed(state, e)
+        return self._verdict(ref, got, mismatch)
 
-    def _reference_outcome(self, state: Any, cmds: list[str]) -> Outcome | Verdict:
+    def _judge_message(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
+        if action.tool_calls:
+            return Verdict.wrong("the demonstration ends the task with a message here; the action runs a command",
+                                 self.name)
+        if self.message_check == "any":
+            return Verdict.correct("message where the demonstration sends a message", self.name)
+        passed = self.env.run_task_test(state)
+        if passed is None:
+            return Verdict.infra("sandbox_error", "could not run the task test", self.name)
+        if not passed:
+            return Verdict.wrong("the agent stops but the task's test fails in this state", self.name)
+        recall = message_recall(action.content, reference.get("content") or "")
+        if self.message_check == "content" and recall < self.message_overlap:
+            return Verdict.wrong(f"the task is done but the message does not report it (recalls {recall:.2f} "
+                                 f"< {self.message_overlap} of the demonstration's content words)", self.name,
+                                 recall=recall)
+        return Verdict.correct("the agent stops, the task's test passes in this state"
+                               + (f" and the message reports it (recall {recall:.2f})"
+                                  if self.message_check == "content" else ""), self.name, recall=recall)
+
+    def _action_failed(self, state: Any, error: Exception) -> Verdict:
+        """The action's fork raised. If a fresh fork of the same state still works, the action broke
+        its own sandbox (deleted the workdir, killed its processes, ...): its fault, reward 0.
+        Otherwise the backend is failing: masked."""
+        what = f"{type(error).__name__}: {error}"
+        if self.env.sandbox_healthy(state):
+            return Verdict.wrong(f"the action broke its sandbox ({what[:300]})", self.name, broke_sandbox=True)
+        return Verdict.infra("sandbox_error", f"running the action failed and the backend is unhealthy: {what}",
+                             self.name)
+
+    def _reference_effect(self, state: Any, cmds: list[str]) -> ReferenceEffect | Verdict:
         key = (self.env.state_key(state), json.dumps(cmds))
         with self._lock:
-            if key in self._ref_outcomes:
-                return self._ref_outcomes[key]
+            if key in self._references:
+                return self._references[key]
         try:
-            out: Outcome | Verdict = self.env.run_in_fork(state, cmds)
-        except Exception as e:
+            # the state itself, to know which files the demonstration changed
+            base = self.env.run_in_fork(state, [":"]).files if self.reference_runs == 2 else None
+            with contextlib.ExitStack() as stack:
+                a, box_a = stack.enter_context(self.env.forked_run(state, cmds))
+                if self.reference_runs == 1:
+                    b, box_b = a, box_a
+                else:
+                    b, box_b = stack.enter_context(self.env.forked_run(state, cmds))
+                ref: ReferenceEffect | Verdict = ReferenceEffect(a, b, lambda p: read_text(box_a, p),
+                                                                 lambda p: read_text(box_b, p), base)
+        except Exception as e:  # noqa: BLE001  (the demonstration cannot run here: infrastructure)
             return Verdict.infra("sandbox_error", f"running the reference failed: {type(e).__name__}: {e}", self.name)
         with self._lock:
-            self._ref_outcomes[key] = out
-        return out
+            self._references[key] = ref
+        return ref
 
-    def compare(self, ref: Outcome, got: Outcome) -> Verdict:
-        details = {"exit_code": got.exit_code, "reference_exit_code": ref.exit_code}
+    def _verdict(self, ref: ReferenceEffect, got: Outcome, mismatch: Mismatch | None) -> Verdict:
+        details = {"exit_codes": list(got.exit_codes), "nondeterministic": ref.nondeterministic[:20]}
         if got.timed_out and not ref.timed_out:
             return Verdict.wrong("the action timed out; the demonstration did not", self.name, **details)
-        if got.exit_code != ref.exit_code or got.timed_out != ref.timed_out:
-            return Verdict.wrong(f"exit status {got.exit_code} differs from the demonstration's {ref.exit_code}",
-                                 self.name, **details)
-        if got.files != ref.files:
-            diff = diff_paths(ref.files, got.files)
-            return Verdict.wrong("different file-system effect: " + ", ".join(diff), self.name, paths=diff, **details)
-        if got.git != ref.git:
-            return Verdict.wrong("different git repository state (HEAD tree, branches or status)", self.name, **details)
-        if normalise_output(got.stdout) != normalise_output(ref.stdout):
-            return Verdict.wrong("same effect on files but different output", self.name, **details)
-        return Verdict.correct("same file-system effect, exit status and output", self.name, **details)
+        if got.disk_full and not ref.disk_full:
+            return Verdict.wrong("the command filled the sandbox's disk quota", self.name, **details)
+        if mismatch is None:
+            masked = f" (left out, as they differ between two demonstration runs: {', '.join(ref.nondeterministic[:5])})"
+            return Verdict.correct("same file-system effect, exit status and output"
+                                   + (masked if ref.nondeterministic else ""), self.name, **details)
+        if mismatch.facet == "exit status":
+            return Verdict.wrong(f"exit status differs: {mismatch.detail}", self.name, **details)
+        if mismatch.facet == "file-system":
+            return Verdict.wrong(f"different file-system effect: {mismatch.detail}", self.name, **details)
+        if mismatch.facet == "git":
+            return Verdict.wrong(f"different git repository state ({mismatch.detail})", self.name, **details)
+        return Verdict.wrong("same effect on files but different output", self.name, **details)
 
 
 class ExactVerifier:
@@ -169,6 +256,11 @@ class PaperVerifier:
     def __init__(self, threshold: float = 0.95, judge_fn: JudgeFn | None = None):
         self.threshold = threshold
         self.judge_fn = judge_fn
+
+    @property
+    def config_key(self) -> str:
+        judge = "none" if self.judge_fn is None else f"{getattr(self.judge_fn, '__qualname__', 'judge')}@{id(self.judge_fn)}"
+        return f"{self.name}(threshold={self.threshold},judge={judge})"
 
     def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
         if action.error:
