@@ -16,14 +16,16 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from pivot_algo.algorithms.base import ConfigError
 from pivot_algo.rollout import Rollouts, StartState, stable_seed
+from pivot_envs.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,50 @@ def read_profile(path: str | Path) -> list[StateProfile]:
     return out
 
 
+def build_state_profile(state: StartState, verdicts: Sequence[Verdict], is_tool_call: Sequence[bool],
+                        is_invalid: Sequence[bool]) -> StateProfile:
+    """One state's line: rewards of the unmasked samples, their mean and variance, sample kinds.
+    Shared by the in-process profiler and the Ray one (`pivot_algo.distributed`)."""
+    rewards = [v.reward for v in verdicts if not v.masked]
+    arr = np.array(rewards, dtype=np.float64)
+    return StateProfile(state.trajectory_id, state.turn, rewards, masked=sum(v.masked for v in verdicts),
+                        tool_calls=sum(is_tool_call),
+                        messages=sum(not t and not i for t, i in zip(is_tool_call, is_invalid)),
+                        mean=float(arr.mean()) if len(arr) else 0.0,
+                        var=float(arr.var()) if len(arr) >= 2 else 0.0)
+
+
+def append_profile(fh: IO[str], prof: StateProfile) -> None:
+    """Write one state's line and flush it, so a killed run keeps every finished state."""
+    fh.write(json.dumps(dataclasses.asdict(prof)) + "\n")
+    fh.flush()
+
+
+def summarise_profiles(profiles: Sequence[StateProfile], lambda_diff: float, *, verdicts: float, cache_hits: float,
+                       judge_seconds: float, resumed_states: int, seconds: float) -> ProfileReport:
+    """The report over `profiles` (`verdicts`, `cache_hits`, `judge_seconds` are this run's)."""
+    all_rewards = [r for p in profiles for r in p.rewards]
+    n_samples = sum(len(p.rewards) + p.masked for p in profiles)
+    pivots = [p.state for p in profiles if p.is_pivot(lambda_diff)]
+    return ProfileReport(
+        candidate_states=len(profiles), pivots_kept=len(pivots),
+        mean_reward=float(np.mean(all_rewards)) if all_rewards else 0.0,
+        samples=n_samples, masked_samples=sum(p.masked for p in profiles),
+        verdicts_per_s=verdicts / judge_seconds if judge_seconds > 0 else 0.0,
+        cache_hit_rate=cache_hits / (cache_hits + verdicts) if cache_hits + verdicts else 0.0,
+        message_ratio=sum(p.messages for p in profiles) / max(n_samples, 1),
+        tool_call_ratio=sum(p.tool_calls for p in profiles) / max(n_samples, 1),
+        resumed_states=resumed_states, seconds=seconds, pivots=pivots)
+
+
+def open_profile(out_path: str | Path) -> tuple[Path, dict[tuple[str, int], StateProfile]]:
+    """Prepare `out_path` for appending (a line cut by a kill is dropped) and return the states already in it."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_partial_last_line(out_path)
+    return out_path, {(p.trajectory_id, p.turn): p for p in read_profile(out_path)}
+
+
 def _drop_partial_last_line(path: Path) -> None:
     """A run killed mid-write leaves a line without its newline: cut it, so appends start clean."""
     if not path.exists():
@@ -123,10 +169,7 @@ def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileCon
             progress: bool = True, max_states: int | None = None) -> ProfileReport:
     """Profile `states` (skipping those already in `out_path`) and return the report over all of them.
     `max_states` stops after that many new states (used to test resumption)."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_partial_last_line(out_path)
-    done = {(p.trajectory_id, p.turn): p for p in read_profile(out_path)}
+    out_path, done = open_profile(out_path)
     resumed = sum((s.trajectory_id, s.turn) in done for s in states)
     todo = [s for s in states if (s.trajectory_id, s.turn) not in done]
     if max_states is not None:
@@ -139,33 +182,16 @@ def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileCon
             (group,) = rollouts.sample([state], config.k, max_new_tokens=config.max_new_tokens,
                                        temperature=config.temperature,
                                        seed=stable_seed(config.seed, state.trajectory_id, state.turn))
-            rewards = [r for r, m in zip(group.rewards, group.masked) if not m]
-            arr = np.array(rewards, dtype=np.float64)
-            prof = StateProfile(state.trajectory_id, state.turn, rewards, masked=sum(group.masked),
-                                tool_calls=sum(group.is_tool_call),
-                                messages=sum(not t and not i for t, i in zip(group.is_tool_call, group.is_invalid)),
-                                mean=float(arr.mean()) if len(arr) else 0.0,
-                                var=float(arr.var()) if len(arr) >= 2 else 0.0)
-            fh.write(json.dumps(dataclasses.asdict(prof)) + "\n")
-            fh.flush()
+            prof = build_state_profile(state, group.verdicts, group.is_tool_call, group.is_invalid)
+            append_profile(fh, prof)
             done[(state.trajectory_id, state.turn)] = prof
     seconds = time.perf_counter() - t0
     costs1 = rollouts.costs()
     profiles = [done[(s.trajectory_id, s.turn)] for s in states if (s.trajectory_id, s.turn) in done]
-    all_rewards = [r for p in profiles for r in p.rewards]
-    n_samples = sum(len(p.rewards) + p.masked for p in profiles)
     verdicts = costs1.get("verdicts", 0) - costs0.get("verdicts", 0)
     hits = costs1.get("verdict_cache_hits", 0) - costs0.get("verdict_cache_hits", 0)
     judge_s = rollouts.judge_seconds - judge0
-    pivots = [p.state for p in profiles if p.is_pivot(config.lambda_diff)]
-    report = ProfileReport(
-        candidate_states=len(profiles), pivots_kept=len(pivots),
-        mean_reward=float(np.mean(all_rewards)) if all_rewards else 0.0,
-        samples=n_samples, masked_samples=sum(p.masked for p in profiles),
-        verdicts_per_s=verdicts / judge_s if judge_s > 0 else 0.0,
-        cache_hit_rate=hits / (hits + verdicts) if hits + verdicts else 0.0,
-        message_ratio=sum(p.messages for p in profiles) / max(n_samples, 1),
-        tool_call_ratio=sum(p.tool_calls for p in profiles) / max(n_samples, 1),
-        resumed_states=resumed, seconds=seconds, pivots=pivots)
+    report = summarise_profiles(profiles, config.lambda_diff, verdicts=verdicts, cache_hits=hits,
+                                judge_seconds=judge_s, resumed_states=resumed, seconds=seconds)
     log.info("profile: %s", report.summary())
     return report
