@@ -1,0 +1,1 @@
+"""PivotSWE-v0: bug fixing in real Python repositories (see env.py and README.md)."""
