@@ -35,7 +35,28 @@ __all__ = ["COMMANDS", "load_config", "main"]  # load_config: the preset tree (k
 log = logging.getLogger("pivotrl")
 
 
+def _table_command(argv: list[str]) -> int:
+    """Run benchmarks/paper_table.py (it lives with the benchmarks, beside its results) from a checkout."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_table.py"
+    if not path.exists():
+        print(f"pivotrl table: {path} not found; `pivotrl table` runs from a source checkout", file=sys.stderr)
+        return 2
+    spec = importlib.util.spec_from_file_location("pivotrl_paper_table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:  # `pivotrl sandbox gc`: maintenance, not a training stage
+        return _sandbox_command(argv[1:])
+    if argv[:1] == ["table"]:  # `pivotrl table --preset ci|dev|full`: the paper-table grid, its own options
+        return _table_command(argv[1:])
     parser = argparse.ArgumentParser(prog="pivotrl", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--config", required=True, help="preset YAML path or name (tiny, smollm_terminal)")
@@ -54,6 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pivotrl {args.command}: config error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _sandbox_command(argv: list[str]) -> int:
+    """`pivotrl sandbox gc [--backend all|docker|local]`: remove what killed runs left behind."""
+    if argv[:1] != ["gc"]:
+        print("usage: pivotrl sandbox gc [--backend all|docker|local]", file=sys.stderr)
+        return 2
+    from pivot_envs.sandbox.gc import main as gc_main
+
+    return gc_main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import ctypes
 import dataclasses
 import io
 import json
@@ -30,9 +31,10 @@ import logging
 import math
 import os
 import posixpath
-import queue
+import shutil
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +42,7 @@ import weakref
 from collections.abc import Mapping
 
 from pivot_envs.errors import ImageNotFoundError, SandboxError, SandboxUnavailableError
+from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
 from pivot_envs.sandbox.base import (
     ExecResult,
     FileEntry,
@@ -61,6 +64,26 @@ LABEL_PID = "pivotrl.pid"           # the creating process (for remove_stale)
 LABEL_HOST = "pivotrl.host"
 LABEL_SNAPSHOT = "pivotrl.snapshot"  # "1" on committed snapshot images
 LABEL_POOL = "pivotrl.pool"          # "1" on containers started ahead by the fork pool
+
+#: A container whose quota volume has less free space than this (or 1% of the quota) has filled it.
+DISK_FULL_SLACK_BYTES = 1 << 20
+#: Capabilities: none. Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, KILL, NET_RAW,
+#: MKNOD, ...) would let root in the container pass every permission check; the local backend gives
+#: none either, so a command behaves the same on both.
+CAP_DROP = ["ALL"]
+#: no_new_privs for every process; Docker's default seccomp profile stays on (it is never disabled here).
+SECURITY_OPT = ["no-new-privileges"]
+
+# The container's PID 1: reaps orphans (the job Docker's tini did) and never exits on its own. PID 1
+# gets no signal from inside its namespace unless it handles it, so `kill -9 -1` in a command kills
+# every other process but not the sandbox (with tini, its child `sleep` died and the container with
+# it). TERM from `docker stop` ends it; `docker rm -f` kills it from outside.
+_KEEPALIVE_INIT = '$SIG{TERM} = sub { exit 0 }; while (1) { sleep 1 if wait() == -1 }'
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_MS_BIND, _MNT_DETACH = 0x1000, 0x2
 
 # docker-py's HTTP read timeout must outlive the longest command (exec_start blocks until it ends).
 CLIENT_TIMEOUT_S = 3600
@@ -185,9 +208,11 @@ def remove_stale(client=None) -> dict[str, int]:
         except ValueError:
             return False
 
-    removed = {"containers": 0, "images": 0}
+    removed = {"containers": 0, "images": 0, "state_dirs": 0}
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
         if stale(container.labels):
+            # The daemon unmounts a quota volume bound over the container's layer dir when it
+            # deletes that dir; the loop device under it then frees itself (autoclear).
             _remove_container(container)
             removed["containers"] += 1
     for image in client.images.list(filters={"label": f"{LABEL_SNAPSHOT}=1"}):
@@ -197,7 +222,36 @@ def remove_stale(client=None) -> dict[str, int]:
                 removed["images"] += 1
             except Exception as e:  # in use by a container we did not remove: leave it
                 log.warning("stale snapshot image %s not removed: %s", image.short_id, e)
+    removed["state_dirs"] = _sweep_stale_state_dirs(tempfile.gettempdir())
     return removed
+
+
+def _sweep_stale_state_dirs(parent: str) -> int:
+    """Delete the state dirs (volume templates) of docker backends whose process died."""
+    count = 0
+    for name in os.listdir(parent):
+        if not name.startswith("pivotrl-docker-"):
+            continue
+        root = os.path.join(parent, name)
+        try:
+            with open(os.path.join(root, "owner.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(pid):
+            continue
+        for mount_point in _mounts_under(root):
+            _libc.umount2(mount_point.encode(), _MNT_DETACH)
+        shutil.rmtree(root, ignore_errors=True)
+        count += 1
+    return count
+
+
+def _mounts_under(root: str) -> list[str]:
+    prefix = root.rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return sorted((p for p in points if p == root or p.startswith(prefix)), key=len, reverse=True)
 
 
 def _remove_container(container) -> None:
@@ -239,6 +293,8 @@ class DockerSandbox(Sandbox):
         self.limits = spec.limits
         self.image = spec.image
         self._closed = False
+        #: host path of the container's quota volume (its overlay upper + work dirs), "" when none
+        self.quota_mount = backend._quota_mounts.get(container.id, "")
 
     @property
     def id(self) -> str:
@@ -265,7 +321,19 @@ class DockerSandbox(Sandbox):
         return ExecResult(exit_code=-1 if timed_out else exit_code,
                           stdout=out[:n].decode("utf-8", errors="replace"),
                           stderr=err[:n].decode("utf-8", errors="replace"),
-                          timed_out=timed_out, truncated=truncated, duration_s=duration)
+                          timed_out=timed_out, truncated=truncated, duration_s=duration,
+                          disk_full=self.disk_full())
+
+    def disk_full(self) -> bool:
+        """Whether the container's writable layer has (all but) used up its disk quota. False when
+        the backend cannot enforce a quota on this daemon (`backend.disk_quota`)."""
+        if not self.quota_mount:
+            return False
+        try:
+            free, inodes = VolumeFactory.free_bytes(self.quota_mount)
+        except OSError:
+            return False
+        return free < max(DISK_FULL_SLACK_BYTES, (self.limits.disk_mb << 20) // 100) or inodes == 0
 
     def _run(self, argv: list[str], *, env: Mapping[str, str] | None = None,
              workdir: str | None = None) -> tuple[int, bytes, bytes]:
@@ -378,7 +446,7 @@ class DockerSandbox(Sandbox):
             return
         self._closed = True
         try:
-            self._backend._remove_later(self.container)
+            self._backend._remove_now(self.container)
         finally:
             self._backend._forget(self)
 
@@ -417,11 +485,37 @@ class DockerBackend(SandboxBackend):
         self._wanted = threading.Event()   # the filler has work
         self._stopping = threading.Event()
         self._filler: threading.Thread | None = None
-        # Removing a container takes ~80 ms; a closed sandbox's container is removed by a background
-        # thread so that closing one sandbox and forking the next (every episode reset) does not wait.
-        self._removals: queue.Queue = queue.Queue()
-        self._remover: threading.Thread | None = None
+        self._quota_mounts: dict[str, str] = {}  # container id -> host dir its quota volume covers
+        # A new backend first reaps what killed pivotrl processes left on this daemon.
+        try:
+            reaped = remove_stale(self.client)
+            if reaped["containers"] or reaped["images"]:
+                log.warning("removed what dead pivotrl processes left behind: %s", reaped)
+        except Exception as e:  # never fail a start over someone else's leftovers
+            log.warning("could not reap stale pivotrl containers: %s", e)
+        self.root = tempfile.mkdtemp(prefix=f"pivotrl-docker-{self.instance_id}-")
+        with open(os.path.join(self.root, "owner.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        self.disk_quota, why = self._quota_supported()
+        self.volumes = VolumeFactory(os.path.join(self.root, "V")) if self.disk_quota else None
+        if not self.disk_quota:
+            log.warning("docker backend: per-sandbox disk quota NOT enforced: %s", why)
         _LIVE_BACKENDS.add(self)
+
+    def _quota_supported(self) -> tuple[bool, str]:
+        """The disk quota binds a size-limited volume over each container's overlay2 layer dir (see
+        `_attach_quota`), which needs the daemon's storage on this host and root. Docker's own
+        `storage_opt size=` would need overlay2 on XFS with project quotas, which this kernel lacks."""
+        try:
+            info = self.client.info()
+        except self._docker.errors.APIError as e:
+            return False, f"docker info failed: {e}"
+        root = os.path.join(info.get("DockerRootDir", "/var/lib/docker"), "overlay2")
+        if info.get("Driver") != "overlay2":
+            return False, f"storage driver {info.get('Driver')!r} (need overlay2)"
+        if os.geteuid() != 0 or not os.path.isdir(root):
+            return False, f"the daemon's {root} is not reachable as root from this process (remote daemon?)"
+        return True, ""
 
     # ------------------------------------------------------------------ containers
 
@@ -438,12 +532,12 @@ class DockerBackend(SandboxBackend):
             # create + start rather than `containers.run`: run() pulls a missing image, which
             # without a registry turns "image missing" into a slow, misleading 500 error.
             container = self.client.containers.create(
-                spec.image, command=["sleep", "infinity"], init=True,
+                spec.image, command=["perl", "-e", _KEEPALIVE_INIT], init=False,
                 working_dir=spec.workdir, labels=labels,
                 network_mode=None if limits.network else "none",
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
-                security_opt=["no-new-privileges"])
+                cap_drop=CAP_DROP, security_opt=SECURITY_OPT, ipc_mode="private")
         except self._docker.errors.ImageNotFound as e:
             if spec.image in (DEFAULT_IMAGE, os.environ.get(IMAGE_ENV_VAR)):
                 hint = f"build it with `{BUILD_COMMAND}` (or sandboxes/provision_docker.sh)"
@@ -456,10 +550,15 @@ class DockerBackend(SandboxBackend):
         except self._docker.errors.APIError as e:
             raise SandboxError(f"creating a container from {spec.image} failed: {e}") from e
         try:
+            if self.disk_quota:
+                self._attach_quota(container, limits.disk_mb)
             container.start()
         except self._docker.errors.APIError as e:
-            _remove_container(container)
+            self._remove_now(container)
             raise SandboxError(f"starting a container from {spec.image} failed: {e}") from e
+        except BaseException:
+            self._remove_now(container)
+            raise
         self.stats["containers_started"] += 1
         return container
 
@@ -467,39 +566,48 @@ class DockerBackend(SandboxBackend):
         box = DockerSandbox(self, container, spec)
         with self._lock:
             if self._closed:
-                _remove_container(container)
+                self._remove_now(container)
                 raise SandboxError("this docker backend is closed; make a new one")
             self._sandboxes[container.id] = box
         return box
 
-    def _remove_later(self, container) -> None:
-        """Queue `container` for removal (synchronous once the backend is closing)."""
+    def _attach_quota(self, container, disk_mb: int) -> None:
+        """Put the created (not yet started) container's writable layer on a volume of `disk_mb`
+        MiB: a fresh ext4 volume gets a copy of the layer dir's few entries (empty diff/ and work/,
+        the `link` and `lower` files) and is bind-mounted over that dir, so the overlay the daemon
+        mounts at start has its upper dir there. A write past the quota fails with ENOSPC;
+        `docker commit` reads the upper dir as usual; the daemon's removal of the layer dir
+        unmounts the bind (and the loop device frees itself)."""
+        data = container.attrs.get("GraphDriver", {})
+        if data.get("Name") != "overlay2" or not data.get("Data", {}).get("UpperDir"):
+            container.reload()
+            data = container.attrs.get("GraphDriver", {})
+        layer_dir = posixpath.dirname(data["Data"]["UpperDir"])
+        assert self.volumes is not None
+        mnt = self.volumes.create(container.id[:16], disk_mb)
+        try:
+            shutil.copytree(layer_dir, mnt, symlinks=True, dirs_exist_ok=True)
+            if _libc.mount(mnt.encode(), layer_dir.encode(), None, _MS_BIND, None) != 0:
+                raise SandboxError(f"binding the quota volume over {layer_dir} failed: "
+                                   f"{os.strerror(ctypes.get_errno())}")
+        finally:
+            # Only the bind over the layer dir stays; the image is open by the loop device.
+            VolumeFactory.unmount(mnt)
+            os.unlink(mnt + ".img")
+            os.rmdir(mnt)
         with self._lock:
-            if not self._closed and self._remover is None:
-                self._remover = threading.Thread(target=self._remove_loop, daemon=True,
-                                                 name=f"pivotrl-docker-remover-{self.instance_id[:8]}")
-                self._remover.start()
-            background = self._remover is not None and not self._closed
-        if background:
-            self._removals.put(container)
-        else:
-            _remove_container(container)
+            self._quota_mounts[container.id] = layer_dir
 
-    def _remove_loop(self) -> None:
-        while True:
-            container = self._removals.get()
-            try:
-                if container is None:
-                    return
-                _remove_container(container)
-            except Exception:  # never let one failure stop later removals; close() sweeps by label
-                log.exception("removing a closed sandbox's container failed")
-            finally:
-                self._removals.task_done()
+    def _remove_now(self, container) -> None:
+        """Remove `container` and wait for it (when this returns, its processes and mounts are gone)."""
+        _remove_container(container)
+        with self._lock:
+            layer_dir = self._quota_mounts.pop(container.id, None)
+        if layer_dir:
+            _libc.umount2(layer_dir.encode(), _MNT_DETACH)  # normally the daemon did it already
 
     def flush_removals(self) -> None:
-        """Wait until every closed sandbox's container is gone."""
-        self._removals.join()
+        """Kept for callers of the former background removal: `close()` now removes synchronously."""
 
     def _forget(self, box: DockerSandbox) -> None:
         with self._lock:
@@ -570,13 +678,13 @@ class DockerBackend(SandboxBackend):
                     else:
                         queue.append(container)
                 if queue is None:  # nobody wants it any more
-                    _remove_container(container)
+                    self._remove_now(container)
                     if spec.image in self._unremoved:  # its release waited for this container
                         self._remove_image(spec.image)
 
     def _drain(self, queue: collections.deque) -> None:
         while queue:
-            _remove_container(queue.popleft())
+            self._remove_now(queue.popleft())
 
     def warm(self, snapshot: Snapshot) -> None:
         """Ask the pool to start containers for `snapshot` ahead of the first fork."""
@@ -661,9 +769,6 @@ class DockerBackend(SandboxBackend):
             self._closed = True
         self._stopping.set()
         self._wanted.set()
-        if self._remover is not None:
-            self._removals.put(None)
-            self._remover.join(timeout=60)
         try:
             if self._filler is not None:
                 self._filler.join(timeout=30)
@@ -687,9 +792,10 @@ class DockerBackend(SandboxBackend):
                 log.warning("could not list leftover containers: %s", e)
                 leftovers = []
             for container in leftovers:
-                _remove_container(container)
+                self._remove_now(container)
             for ref in snapshots:
                 self._remove_image(ref)
+            shutil.rmtree(self.root, ignore_errors=True)
             _LIVE_BACKENDS.discard(self)
 
     def _owned_container_rows(self) -> list[dict]:
@@ -699,7 +805,6 @@ class DockerBackend(SandboxBackend):
 
     def live_containers(self) -> list[str]:
         """Ids of all containers this backend owns right now, pooled ones included."""
-        self.flush_removals()
         return [row["Id"] for row in self._owned_container_rows()]
 
     def live_resources(self) -> list[str]:
@@ -707,12 +812,23 @@ class DockerBackend(SandboxBackend):
         empty once every sandbox is closed. Containers waiting in the fork pool are a cache, not
         sandboxes, and are left out (the pool refills in the background at any moment);
         `close()` removes them."""
-        self.flush_removals()
         rows = self._owned_container_rows()
         with self._lock:
             tracked = set(self._sandboxes)
-        return sorted(f"container:{row['Id']}" for row in rows
-                      if row["Id"] in tracked or (row.get("Labels") or {}).get(LABEL_POOL) != "1")
+        pooled = {row["Id"] for row in rows
+                  if row["Id"] not in tracked and (row.get("Labels") or {}).get(LABEL_POOL) == "1"}
+        # Quota volumes' loop devices whose container is gone (their images are deleted but named
+        # after the container): a removed container's device frees itself a moment after removal.
+        names = {row["Id"][:16] for row in rows}
+        deadline = time.monotonic() + 2.0
+        while True:
+            loops = [dev for dev, image in loop_devices_backed_under(self.root).items()
+                     if posixpath.basename(image).removesuffix(".img") not in names]
+            if not loops or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return sorted([f"container:{row['Id']}" for row in rows if row["Id"] not in pooled]
+                      + [f"loop:{dev}" for dev in loops])
 
 
 _LIVE_BACKENDS: weakref.WeakSet[DockerBackend] = weakref.WeakSet()

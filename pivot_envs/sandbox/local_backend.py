@@ -799,7 +799,7 @@ class LocalBackend(SandboxBackend):
         parent = root or (os.path.join(os.environ["PIVOTRL_CACHE"], "local") if os.environ.get("PIVOTRL_CACHE")
                           else tempfile.gettempdir())
         os.makedirs(parent, exist_ok=True)
-        _sweep_stale_roots(parent)
+        sweep_stale_roots(parent)
         self.root = tempfile.mkdtemp(prefix="pivotrl-local-", dir=parent)
         if any(c in self.root for c in ":,=\\ "):
             os.rmdir(self.root)
@@ -816,7 +816,7 @@ class LocalBackend(SandboxBackend):
         self.seccomp_file = os.path.join(self.root, "seccomp.bpf")
         with open(self.seccomp_file, "wb") as f:
             f.write(compile_filter())
-        self._trash: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._trash: queue.SimpleQueue[str | int | None] = queue.SimpleQueue()
         self._reaper = threading.Thread(target=self._reap, name=f"{self.tag}-reaper", daemon=True)
         self._reaper.start()
         self.empty_layer = os.path.join(self.root, "L", "empty")
@@ -882,6 +882,10 @@ class LocalBackend(SandboxBackend):
             path = self._trash.get()
             if path is None:
                 return
+            if isinstance(path, int):  # the root of a released, already unmounted volume
+                _empty_dir_fd(path)
+                os.close(path)
+                continue
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)  # a released volume's trash vanishes: fine
             else:
@@ -909,7 +913,13 @@ class LocalBackend(SandboxBackend):
         """Unmount a volume nothing uses any more (lazily: it leaves the mount table at once) and
         hand its image to the reaper."""
         self._volumes.pop(mnt, None)
+        # Keep a handle on the file system past the unmount and empty it from there: deleting its
+        # files drops their dirty pages, whereas letting it go full would first write them all
+        # back through the loop device into an image that is deleted anyway (seconds after a
+        # disk fill). The reaper closes the handle, which frees the file system and its device.
+        root_fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         VolumeFactory.unmount(mnt)
+        self._trash.put(root_fd)
         self._discard(mnt + ".img")
         self._discard(mnt)
 
@@ -1147,7 +1157,23 @@ def _host_masks(stand_in_dir: str) -> list[str]:
     return args
 
 
-def _settled_loops(root: str, wait_s: float = 2.0) -> dict[str, str]:
+def _empty_dir_fd(dir_fd: int) -> None:
+    """Delete everything inside the directory open as `dir_fd` (errors ignored)."""
+    try:
+        names = os.listdir(dir_fd)
+    except OSError:
+        return
+    for name in names:
+        try:
+            if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+                shutil.rmtree(name, dir_fd=dir_fd, ignore_errors=True)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _settled_loops(root: str, wait_s: float = 10.0) -> dict[str, str]:
     """Loop devices still backed by files under `root` ({device: image}). A lazily unmounted volume
     frees its device a moment later (autoclear), so this waits up to `wait_s` for the devices of
     unmounted volumes to go before reporting."""
@@ -1161,12 +1187,15 @@ def _settled_loops(root: str, wait_s: float = 2.0) -> dict[str, str]:
         time.sleep(0.02)
 
 
-def _sweep_stale_roots(parent: str) -> None:
-    """Remove state dirs (mounts and cgroups included) left by backends whose process died."""
+def sweep_stale_roots(parent: str) -> int:
+    """Remove state dirs (mounts, volumes, loop devices and cgroups included) left by backends
+    whose process died; returns how many. Processes of a dead backend's sandboxes died with it
+    (bwrap --die-with-parent); the cgroup sweep kills any that got away."""
+    removed = 0
     try:
         names = [n for n in os.listdir(parent) if n.startswith("pivotrl-local-")]
     except OSError:
-        return
+        return 0
     for name in names:
         root = os.path.join(parent, name)
         try:
@@ -1190,6 +1219,8 @@ def _sweep_stale_roots(parent: str) -> None:
             log.warning("could not clean %s: %s", root, e)
             continue
         shutil.rmtree(root, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def benchmark(n: int = 50, backend: LocalBackend | None = None) -> dict[str, float]:

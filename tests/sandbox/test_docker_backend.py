@@ -154,7 +154,7 @@ def test_close_is_idempotent_and_final(docker_backend):
     sandbox.close()
     with pytest.raises(SandboxError):
         sandbox.exec("true")
-    docker_backend.flush_removals()  # containers of closed sandboxes are removed in the background
+    # removed synchronously: gone the moment close() returns (no background removal to wait for)
     assert not docker_backend.client.containers.list(all=True, filters={"id": container_id})
 
 
@@ -266,9 +266,15 @@ def test_pool_serves_warm_forks_and_close_leaves_nothing():
 
 
 def test_remove_stale_cleans_dead_owners_only(docker_backend):
-    from pivot_envs.sandbox.docker_backend import (LABEL, LABEL_BACKEND, LABEL_HOST, LABEL_PID,
-                                                   remove_stale)
     import socket
+
+    from pivot_envs.sandbox.docker_backend import (
+        LABEL,
+        LABEL_BACKEND,
+        LABEL_HOST,
+        LABEL_PID,
+        remove_stale,
+    )
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
