@@ -63,7 +63,10 @@ def judge_constants(env: Any, turns: Iterable[tuple[str, int]], constants: Seque
     """{constant or DEMONSTRATION: one reward per turn (None = masked)} for `turns` of `env`."""
     out: dict[str, list[float | None]] = {c: [] for c in (*constants, DEMONSTRATION)}
     base = env.unwrapped
-    for tid, k in turns:
+    turns = list(turns)
+    for i, (tid, k) in enumerate(turns):
+        if i and i % 100 == 0:
+            print(f"  {type(base).__name__}: {i}/{len(turns)} turns", file=sys.stderr, flush=True)
         _, info = env.reset(options={"trajectory": tid, "turn": k})
         verdicts = base.judge_actions([*constants, info["reference"]])
         for c, v in zip((*constants, DEMONSTRATION), verdicts):

@@ -42,6 +42,26 @@ def test_ground_truth_turn_counts(bfcl_suite):
                for t in bfcl_suite)
 
 
+def test_recorded_calls_are_the_ground_truth_calls(bfcl_suite):
+    """Every demonstration call (and task["ground_truth"]) equals BFCL's ground-truth string parsed
+    afresh: conversion must not let a backend that keeps an argument object (TwitterAPI's `mentions`
+    list, extended by a later `mention` call) rewrite the recorded arguments."""
+    by_id = {t.id: t for t in bfcl_suite}
+    sigs_of: dict[tuple, dict] = {}
+    for cat in bfcl.CATEGORIES:
+        for entry in bfcl.load_entries(cat):
+            traj = by_id[entry["id"]]
+            classes = tuple(entry["involved_classes"])
+            if classes not in sigs_of:
+                sigs_of[classes] = bfcl._signatures(classes)
+            sigs = sigs_of[classes]
+            expected = [list(bfcl.parse_call(c, sigs)) for turn in entry["ground_truth"] for c in turn]
+            recorded = [[c["function"]["name"], json.loads(c["function"]["arguments"])]
+                        for m in traj.messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+            assert recorded == expected, entry["id"]
+            assert [c for turn in traj.task["ground_truth"] for c in turn] == expected, entry["id"]
+
+
 def test_types_are_json_schema(bfcl_suite):
     allowed = {"object", "number", "integer", "array", "boolean", "string"}
 

@@ -30,6 +30,7 @@ by the package version and `CONVERTER_VERSION`.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.metadata
 import inspect
 import json
@@ -333,7 +334,10 @@ def convert_entry(entry: dict, version: str | None = None) -> Trajectory:
     # NEXT turn supplies, so it needs the next turn's calls and outputs
     instances = backends.instantiate(involved, entry["initial_config"], long_context)
     methods = backends.public_methods(instances)
-    outputs_per_turn = [[backends.execute_call(methods, name, kwargs) for name, kwargs in calls]
+    # each call gets its own copy of the arguments: a backend may keep and later mutate an argument
+    # object (TwitterAPI keeps the `mentions` list a later `mention` call extends), which must not
+    # change the recorded ground truth
+    outputs_per_turn = [[backends.execute_call(methods, name, copy.deepcopy(kwargs)) for name, kwargs in calls]
                         for calls in gt_calls]
 
     messages_out: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
