@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -141,18 +142,59 @@ def test_humaneval_timeout_kills_the_program_and_leaves_nothing():
     outcome = humaneval.run_python(source, timeout_s=1.5)
     assert outcome.timed_out and not outcome.passed
     assert time.perf_counter() - t0 < 10
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "pivot-humaneval-" not in ps  # no program left running from its temp dir
+    if outcome.isolation == "local-sandbox":  # the jail's sandbox is closed: nothing of it is left
+        assert humaneval._jail_backend().live_resources() == []
+    else:
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+        assert "pivot-humaneval-" not in ps  # no program left running from its temp dir
+
+
+def _require_jail() -> None:
+    from conftest import require  # tests/ is on sys.path
+
+    require(humaneval._jail_backend() is not None,
+            "the HumanEval jail needs the local sandbox backend (bubblewrap, root)")
 
 
 @needs_humaneval
-def test_humaneval_program_cannot_write_outside_its_dir(tmp_path):
-    target = tmp_path / "escape.txt"
-    outcome = humaneval.run_python(f"open({str(target)!r}, 'w').write('x')\n", timeout_s=5)
-    if outcome.isolation == "bwrap":
-        assert not outcome.passed and not target.exists()
-    else:
-        pytest.skip("bubblewrap unusable here: only rlimits isolate the program")
+def test_humaneval_program_cannot_write_outside_the_jail():
+    """Writes to host paths the jail shows read-only (/etc, /usr), even after a remount attempt, or
+    hides (the checkout under /work, host /root) fail, and nothing appears on the host. (The former
+    test wrote under /tmp, which the jail replaces anyway, so it passed for the wrong reason.)"""
+    _require_jail()
+    tag = uuid.uuid4().hex[:12]
+    targets = [f"/etc/pivotrl-jail-{tag}", f"/usr/pivotrl-jail-{tag}", f"/root/pivotrl-jail-{tag}",
+               os.path.join(os.path.dirname(os.path.abspath(__file__)), f"pivotrl-jail-{tag}")]
+    source = ("import os\nos.system('mount -o remount,rw /etc; mount -o remount,rw /')\nwrote = []\n"
+              + "".join(f"try:\n    open({t!r}, 'w').write('x'); wrote.append({t!r})\nexcept OSError:\n    pass\n"
+                        for t in targets)
+              + "print(wrote)\nraise SystemExit(0 if len(wrote) == len(" + repr(targets) + ") else 1)\n")
+    outcome = humaneval.run_python(source, timeout_s=10)
+    leaked = [t for t in targets if os.path.exists(t)]
+    for t in leaked:
+        os.unlink(t)
+    assert outcome.isolation == "local-sandbox"
+    assert not leaked and not outcome.passed, (leaked, outcome)
+
+
+@needs_humaneval
+@pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "import os; os._exit(0)", "raise SystemExit"])
+def test_humaneval_early_exit_is_a_fail(exit_call):
+    """A completion that exits 0 before the tests run must not pass (the harness needs the success
+    marker printed after check() returned)."""
+    problem = _problem()
+    output = f"```python\ndef has_close_elements(numbers, threshold):\n    return False\n{exit_call}\n```"
+    verdict = humaneval.score_output(problem, output, timeout_s=5)
+    assert verdict.correct is False, verdict.reason
+    assert verdict.failure_kind is None
+
+
+@needs_humaneval
+def test_humaneval_runs_in_the_local_sandbox_with_no_capabilities():
+    _require_jail()
+    outcome = humaneval.run_python("print(open('/proc/self/status').read())", timeout_s=10)
+    assert outcome.isolation == "local-sandbox" and outcome.passed
+    assert "CapEff:\t0000000000000000" in outcome.stdout_tail and "Seccomp:\t2" in outcome.stdout_tail
 
 
 # ---------------------------------------------------------------------------------------------- math

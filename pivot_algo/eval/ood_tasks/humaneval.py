@@ -6,8 +6,12 @@ directly (the package's own executor ships with its `exec` commented out, so it 
 Execution (`run_python`): the program (prompt + model code + tests + `check(entry_point)`) runs in a
 fresh `python -I` subprocess, in a temporary directory that is deleted afterwards, with rlimits (CPU
 seconds, address space, file size, no core dumps), its own process group (killed whole on timeout),
-an empty environment and no stdin. When bubblewrap works here the process also runs with every
-namespace unshared (no network) and a read-only view of the file system except its temp dir.
+an empty environment and no stdin. Where the local sandbox backend runs (bubblewrap, root), the
+program runs in one of its sandboxes instead (pivot_envs/sandbox/local_backend.py: no capabilities,
+seccomp, host read-only with secrets masked, own PID and network namespaces, cgroup memory/pids/CPU
+limits, a 64 MiB disk quota), so it is held by the same containment as every terminal command.
+As the official harness does, a program passes only if `check(...)` returned: the program prints
+an unguessable success marker after it, so `sys.exit(0)` or `os._exit(0)` in a completion fails.
 A timeout is a result: the solution fails. A program that could not even be started is an infra
 failure (masked).
 """
@@ -24,15 +28,25 @@ import os
 import random
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import uuid
 from pathlib import Path
 
-from pivot_algo.eval.ood_tasks.common import (BenchmarkResult, BenchmarkUnavailableError, EvalItem, GenerateFn,
-                                              ItemVerdict, package_dir, score_items)
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkResult,
+    BenchmarkUnavailableError,
+    EvalItem,
+    GenerateFn,
+    ItemVerdict,
+    package_dir,
+    score_items,
+)
+from pivot_envs.errors import SandboxError, SandboxUnavailableError
+from pivot_envs.sandbox import SandboxLimits
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +68,8 @@ class ExecOutcome:
     timed_out: bool
     exit_code: int | None
     stderr_tail: str
-    isolation: str  # "bwrap" | "rlimits"
+    isolation: str  # "local-sandbox" | "rlimits"
+    stdout_tail: str = ""
 
 
 class ExecutorUnavailableError(BenchmarkUnavailableError):
@@ -70,22 +85,25 @@ def load_problems() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-@functools.lru_cache(maxsize=1)
-def _bwrap_works() -> bool:
-    """Whether bubblewrap can unshare all namespaces here (it cannot inside some containers)."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return False
-    try:
-        probe = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-                                "--proc", "/proc", sys.executable, "-c", "pass"],
-                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    if probe.returncode != 0:
-        logger.info("bubblewrap unusable here (%s); HumanEval runs with rlimits only",
-                    probe.stderr.decode(errors="replace").strip()[:200])
-    return probe.returncode == 0
+_JAIL_LIMITS = SandboxLimits(cpus=1.0, memory_mb=_MEMORY_BYTES >> 20, pids=64, timeout_s=DEFAULT_TIMEOUT_S,
+                             output_bytes=64 * 1024, network=False, disk_mb=64)
+_jail_lock = threading.Lock()
+_jail: list = []  # [LocalBackend] once made; [None] when it cannot run here
+
+
+def _jail_backend():
+    """The local sandbox backend that runs programs (one per process), or None where it cannot run
+    (no bubblewrap, not root): then programs run under rlimits only, and `isolation` says so."""
+    with _jail_lock:
+        if not _jail:
+            try:
+                from pivot_envs.sandbox import make_backend
+
+                _jail.append(make_backend("local", limits=_JAIL_LIMITS))
+            except SandboxUnavailableError as e:
+                logger.warning("local sandbox unavailable (%s); HumanEval runs with rlimits only", e)
+                _jail.append(None)
+        return _jail[0]
 
 
 def _limit_child(cpu_s: int) -> None:
@@ -96,24 +114,37 @@ def _limit_child(cpu_s: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_python(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ExecOutcome:
+def run_python(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, success_marker: str | None = None) -> ExecOutcome:
     """Run `source` as an isolated Python program (see the module docstring). Raises
-    ExecutorUnavailableError only when it cannot be started; everything the program does is an outcome."""
+    ExecutorUnavailableError only when it cannot be started; everything the program does is an outcome.
+    With `success_marker`, passing also needs that line on stdout (printed after the tests returned)."""
+    jail = _jail_backend()
+    if jail is None:
+        outcome = _run_with_rlimits(source, timeout_s)
+    else:
+        try:
+            with jail.create(limits=dataclasses.replace(_JAIL_LIMITS, timeout_s=timeout_s)) as sandbox:
+                sandbox.write_file("program.py", source)
+                r = sandbox.exec("exec python3 -I -B program.py", timeout=timeout_s)
+        except SandboxError as e:
+            raise ExecutorUnavailableError(f"the HumanEval jail (local sandbox) failed: {e}") from e
+        outcome = ExecOutcome(passed=r.exit_code == 0 and not r.timed_out, timed_out=r.timed_out,
+                              exit_code=r.exit_code, stderr_tail=r.stderr[-2000:], isolation="local-sandbox",
+                              stdout_tail=r.stdout[-2000:])
+    if success_marker is not None and outcome.passed:
+        last = next((ln for ln in reversed(outcome.stdout_tail.splitlines()) if ln.strip()), "")
+        if last.strip() != success_marker:
+            outcome = dataclasses.replace(outcome, passed=False, stderr_tail=outcome.stderr_tail + (
+                "\nexited 0 before the tests finished (no success marker after check())"))
+    return outcome
+
+
+def _run_with_rlimits(source: str, timeout_s: float) -> ExecOutcome:
+    """Fallback without the local sandbox: a fresh `python -I` subprocess in a temp dir with rlimits."""
     with tempfile.TemporaryDirectory(prefix="pivot-humaneval-") as tmp:
         program = Path(tmp) / "program.py"
         program.write_text(source, encoding="utf-8")
-        # The base interpreter, not the venv's symlink: a checkout (and so its venv) may live under /tmp,
-        # which the jail replaces with an empty tmpfs. Programs need only the standard library.
-        interpreter = os.path.realpath(sys.executable)
-        cmd = [interpreter, "-I", "-B", str(program)]
-        isolation = "rlimits"
-        if _bwrap_works():
-            isolation = "bwrap"
-            keep = [arg for prefix in {sys.base_prefix, os.path.dirname(interpreter)}
-                    if prefix.startswith("/tmp/") for arg in ("--ro-bind", prefix, prefix)]
-            cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                   "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *keep, "--bind", tmp, tmp,
-                   "--chdir", tmp, *cmd]
+        cmd = [os.path.realpath(sys.executable), "-I", "-B", str(program)]
         stdout_path, stderr_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             try:
@@ -132,11 +163,13 @@ def run_python(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ExecOutcome
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         stderr_tail = stderr_path.read_bytes()[-2000:].decode(errors="replace")
+        stdout_tail = stdout_path.read_bytes()[-2000:].decode(errors="replace")
         # RLIMIT_CPU kills with SIGXCPU/SIGKILL before the wall timeout when the loop is CPU-bound.
         if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and not timed_out:
             timed_out = True
         return ExecOutcome(passed=proc.returncode == 0 and not timed_out, timed_out=timed_out,
-                           exit_code=proc.returncode, stderr_tail=stderr_tail, isolation=isolation)
+                           exit_code=proc.returncode, stderr_tail=stderr_tail, isolation="rlimits",
+                           stdout_tail=stdout_tail)
 
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -154,15 +187,17 @@ def extract_code(output: str, problem: dict) -> str:
     return blocks[0] if blocks else output
 
 
-def build_program(problem: dict, code: str) -> str:
-    """Prompt + model code + the problem's tests + the check call. When the model wrote the whole
-    function, it is appended after the prompt and redefines the stub; otherwise its text continues the
-    prompt as the function body (HumanEval's completion format)."""
+def build_program(problem: dict, code: str, success_marker: str = "") -> str:
+    """Prompt + model code + the problem's tests + the check call, then (as the official harness
+    does: the program passed only if `check` returned) a print of `success_marker`. When the model
+    wrote the whole function, it is appended after the prompt and redefines the stub; otherwise its
+    text continues the prompt as the function body (HumanEval's completion format)."""
     if f"def {problem['entry_point']}(" in code:
         solution = problem["prompt"] + "\n    pass\n\n" + code
     else:
         solution = problem["prompt"] + code
-    return f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    marker = f"print({success_marker!r}, flush=True)\n" if success_marker else ""
+    return f"{solution}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n{marker}"
 
 
 def score_output(problem: dict, output: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ItemVerdict:
@@ -170,8 +205,10 @@ def score_output(problem: dict, output: str, timeout_s: float = DEFAULT_TIMEOUT_
     task_id = problem["task_id"]
     if not output.strip():
         return ItemVerdict(task_id, False, "empty completion", output=output)
+    marker = f"PIVOTRL-HUMANEVAL-PASSED-{uuid.uuid4().hex}"  # unguessable: a completion cannot print it early
     try:
-        outcome = run_python(build_program(problem, extract_code(output, problem)), timeout_s)
+        outcome = run_python(build_program(problem, extract_code(output, problem), marker), timeout_s,
+                             success_marker=marker)
     except ExecutorUnavailableError as e:
         return ItemVerdict(task_id, None, str(e), failure_kind="executor_unavailable", output=output)
     if outcome.timed_out:
@@ -198,6 +235,6 @@ def run(generate_fn: GenerateFn, limit: int | None, seed: int,
     chosen = problems if limit is None else problems[:limit]
     verdicts = score_items(NAME, generate_fn, [make_item(p) for p in chosen],
                            lambda item, out: score_output(item.payload, out, timeout_s))
-    isolation = "bwrap + rlimits" if _bwrap_works() else "rlimits only"
+    isolation = "the local sandbox" if _jail_backend() is not None else "rlimits only"
     return BenchmarkResult.from_verdicts(NAME, verdicts, metric="pass@1 (greedy)",
                                          note=f"{len(problems)} problems; executed with {isolation}, {timeout_s:g} s limit")
