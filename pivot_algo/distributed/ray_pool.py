@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from pivot_algo.integrations.judging import judge_at_state
 from pivot_algo.profiler import (
     ProfileConfig,
     ProfileReport,
@@ -48,10 +49,6 @@ from pivot_algo.profiler import (
 from pivot_algo.rollout import StartState, stable_seed
 from pivot_envs.errors import (
     PivotError,
-    ReplayError,
-    TrajectoryError,
-    TurnOutOfRangeError,
-    UnknownTrajectoryError,
 )
 from pivot_envs.parsing import parse_action
 from pivot_envs.trajectory import Trajectory, load_trajectories
@@ -106,16 +103,7 @@ class VerifierWorker:
     def judge(self, trajectory_id: str, turn: int, actions: Sequence[Any]) -> list[dict]:
         """Verdicts (as dicts) of `actions` at (trajectory, turn). A state that cannot be rebuilt here
         (sandbox or replay failure) masks every sample, so the pool can retry it elsewhere."""
-        try:
-            self.env.reset(options={"trajectory": trajectory_id, "turn": int(turn)})
-        except (TrajectoryError, UnknownTrajectoryError, TurnOutOfRangeError):
-            raise  # bad input: the caller must fix the job, a retry elsewhere would fail the same way
-        except Exception as e:  # noqa: BLE001 - whatever broke is the sandbox side's: mask it, the pool retries elsewhere
-            kind = "replay_error" if isinstance(e, ReplayError) else "sandbox_error"
-            v = Verdict.infra(kind, f"reset to {trajectory_id!r} turn {turn} failed on pid {os.getpid()}: "
-                                    f"{type(e).__name__}: {e}")
-            return [v.to_dict() for _ in actions]
-        return [v.to_dict() for v in self.env.unwrapped.judge_actions(list(actions))]
+        return [v.to_dict() for v in judge_at_state(self.env, StartState(trajectory_id, int(turn)), actions)]
 
     def costs(self) -> dict[str, float]:
         return dict(self.env.unwrapped.costs.as_dict())
