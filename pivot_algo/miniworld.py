@@ -1,0 +1,318 @@
+"""The miniature world of the paper-table benchmark: a register machine with task families, small
+enough that a few-million-parameter model learns it on a 2-core CPU in a minute, and shaped so that
+the paper's four claims can be tested on it.
+
+Description:
+    A register x starts at a small number. Each task is a short list of operations; the scripted user states x and
+    the next operation ("x = 4. Next: times 3"), the agent answers with an arithmetic expression over x
+    and digits that sets x ("x*3"), and finally reports x ("12"). Families:
+
+    - group A (out-of-domain, "first group of terminal families"): `add N`, `subtract N`;
+    - group B (in-domain target, "second group"): `times N`, `add N twice`;
+    - tool use (out-of-domain): group A's operations, but applied by calling the `apply` tool
+      (`<tool_call>{"name": "apply", "arguments": {"expr": "x+3"}}</tool_call>`), whose output is the
+      new x; the report is a plain message.
+
+    Demonstrations of the pre-training mix write each expression in one of several equivalent forms
+    ("x+3", "3+x", "x+1+2"); the in-domain training trajectories (what SFT and PivotRL see) always use
+    the canonical one. So a functional verifier can credit a correct variant that strict matching
+    rejects: the property the paper's functional reward relies on.
+
+Rewards (pivot mode, `verifier=`):
+    - "execution" (default, functional): the sampled expression's value at the current x equals the
+      demonstration's (tool calls: same tool, and the `expr` argument's value equal); a report is right
+      when it equals the demonstration's number.
+    - "paper": the paper's rule for messages, difflib similarity >= 0.95 of the normalised text, and
+      its tool-call rule, same name and same arguments.
+    - "exact": identical text / identical call.
+    Anything unparseable, a tool call where a message is expected, or the reverse, scores 0 with a
+    reason. Episode mode: 1 when the final report equals the task's result and x was never corrupted.
+
+Splits: task seeds are drawn from disjoint ranges per purpose (pre-training, in-domain train,
+evaluation) and per phase (`dev` for designing the world, `test` for the final table), so nothing
+the world was tuned on is evaluated in the final table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import random
+import re
+from typing import Any
+
+from pivot_envs.base_env import PivotEnv
+from pivot_envs.parsing import ParsedAction
+from pivot_envs.trajectory import Trajectory
+from pivot_envs.verdict import Verdict
+
+_EXPR = re.compile(r"^[x0-9+\-* ()]{1,40}$")
+
+APPLY_TOOL = {"type": "function", "function": {
+    "name": "apply", "description": "Set x to the value of an expression over x.",
+    "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
+
+GROUP_A = ("add", "subtract")
+GROUP_B = ("times", "add_twice")
+FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": GROUP_A}
+# Disjoint seed ranges: purpose x phase. A task's seed never appears under two purposes.
+_SEED_BASE = {("pretrain", "dev"): 1_000_000, ("train", "dev"): 2_000_000, ("eval", "dev"): 3_000_000,
+              ("pretrain", "test"): 4_000_000, ("train", "test"): 5_000_000, ("eval", "test"): 6_000_000}
+
+
+def evaluate(expression: Any, x: int) -> int | None:
+    """Value of `expression` with x bound, or None when it is not a small arithmetic expression."""
+    if not isinstance(expression, str) or not _EXPR.match(expression.strip()) or "**" in expression:
+        return None  # digits, x, + - * and brackets only; no powers (9**9**9 would never finish)
+    try:
+        value = eval(expression.strip(), {"__builtins__": {}}, {"x": x})
+    except (SyntaxError, ArithmeticError, TypeError, NameError, ValueError):
+        return None
+    return value if isinstance(value, int) and abs(value) < 10**9 else None
+
+
+# ----------------------------------------------------------------------------- tasks
+
+def _phrase(op: str, n: int) -> str:
+    return {"add": f"add {n}", "subtract": f"subtract {n}", "times": f"times {n}", "add_twice": f"add {n} twice"}[op]
+
+
+def _apply(op: str, n: int, x: int) -> int:
+    return {"add": x + n, "subtract": x - n, "times": x * n, "add_twice": x + 2 * n}[op]
+
+
+def _expression(op: str, n: int, rng: random.Random | None) -> str:
+    """The demonstration's expression: canonical when rng is None, else one of the equivalent forms."""
+    forms = {"add": [f"x+{n}", f"{n}+x"] + ([f"x+1+{n - 1}"] if n > 1 else []),
+             "subtract": [f"x-{n}", f"x-1-{n - 1}" if n > 1 else f"x-{n}"],
+             "times": [f"x*{n}", f"{n}*x"],
+             "add_twice": [f"x+{n}+{n}", f"x+{2 * n}", f"x+2*{n}"]}[op]
+    return forms[0] if rng is None else rng.choice(forms)
+
+
+def _instruction(x: int, op: str | None, n: int = 0) -> str:
+    return f"x = {x}. Next: {_phrase(op, n)}" if op else f"x = {x}. Next: report"
+
+
+def make_task(family: str, seed: int, *, canonical: bool) -> dict:
+    """One task of `family` ("A", "B" or "tool") and its demonstration, deterministic for `seed`."""
+    rng = random.Random(f"{family}:{seed}")
+    ops = [(rng.choice(FAMILIES[family]), rng.randint(2, 9)) for _ in range(rng.randint(2, 3))]
+    form_rng = None if canonical else rng
+    messages: list[dict] = []
+    x = start = rng.randint(1, 9)  # not 0: at x = 0, "x*3" and "0" would be the same action
+    tools: list[dict] = []
+    if family == "tool":
+        tools = [APPLY_TOOL]
+        plan = ", then ".join(_phrase(op, n) for op, n in ops)
+        messages.append({"role": "user", "content": f"x = {start}. With the apply tool: {plan}. Then report x."})
+        for i, (op, n) in enumerate(ops):
+            expr = _expression(op, n, form_rng)
+            messages.append({"role": "assistant", "content": "", "tool_calls": [
+                {"id": f"call_{i}", "type": "function", "function": {"name": "apply", "arguments": {"expr": expr}}}]})
+            x = _apply(op, n, x)
+            messages.append({"role": "tool", "tool_call_id": f"call_{i}", "name": "apply", "content": f"x = {x}"})
+    else:
+        for op, n in ops:
+            messages += [{"role": "user", "content": _instruction(x, op, n)},
+                         {"role": "assistant", "content": _expression(op, n, form_rng)}]
+            x = _apply(op, n, x)
+        messages.append({"role": "user", "content": _instruction(x, None)})
+    messages.append({"role": "assistant", "content": str(x)})
+    return {"id": f"mini-{family}-{seed}", "domain": "tooluse", "tools": tools, "messages": messages,
+            "task": {"family": family, "start": start, "ops": [list(o) for o in ops], "result": x}}
+
+
+def tasks(family: str, purpose: str, phase: str, n: int, *, canonical: bool = True, offset: int = 0) -> list[dict]:
+    """n tasks of `family` for `purpose` ("pretrain", "train", "eval") in `phase` ("dev", "test")."""
+    base = _SEED_BASE[(purpose, phase)] + offset
+    return [make_task(family, base + i, canonical=canonical) for i in range(n)]
+
+
+@dataclasses.dataclass
+class PretrainMix:
+    """What the base model is pre-trained on (by SFT): broad skills, a little of the target group."""
+
+    group_a: int = 300
+    """Group-A tasks (out-of-domain families)."""
+    tool: int = 200
+    """Tool-use tasks."""
+    group_b: int = 30
+    """Group-B tasks (the in-domain target): few, so the base is only partly competent there."""
+
+    def trajectories(self, phase: str, seed: int) -> list[dict]:
+        off = 10_000 * seed  # each seed's base sees its own pre-training tasks
+        return (tasks("A", "pretrain", phase, self.group_a, canonical=False, offset=off)
+                + tasks("tool", "pretrain", phase, self.tool, canonical=False, offset=off)
+                + tasks("B", "pretrain", phase, self.group_b, canonical=False, offset=off))
+
+
+# ----------------------------------------------------------------------------- the env
+
+@dataclasses.dataclass
+class RegisterState:
+    trajectory: Trajectory
+    x: int
+    done: int  # operations applied so far
+    reported: int | None = None
+    corrupted: bool = False  # an operation produced the wrong value
+
+
+def _norm(text: str) -> str:
+    return " ".join((text or "").split())
+
+
+class MiniWorldEnv(PivotEnv):
+    """See the module docstring. `verifier` is "execution" (default), "paper" or "exact"."""
+
+    domain = "tooluse"
+    VERIFIERS = ("execution", "paper", "exact")
+
+    def __init__(self, trajectories: Any = None, *, verifier: str = "execution", max_turns: int = 6, **kwargs: Any):
+        if verifier not in self.VERIFIERS:
+            raise ValueError(f"verifier must be one of {self.VERIFIERS}, got {verifier!r}")
+        super().__init__(trajectories, max_turns=max_turns, **kwargs)
+        self.verifier_name = verifier
+
+    def default_trajectories(self) -> list[Trajectory | dict]:
+        return list(tasks("B", "train", "dev", 16))
+
+    def verifier_key(self) -> str:
+        return f"miniworld:{self.verifier_name}"
+
+    # --- state
+    def _ops(self, traj: Trajectory) -> list[tuple[str, int]]:
+        return [(str(op), int(n)) for op, n in traj.task["ops"]]
+
+    def load_state(self, traj: Trajectory, k: int) -> RegisterState:
+        state = RegisterState(traj, int(traj.task["start"]), 0)
+        for action in traj.actions_before(k):
+            expr = _expr_of(action)
+            if expr is not None:  # operations; the report is the last action and never replayed
+                state.x = evaluate(expr, state.x) or 0
+                state.done += 1
+            self.costs.replay_turns += 1
+            self.costs.rollout_turns += 1
+        return state
+
+    def state_key(self, state: RegisterState) -> str:
+        return f"{state.trajectory.id}:{state.done}:{state.x}"
+
+    # --- pivot mode
+    def judge(self, state: RegisterState, action: ParsedAction, reference: dict) -> Verdict:
+        method = self.verifier_name
+        if action.error:
+            return Verdict.wrong(f"unparseable action: {action.error}", method)
+        ref_calls = reference.get("tool_calls") or []
+        if bool(action.tool_calls) != bool(ref_calls):
+            want = "a tool call" if ref_calls else "a plain message"
+            return Verdict.wrong(f"expected {want}", method)
+        if method == "exact":
+            same = (_action_text(action) == _action_text(_as_parsed(reference)))
+            return Verdict.correct("exact match", method) if same else Verdict.wrong("differs from the demonstration", method)
+        if method == "paper":
+            if ref_calls:
+                same = [(c.name, c.arguments) for c in action.tool_calls] == [
+                    (c["function"]["name"], _args(c)) for c in ref_calls]
+                return (Verdict.correct("same call and arguments", method) if same else
+                        Verdict.wrong("tool call differs (name or arguments)", method))
+            ratio = difflib.SequenceMatcher(None, _norm(action.content), _norm(reference.get("content") or "")).ratio()
+            return (Verdict.correct(f"similarity {ratio:.2f} >= 0.95", method) if ratio >= 0.95 else
+                    Verdict.wrong(f"similarity {ratio:.2f} < 0.95", method))
+        # execution: compare values in this state
+        self.costs.rollout_turns += 2  # the sampled action and the demonstration's, each evaluated at x
+        ref_expr = _expr_of(reference)
+        want = evaluate(ref_expr, state.x) if ref_expr is not None else _int(reference.get("content"))
+        if ref_calls:
+            if len(action.tool_calls) != 1 or action.tool_calls[0].name != "apply":
+                return Verdict.wrong("expected one call of apply", method)
+            got = evaluate(action.tool_calls[0].arguments.get("expr"), state.x)
+        elif state.done < len(self._ops(state.trajectory)):
+            got = evaluate(action.content, state.x)
+        else:
+            got = _int(action.content)
+        if got is None:
+            return Verdict.wrong(f"{_action_text(action)[:40]!r} is not an expression over x", method)
+        return (Verdict.correct(f"value {got} as demonstrated", method) if got == want else
+                Verdict.wrong(f"value {got} differs from the demonstration's {want}", method))
+
+    # --- episode mode
+    def execute(self, state: RegisterState, action: ParsedAction) -> list[dict]:
+        out = []
+        for call in action.tool_calls:
+            self.costs.rollout_turns += 1
+            value = evaluate(call.arguments.get("expr"), state.x) if call.name == "apply" else None
+            if value is None:
+                out.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                            "content": "error: apply takes expr, an arithmetic expression over x"})
+                continue
+            self._advance(state, value)
+            out.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": f"x = {state.x}"})
+        return out
+
+    def _advance(self, state: RegisterState, value: int) -> None:
+        ops = self._ops(state.trajectory)
+        if state.done < len(ops):
+            op, n = ops[state.done]
+            state.corrupted |= value != _apply(op, n, state.x)
+        else:
+            state.corrupted = True  # an operation nobody asked for
+        state.x = value
+        state.done += 1
+
+    def next_user_message(self, state: RegisterState) -> str | None:
+        ops = self._ops(state.trajectory)
+        content = self._messages[-1].get("content") or ""
+        self.costs.rollout_turns += 1
+        if state.trajectory.task["family"] == "tool" or state.done >= len(ops):  # this message is the report
+            state.reported = _int(content)
+            return None
+        value = evaluate(content, state.x)
+        if value is None:
+            state.corrupted = True
+        else:
+            self._advance(state, value)
+        if state.done >= len(ops):
+            return _instruction(state.x, None)
+        op, n = ops[state.done]
+        return _instruction(state.x, op, n)
+
+    def episode_reward(self, state: RegisterState) -> tuple[float, dict]:
+        result = state.trajectory.task["result"]
+        ok = (state.reported == result and not state.corrupted and state.done == len(self._ops(state.trajectory)))
+        return float(ok), {"reported": state.reported, "x": state.x, "corrupted": state.corrupted}
+
+
+def _args(call: dict) -> dict:
+    a = call["function"].get("arguments")
+    return json.loads(a) if isinstance(a, str) else dict(a or {})
+
+
+def _expr_of(message: dict) -> str | None:
+    calls = message.get("tool_calls") or []
+    if calls:
+        return _args(calls[0]).get("expr")
+    content = message.get("content") or ""
+    return content if _EXPR.match(content.strip()) and "x" in content else None
+
+
+def _int(text: Any) -> int | None:
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_parsed(message: dict) -> ParsedAction:
+    from pivot_envs.trajectory import ToolCall
+
+    calls = [ToolCall(name=c["function"]["name"], arguments=_args(c), id=c.get("id", ""))
+             for c in message.get("tool_calls") or []]
+    return ParsedAction(content=message.get("content") or "", tool_calls=calls)
+
+
+def _action_text(action: ParsedAction) -> str:
+    if action.tool_calls:
+        return json.dumps([[c.name, c.arguments] for c in action.tool_calls], sort_keys=True)
+    return _norm(action.content)

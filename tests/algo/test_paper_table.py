@@ -1,0 +1,87 @@
+"""benchmarks/paper_table.py: intervals, the filled-and-finite check, resumption of a killed grid,
+and (slow) the ci preset end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def paper_table():
+    spec = importlib.util.spec_from_file_location("paper_table_under_test", ROOT / "benchmarks" / "paper_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bootstrap_interval_over_seeds_and_tasks(paper_table):
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 2, size=(3, 20)).astype(float)
+    narrow = rng.integers(0, 2, size=(3, 400)).astype(float)
+    m, lo, hi = paper_table.bootstrap(wide)
+    assert lo <= m <= hi and m == pytest.approx(wide.mean())
+    _, lo2, hi2 = paper_table.bootstrap(narrow)
+    assert hi2 - lo2 < hi - lo  # more tasks, tighter interval
+    assert paper_table.bootstrap(np.ones((3, 10))) == (1.0, 1.0, 1.0)
+    # Seed-level variation widens it: two seeds at 0 and 1 give an interval spanning nearly [0, 1].
+    _, lo3, hi3 = paper_table.bootstrap(np.array([[0.0] * 50, [1.0] * 50]))
+    assert lo3 == 0.0 and hi3 == 1.0
+
+
+def test_check_filled_names_missing_cells_and_non_finite_numbers(paper_table):
+    ok = {"mean": 0.5, "lo": 0.4, "hi": 0.6}
+    result = {"config": {"seeds": [0, 1], "methods": ["base"]}, "cells": [{"seed": 0, "method": "base"}],
+              "summary": {"methods": {"base": {"in_domain": ok, "ood_group_a": ok, "ood_tool": {**ok, "hi": math.nan},
+                                               "ood": ok, "costs": {"wall_seconds": math.inf}}}}}
+    problems = paper_table.check_filled(result)
+    assert "missing cell seed=1 method=base" in problems
+    assert any("ood_tool hi" in p for p in problems) and any("wall_seconds" in p for p in problems)
+
+
+def _micro(paper_table):
+    return dataclasses.replace(
+        paper_table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
+        pretrain={"group_a": 6, "tool": 4, "group_b": 4}, pretrain_steps=2, pretrain_batch=4, train_tasks=3,
+        eval_in=2, eval_ood=2, steps=1, pivots_per_step=2, group_size=2, profile_k=2, max_new_tokens=4)
+
+
+@pytest.mark.slow  # ~90 s on this shared machine (pre-training, three cells, two runs)
+def test_a_killed_grid_resumes_from_its_finished_cells(paper_table, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
+    preset = _micro(paper_table)
+    first = paper_table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
+    assert first["meta"]["cells_run"] == 3 and paper_table.check_filled(first) == []
+    cells = tmp_path / "out" / "micro" / "cells" / preset.key()
+    (cells / "seed0__sft.json").unlink()  # as if the run had been killed while training SFT
+    again = paper_table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
+    assert again["meta"]["cells_run"] == 1 and again["meta"]["cells_resumed"] == 2
+    for name in ("table.md", "results.json", "efficiency_turns.png", "efficiency_wall.png", "in_vs_out.png"):
+        assert (tmp_path / "out" / "micro" / name).stat().st_size > 0, name
+    log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in log] == ["start", "done", "start", "done"]  # every run is logged
+    # The untrained micro base has no pivots: the PivotRL cell says so and still reports its profiling cost.
+    rl = next(c for c in again["cells"] if c["method"] == "pivotrl")
+    assert rl["costs"]["rollout_turns"] > 0
+    assert rl["pivots"] > 0 or rl["note"].startswith("no pivots")
+
+
+@pytest.mark.slow
+def test_ci_preset_fills_every_cell_with_finite_numbers(paper_table, tmp_path):
+    result = paper_table.run_grid("ci", tmp_path / "out", work_root=tmp_path / "work")
+    assert paper_table.check_filled(result) == []
+    cfg = result["config"]
+    assert len(result["cells"]) == len(cfg["seeds"]) * len(cfg["methods"])
+    table = (tmp_path / "out" / "ci" / "table.md").read_text()
+    for label in paper_table.LABELS.values():
+        assert f"| {label} |" in table
