@@ -1,6 +1,7 @@
 """Tool-use verifier throughput and reset latency (PivotToolUse-v0 on the converted BFCL suite).
 
-Prints, side by side in one run: canonical verdicts/s (goal >= 5,000/s), execution verdicts/s, and
+Prints, side by side in one run: canonical verdicts/s (goal >= 5,000/s), execution verdicts/s, message
+verdicts/s with the content rule vs the paper's "any message" (the cost of issue 8's fix), and
 reset latency at k = 0, mid, last, cold (snapshot cache cleared) and warm (p50 / p95). Writes
 benchmarks/results/tooluse.json.
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
-import statistics
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from pivot_envs.parsing import parse_action
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def variants(ref: dict) -> list:
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--trajectories", type=int, default=20, help="trajectories (half base, half long_context)")
     ap.add_argument("--canonical-verdicts", type=int, default=30000)
     ap.add_argument("--execution-verdicts", type=int, default=300)
+    ap.add_argument("--message-verdicts", type=int, default=6000)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tooluse.json"))
     a = ap.parse_args()
 
@@ -92,6 +94,25 @@ def main() -> None:
             execution.judge(state, acts[i % 3], ref)
         exe_s = time.perf_counter() - t0
 
+        # ---- message turns: the content rule (messages.py) vs the paper's "any message", interleaved
+        msg_cases = []
+        for t in trajs:
+            for k_str in t.task["message_turns"]:
+                k = int(k_str)
+                ref = t.reference(k)
+                acts = [parse_action(ref), parse_action("ok"), parse_action("Done. The result was 42 and file_x.txt.")]
+                msg_cases.append((env.load_state(t, k), ref, acts))
+        content, any_message = CanonicalVerifier("content"), CanonicalVerifier("any")
+        msg_time = {"content": 0.0, "any": 0.0}
+        picks = [rng.randrange(len(msg_cases)) for _ in range(a.message_verdicts)]
+        for start in range(0, len(picks), 500):  # alternate blocks so that load changes hit both alike
+            for name, verifier in (("content", content), ("any", any_message)):
+                t0 = time.perf_counter()
+                for i, p in enumerate(picks[start:start + 500]):
+                    state, ref, acts = msg_cases[p]
+                    verifier.judge(state, acts[i % 3], ref)
+                msg_time[name] += time.perf_counter() - t0
+
         result = {
             "machine": platform.processor() or platform.machine(), "bfcl_eval": bfcl.package_version(),
             "trajectories": len(trajs), "tool_call_states": len(cases),
@@ -99,7 +120,11 @@ def main() -> None:
             "canonical_equivalent_fraction": correct / a.canonical_verdicts,
             "execution_verdicts_per_s": a.execution_verdicts / exe_s,
             "execution_ms_per_verdict": 1e3 * exe_s / a.execution_verdicts,
+            "message_states": len(msg_cases),
+            "message_content_verdicts_per_s": a.message_verdicts / msg_time["content"],
+            "message_any_verdicts_per_s": a.message_verdicts / msg_time["any"],
             "reset_latency": reset, "snapshot_cache_entries": len(cache),
+            "load_average_after": os.getloadavg(),
         }
     finally:
         env.close()
@@ -107,6 +132,9 @@ def main() -> None:
     print(f"tool-use verifier throughput ({len(trajs)} BFCL trajectories, {len(cases)} tool-call states)")
     print(f"  canonical : {result['canonical_verdicts_per_s']:>10,.0f} verdicts/s  (goal >= 5,000/s)")
     print(f"  execution : {result['execution_verdicts_per_s']:>10,.0f} verdicts/s  ({result['execution_ms_per_verdict']:.2f} ms each)")
+    print(f"  messages  : {result['message_content_verdicts_per_s']:>10,.0f} verdicts/s with the content rule vs "
+          f"{result['message_any_verdicts_per_s']:,.0f}/s for 'any message' ({len(msg_cases)} message states)")
+    print(f"  load average: {os.getloadavg()}")
     print("  reset latency (ms)      cold p50   cold p95   warm p50   warm p95")
     for label, r in reset.items():
         print(f"    {label:<20} {r['cold_p50_ms']:>9.2f}  {r['cold_p95_ms']:>9.2f}  {r['warm_p50_ms']:>9.3f}  {r['warm_p95_ms']:>9.3f}")

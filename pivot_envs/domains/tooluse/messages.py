@@ -48,6 +48,7 @@ Generic words ("value", "name", "details", "information", ...) never count as na
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -181,8 +182,12 @@ class Atom:
             need = min(2, self.decimals)
             return any(d >= need and abs(v - self.number) <= 0.5 * 10 ** -d + 1e-9 for v, d in reply.numbers)
         if self.kind == "phrase":
-            return re.search(r"(?<![a-z0-9])" + re.escape(self.text) + r"(?![a-z0-9])", reply.norm) is not None
+            return self.text in reply.norm and self._pattern.search(reply.norm) is not None
         return len(self.words & reply.words) >= math.ceil(TEXT_WORD_FRACTION * len(self.words))
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        return re.compile(r"(?<![a-z0-9])" + re.escape(self.text) + r"(?![a-z0-9])")
 
 
 def _number_atom(v: float) -> Atom:
@@ -284,6 +289,23 @@ class MessageTurn:
     missing_functions: tuple[str, ...] = ()
     missing_parameters: tuple[tuple[str, str], ...] = ()  # (function, parameter)
     tools: tuple[dict, ...] = ()  # all the trajectory's tools (held-out ones included: for their docs)
+    # what does not depend on the reply, computed once per turn (and reference text)
+    _memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def salient(self, reference_content: str) -> list[tuple[str, list[Atom]]]:
+        """[(source, atoms the reference mentions)] for outputs, then call arguments (closing rule)."""
+        key = ("salient", reference_content)
+        if key not in self._memo:
+            ref = Reply.of(reference_content)
+            sources = (("the turn's tool outputs", output_atoms(self.outputs)),
+                       ("the turn's call arguments", [a for _, args in self.calls for a in value_atoms(args)]))
+            self._memo[key] = [(src, [a for a in dict.fromkeys(atoms) if a.found_in(ref)]) for src, atoms in sources]
+        return self._memo[key]
+
+    def keywords(self) -> tuple[set[str], str]:
+        if "keywords" not in self._memo:
+            self._memo["keywords"] = clarify_keywords(self)
+        return self._memo["keywords"]
 
 
 def message_turn(messages: list[dict], assistant_index: int, kind: str | None, tools: Iterable[dict],
@@ -367,14 +389,10 @@ def clarify_keywords(turn: MessageTurn) -> tuple[set[str], str]:
 
 # ----------------------------------------------------------------------------- the rules
 
-def _recall(reply: Reply, reference: Reply, atoms: list[Atom]) -> tuple[int, int, list[Atom]] | None:
-    """(recalled, needed, salient) over the atoms the reference mentions; None when it mentions none."""
-    salient = [a for a in atoms if a.found_in(reference)]
-    if not salient:
-        return None
+def _recall(reply: Reply, salient: list[Atom]) -> tuple[int, int]:
+    """(recalled, needed) over the salient atoms (RECALL_FRACTION of them, at least one)."""
     need = max(1, math.ceil(RECALL_FRACTION * len(salient)))
-    got = sum(a.found_in(reply) for a in salient)
-    return got, need, salient
+    return sum(a.found_in(reply) for a in salient), need
 
 
 def _show(atoms: list[Atom]) -> str:
@@ -383,13 +401,11 @@ def _show(atoms: list[Atom]) -> str:
 
 
 def judge_closing(content: str, turn: MessageTurn, reference_content: str) -> tuple[bool, str]:
-    reply, ref = Reply.of(content), Reply.of(reference_content)
-    for source, atoms in (("the turn's tool outputs", output_atoms(turn.outputs)),
-                          ("the turn's call arguments", [a for _, args in turn.calls for a in value_atoms(args)])):
-        r = _recall(reply, ref, list(dict.fromkeys(atoms)))
-        if r is None:
+    reply = Reply.of(content)
+    for source, salient in turn.salient(reference_content):
+        if not salient:
             continue
-        got, need, salient = r
+        got, need = _recall(reply, salient)
         if got >= need:
             return True, f"closing message recalls {got}/{len(salient)} salient values of {source}"
         return False, (f"the closing message must report what the turn produced: it recalls {got} of "
@@ -407,7 +423,7 @@ def judge_closing(content: str, turn: MessageTurn, reference_content: str) -> tu
 def judge_clarifying(content: str, turn: MessageTurn) -> tuple[bool, str]:
     if not _ASK_RE.search(content):
         return False, "this turn needs a clarifying question (the request lacks a value or a function), got a statement"
-    keywords, what = clarify_keywords(turn)
+    keywords, what = turn.keywords()
     hit = keywords & Reply.of(content).words
     if hit:
         return True, f"message asks for the missing {what} ({min(hit)!r})"
