@@ -30,6 +30,7 @@ import gymnasium as gym
 from _common import table, write_json
 
 import pivot_envs  # noqa: F401
+from pivot_envs.base_env import pivot_env
 from pivot_envs.parsing import render_bash_call
 from pivot_envs.trajectory import load_trajectories, tool_calls_of
 
@@ -60,10 +61,10 @@ def bench(backend: str, n_states: int) -> dict:
             n, t0 = 0, time.perf_counter()
             for tid, k in states:
                 _, info = env.reset(options={"trajectory": tid, "turn": k})
-                n += len(env.unwrapped.judge_actions(actions_for(info["reference"])))
+                n += len(pivot_env(env).judge_actions(actions_for(info["reference"])))
             dt = time.perf_counter() - t0
             result[phase] = {"verdicts": n, "seconds": dt, "per_second": n / dt}
-        result["cache_hits"] = env.unwrapped.verdict_cache.hits
+        result["cache_hits"] = pivot_env(env).verdict_cache.hits
         result["load_after"] = os.getloadavg()
         return result
     finally:

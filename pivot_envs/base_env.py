@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 
@@ -118,7 +118,7 @@ class PivotEnv(gym.Env, abc.ABC):
         verdict_cache: share a VerdictCache across envs (None = a private one).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012  (gymnasium declares an instance attribute)
     domain: str = ""
 
     def __init__(self, trajectories: Any = None, *, reset_to_turn: int = 0, trajectory: int | str | None = None,
@@ -178,7 +178,12 @@ class PivotEnv(gym.Env, abc.ABC):
     def tools_at(self, state: Any) -> list[dict]:
         """The tools the agent may call in `state` (default: all of the trajectory's tools). Domains where
         tools appear mid-conversation (BFCL miss_func) override this."""
-        return list(self._traj.tools)
+        return list(self._live_traj().tools)
+
+    def _live_traj(self) -> Trajectory:
+        if self._traj is None:
+            raise EnvStateError("call reset() first")
+        return self._traj
 
     def next_user_message(self, state: Any) -> str | None:
         """Episode mode: after a plain assistant message, the scripted user's next message (None = done)."""
@@ -239,7 +244,7 @@ class PivotEnv(gym.Env, abc.ABC):
         return self._episode_step(parsed)
 
     def _pivot_step(self, parsed: ParsedAction):
-        reference = self._traj.reference(self._turn)
+        reference = self._live_traj().reference(self._turn)
         verdict = self.judge_cached(self._state, parsed, reference)
         self._messages.append(parsed.to_message())
         self._done = True
@@ -326,8 +331,9 @@ class PivotEnv(gym.Env, abc.ABC):
     def _info(self) -> dict:
         # Costs are cumulative (read them from `env.costs`); in info they would make two identical
         # seeded steps differ, which Gymnasium's determinism check rightly rejects.
-        return {"trajectory_id": self._traj.id, "turn": self._turn, "num_turns": self._traj.num_turns,
-                "reference": self._traj.reference(self._turn), "mode": self.mode,
+        traj = self._live_traj()
+        return {"trajectory_id": traj.id, "turn": self._turn, "num_turns": traj.num_turns,
+                "reference": traj.reference(self._turn), "mode": self.mode,
                 "agent_turns": self._agent_turns}
 
     def render(self):
@@ -366,3 +372,11 @@ class PivotEnv(gym.Env, abc.ABC):
             return out
 
         return reward
+
+
+def pivot_env(env: gym.Env) -> PivotEnv:
+    """The `PivotEnv` inside the wrappers `gym.make` adds (typed, for `judge_actions`, `costs`, ...)."""
+    core = env.unwrapped
+    if not isinstance(core, PivotEnv):
+        raise TypeError(f"{type(core).__name__} is not a PivotEnv")
+    return core

@@ -12,6 +12,7 @@ import time
 import gymnasium as gym
 
 import pivot_envs  # noqa: F401  (registers the envs)
+from pivot_envs.base_env import pivot_env
 from pivot_envs.parsing import render_bash_call, render_tool_call
 from pivot_envs.trajectory import tool_calls_of
 
@@ -53,11 +54,11 @@ def main(argv: list[str] | None = None) -> None:
             ref = info["reference"]
             shown = tool_calls_of(ref)[0].arguments["command"] if ref.get("tool_calls") else ref.get("content")
             print(f"   demonstration: {shown[:100]!r}")
-            verdicts = env.unwrapped.judge_actions([text for _, text in variants(ref)])
+            verdicts = pivot_env(env).judge_actions([text for _, text in variants(ref)])
             for (label, _), v in zip(variants(ref), verdicts):
                 flag = "MASKED" if v.masked else f"{v.reward:.0f}"
                 print(f"   {label:<32} reward={flag:<6} {v.reason[:90]}")
-        print(f"\ncosts: {env.unwrapped.costs.as_dict()}")
+        print(f"\ncosts: {pivot_env(env).costs.as_dict()}")
     finally:
         env.close()
 

@@ -72,6 +72,7 @@ class TerminalEnv(SandboxedEnv):
                  **kwargs: Any):
         self.split = split
         super().__init__(trajectories, sandbox=sandbox, image=image, limits=limits, **kwargs)
+        self.verifier: Any
         if verifier == "execution":
             self.verifier = ExecutionVerifier(self, message_check=message_check, message_overlap=message_overlap)
         elif verifier == "paper":
@@ -83,10 +84,10 @@ class TerminalEnv(SandboxedEnv):
         else:
             raise ValueError(f"verifier must be 'execution', 'paper', 'exact' or an object with judge(); got {verifier!r}")
 
-    def default_trajectories(self) -> list[Trajectory]:
+    def default_trajectories(self) -> list[Trajectory | dict]:
         from pivot_envs.domains.terminal.tasks import builtin_trajectories
 
-        return builtin_trajectories(self.split)
+        return list(builtin_trajectories(self.split))
 
     def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int) -> None:
         cmds, why = bash_commands(action)
