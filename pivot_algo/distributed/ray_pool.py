@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from pivot_algo.integrations.judging import judge_at_state
+from pivot_algo.integrations.judging import judge_at_state, make_pivot_env
 from pivot_algo.profiler import (
     ProfileConfig,
     ProfileReport,
@@ -50,7 +49,7 @@ from pivot_algo.rollout import StartState, stable_seed
 from pivot_envs.errors import (
     PivotError,
 )
-from pivot_envs.parsing import parse_action
+from pivot_envs.parsing import parse_action, render_bash_call
 from pivot_envs.trajectory import Trajectory, load_trajectories
 from pivot_envs.verdict import Verdict
 
@@ -74,18 +73,6 @@ def _ray() -> Any:
     except ImportError as e:
         raise RayUnavailableError("the verifier pool needs Ray: pip install 'pivotrl[ray]' (or pip install ray)") from e
     return ray
-
-
-def make_pivot_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
-    """A pivot-mode env: a registered Gymnasium id, or `module:Class` of a PivotEnv subclass."""
-    if ":" in env_id:
-        module, cls = env_id.split(":", 1)
-        return getattr(importlib.import_module(module), cls)(mode="pivot", **env_kwargs)
-    import gymnasium as gym
-
-    import pivot_envs  # noqa: F401  (registers the envs)
-
-    return gym.make(env_id, mode="pivot", disable_env_checker=True, **env_kwargs)
 
 
 class VerifierWorker:
@@ -424,22 +411,18 @@ class FixedActions:
 
         def variants(state: StartState) -> list[Any]:
             ref = by_id[state.trajectory_id].reference(state.turn)
-            out: list[Any] = [ref, _bash_call("ls -la")]
+            out: list[Any] = [ref, render_bash_call("ls -la")]
             calls = ref.get("tool_calls") or []
             if calls:
                 args = calls[0]["function"]["arguments"]
                 command = (json.loads(args) if isinstance(args, str) else args).get("command", "true")
-                out.append(_bash_call(f"{command}\necho variant"))
+                out.append(render_bash_call(f"{command}\necho variant"))
             else:
-                out.append(_bash_call("echo variant"))
+                out.append(render_bash_call("echo variant"))
             out.append("Done.")
             return out
 
         return cls(variants)
-
-
-def _bash_call(command: str) -> str:
-    return "<tool_call>\n" + json.dumps({"name": "bash", "arguments": {"command": command}}) + "\n</tool_call>"
 
 
 def profile_with_pool(pool: VerifierPool, states: Sequence[StartState], config: ProfileConfig, out_path: str | Path,

@@ -8,10 +8,11 @@ triples with one reset per distinct state (in-process) or in parallel (pool).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pivot_algo.rollout import StartState
@@ -29,6 +30,18 @@ log = logging.getLogger(__name__)
 
 class IntegrationError(PivotError, ValueError):
     """A trainer called the glue with inputs it cannot judge. The message says which column is missing."""
+
+
+def make_pivot_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
+    """A pivot-mode env: a registered Gymnasium id, or `module:Class` of a PivotEnv subclass."""
+    if ":" in env_id:
+        module, cls = env_id.split(":", 1)
+        return getattr(importlib.import_module(module), cls)(mode="pivot", **env_kwargs)
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401  (registers the envs)
+
+    return gym.make(env_id, mode="pivot", disable_env_checker=True, **env_kwargs)
 
 
 def completion_text(completion: Any) -> str | dict:
