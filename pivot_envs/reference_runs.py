@@ -245,6 +245,11 @@ def _output(outcome: Outcome) -> str:
     return masker(outcome)(normalise_output(outcome.stdout))
 
 
+def timed_out(outcome: Outcome) -> bool:
+    """Did any of the commands run past its time limit?"""
+    return outcome.timed_out or -1 in outcome.exit_codes
+
+
 def failures(outcome: Outcome) -> tuple[int, ...]:
     """The action's exit statuses that were failures, in order (-1 = timed out). Successful commands
     do not count, so one call `a && b` and two calls `a`, `b` have the same status."""
@@ -268,7 +273,7 @@ class ReferenceEffect:
                  read_b: Callable[[str], str | None], base: dict[str, FileEntry] | None = None):
         self.base = base
         self.exit_options = {failures(a), failures(b)}
-        self.timed_out = a.timed_out
+        self.timed_out = timed_out(a) or timed_out(b)
         self.disk_full = a.disk_full or b.disk_full
         self.stdout = TextPattern(_output(a), _output(b))
         self.git = TextPattern(masker(a)(a.git), masker(b)(b.git))

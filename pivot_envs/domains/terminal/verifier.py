@@ -54,7 +54,7 @@ from pivot_envs.bash_tool import bash_commands
 from pivot_envs.effects import Outcome
 from pivot_envs.errors import SandboxError
 from pivot_envs.parsing import ParsedAction
-from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect
+from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, timed_out
 from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.trajectory import tool_calls_of
 from pivot_envs.verdict import Verdict
@@ -209,7 +209,7 @@ class ExecutionVerifier:
 
     def _verdict(self, ref: ReferenceEffect, got: Outcome, mismatch: Mismatch | None) -> Verdict:
         details = {"exit_codes": list(got.exit_codes), "nondeterministic": ref.nondeterministic[:20]}
-        if got.timed_out and not ref.timed_out:
+        if timed_out(got) and not ref.timed_out:
             return Verdict.wrong("the action timed out; the demonstration did not", self.name, **details)
         if got.disk_full and not ref.disk_full:
             return Verdict.wrong("the command filled the sandbox's disk quota", self.name, **details)
