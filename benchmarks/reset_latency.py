@@ -7,22 +7,32 @@ Two reset kinds are timed: "pivot" (state ready to judge: what profiling and tra
 The ratio last/0 says whether a reset costs the same whatever k is.
 
     python benchmarks/reset_latency.py --backends local docker --trajectories 5 --reps 20
+
+`--compare-before REV` measures instead what the sandbox containment costs (issue 8: no capabilities,
+seccomp, masked secrets, the per-sandbox disk-quota volume, synchronous docker removal): warm
+episode resets (previous sandbox closed, fork, first command) at the middle turn, with the code of
+git revision REV (exported with `git archive` into a temp dir) and with this checkout, alternating
+rounds in one run so that machine load hits both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gymnasium as gym  # noqa: E402
+import gymnasium as gym
+from _common import ms, pct, table, write_json
 
-import pivot_envs  # noqa: E402,F401
-from pivot_envs.trajectory import load_trajectories  # noqa: E402
-from _common import ms, pct, table, write_json  # noqa: E402
+import pivot_envs  # noqa: F401
+from pivot_envs.trajectory import load_trajectories
 
 
 def time_resets(env, trajs, k_of, reps: int, cold: bool, first_exec: bool) -> list[float]:
@@ -88,6 +98,77 @@ def bench_tooluse(n_traj: int, reps: int) -> list[dict]:
     return rows
 
 
+def bench_swe(n_traj: int, reps: int) -> list[dict]:
+    """PivotSWE-v0 (docker): pivot-mode resets at k = 0 / mid / last, cold and warm (opt-in: --swe)."""
+    from os import getloadavg
+
+    from pivot_envs.domains.swe.expert import builtin_trajectories as swe_trajectories
+
+    trajs = load_trajectories(swe_trajectories("train"))[:n_traj]
+    ks = {"0": lambda t: 0, "mid": lambda t: t.num_turns // 2, "last": lambda t: t.num_turns - 1}
+    rows = []
+    env = gym.make("PivotSWE-v0", trajectories=trajs, sandbox="docker")
+    try:
+        for label, k_of in ks.items():
+            cold = time_resets(env, trajs, k_of, 1, cold=True, first_exec=False)
+            warm = time_resets(env, trajs, k_of, reps, cold=False, first_exec=False)
+            rows.append({"env": "PivotSWE-v0", "backend": "docker", "reset": "pivot", "k": label,
+                         "cold_p50": pct(cold, 50), "cold_p95": pct(cold, 95), "warm_p50": pct(warm, 50),
+                         "warm_p95": pct(warm, 95), "n_warm": len(warm), "load": getloadavg()})
+    finally:
+        env.close()
+    return rows
+
+
+_CONTAINMENT_PROBE = r"""
+import json, sys, time
+import gymnasium as gym
+import pivot_envs
+from pivot_envs.domains.terminal.tasks import builtin_trajectories
+from pivot_envs.trajectory import load_trajectories
+backend, n_traj, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+trajs = list(load_trajectories(builtin_trajectories("train")))[:n_traj]
+env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, mode="episode")
+times = []
+try:
+    for t in trajs:  # fill the snapshot cache
+        env.reset(options={"trajectory": t.id, "turn": t.num_turns // 2})
+    for _ in range(reps):
+        for t in trajs:
+            t0 = time.perf_counter()
+            env.reset(options={"trajectory": t.id, "turn": t.num_turns // 2})
+            env.unwrapped._state.sandbox.exec("true")
+            times.append(time.perf_counter() - t0)
+finally:
+    env.close()
+print(json.dumps(times))
+"""
+
+
+def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int, rounds: int = 3) -> list[dict]:
+    """Warm episode reset p50/p95 with the code of `rev` vs this checkout, alternating rounds."""
+    repo = Path(__file__).resolve().parent.parent
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pivotrl-before-") as before:
+        archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
+        trees = {f"before ({rev})": before, "after (this checkout)": str(repo)}
+        for backend in backends:
+            samples: dict[str, list[float]] = {name: [] for name in trees}
+            for _ in range(rounds):
+                for name, tree in trees.items():
+                    env = dict(os.environ, PYTHONPATH=tree)
+                    proc = subprocess.run([sys.executable, "-c", _CONTAINMENT_PROBE, backend, str(n_traj), str(reps)],
+                                          cwd=tree, env=env, capture_output=True, text=True, check=False)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"{name} / {backend} failed: {proc.stderr[-2000:]}")
+                    samples[name] += json.loads(proc.stdout.strip().splitlines()[-1])
+            for name, times in samples.items():
+                rows.append({"backend": backend, "code": name, "warm_episode_p50": pct(times, 50),
+                             "warm_episode_p95": pct(times, 95), "n": len(times), "load": os.getloadavg()})
+    return rows
+
+
 def ratio(last: float, first: float) -> str:
     """last/0, or a note when both are below a millisecond (a cache lookup: the ratio is noise)."""
     if max(last, first) < 1e-3:
@@ -101,10 +182,23 @@ def main() -> None:
     ap.add_argument("--trajectories", type=int, default=5)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--no-tooluse", action="store_true")
+    ap.add_argument("--swe", action="store_true", help="also PivotSWE-v0 (docker; repository images are built when missing)")
+    ap.add_argument("--compare-before", metavar="REV", help="containment cost: REV's code vs this checkout")
     args = ap.parse_args()
+    if args.compare_before:
+        rows = bench_containment_cost(args.compare_before, args.backends, args.trajectories, args.reps)
+        base = {r["backend"]: r for r in rows if r["code"].startswith("before")}
+        print(table(["backend", "code", "warm episode p50 ms", "p95 ms", "n", "p50 after/before", "load (1/5/15 min)"],
+                    [[r["backend"], r["code"], ms(r["warm_episode_p50"]), ms(r["warm_episode_p95"]), r["n"],
+                      f"{r['warm_episode_p50'] / base[r['backend']]['warm_episode_p50']:.2f}",
+                      " ".join(f"{x:.1f}" for x in r["load"])] for r in rows]))
+        print(f"\nwrote {write_json('containment_cost', {'rev': args.compare_before, 'rows': rows})}")
+        return
     rows = []
     for b in args.backends:
         rows += bench_terminal(b, args.trajectories, args.reps)
+    if args.swe:
+        rows += bench_swe(args.trajectories, args.reps)
     if not args.no_tooluse:
         try:
             rows += bench_tooluse(args.trajectories, args.reps)

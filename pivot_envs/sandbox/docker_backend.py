@@ -42,7 +42,6 @@ import weakref
 from collections.abc import Mapping
 
 from pivot_envs.errors import ImageNotFoundError, SandboxError, SandboxUnavailableError
-from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
 from pivot_envs.sandbox.base import (
     ExecResult,
     FileEntry,
@@ -51,6 +50,7 @@ from pivot_envs.sandbox.base import (
     SandboxLimits,
     Snapshot,
 )
+from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +125,32 @@ run() {
 { { run 2>&1 1>&3 3>&- | cap >&2; exit "${PIPESTATUS[0]}"; } 3>&1 | cap; exit "${PIPESTATUS[0]}"; }
 """
 
-# Walks the roots given as arguments and prints {path: [kind, mode, digest]} as JSON.
+# Walks the roots given as arguments and prints {path: [kind, mode, digest]} as JSON. Commands run
+# without capabilities, so root in the container cannot read a file or list a dir whose owner bits
+# forbid it (chmod 000): those paths are listed under "" and the backend reads them through the
+# daemon (`get_archive`, done on the host side) instead.
 _MANIFEST_SCRIPT = r"""
 import hashlib, json, os, stat, sys
 out = {}
+unreadable = []
 def entry(path):
     st = os.lstat(path)
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISLNK(st.st_mode):
         return ["link", mode, os.readlink(path)]
     if stat.S_ISDIR(st.st_mode):
+        if not os.access(path, os.R_OK | os.X_OK):
+            unreadable.append(path)
         return ["dir", mode, ""]
     if stat.S_ISREG(st.st_mode):
         h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except PermissionError:
+            unreadable.append(path)
+            return ["file", mode, ""]
         return ["file", mode, h.hexdigest()]
     return ["other", mode, ""]
 for root in sys.argv[1:]:
@@ -152,6 +162,7 @@ for root in sys.argv[1:]:
             for name in dirnames + filenames:
                 path = os.path.join(dirpath, name)
                 out[path] = entry(path)
+out[""] = unreadable
 json.dump(out, sys.stdout)
 """
 
@@ -209,19 +220,29 @@ def remove_stale(client=None) -> dict[str, int]:
             return False
 
     removed = {"containers": 0, "images": 0, "state_dirs": 0}
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        if stale(container.labels):
+    docker = _docker_module()
+    # Raw list calls (no per-object inspect): another process's reaper may remove the same
+    # leftovers at the same moment, and an object that vanished in between is simply done.
+    for row in client.api.containers(all=True, filters={"label": f"{LABEL}=1"}):
+        if stale(row.get("Labels") or {}):
             # The daemon unmounts a quota volume bound over the container's layer dir when it
             # deletes that dir; the loop device under it then frees itself (autoclear).
-            _remove_container(container)
-            removed["containers"] += 1
-    for image in client.images.list(filters={"label": f"{LABEL_SNAPSHOT}=1"}):
-        if stale(image.labels):
             try:
-                client.images.remove(image.id, force=False, noprune=False)
+                client.api.remove_container(row["Id"], force=True, v=True)
+                removed["containers"] += 1
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                log.warning("stale container %s not removed: %s", row["Id"][:12], e)
+    for row in client.api.images(filters={"label": f"{LABEL_SNAPSHOT}=1"}):
+        if stale(row.get("Labels") or {}):
+            try:
+                client.api.remove_image(row["Id"], force=False, noprune=False)
                 removed["images"] += 1
-            except Exception as e:  # in use by a container we did not remove: leave it
-                log.warning("stale snapshot image %s not removed: %s", image.short_id, e)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:  # in use by a container we did not remove: leave it
+                log.warning("stale snapshot image %s not removed: %s", row["Id"][:19], e)
     removed["state_dirs"] = _sweep_stale_state_dirs(tempfile.gettempdir())
     return removed
 
@@ -436,10 +457,39 @@ class DockerSandbox(Sandbox):
 
     def manifest(self, roots: tuple[str, ...] | None = None) -> dict[str, FileEntry]:
         paths = [self._abspath(r) for r in (roots or (self.workdir,))]
-        raw = self._internal(["python3", "-c", _MANIFEST_SCRIPT, *paths], "manifest",
-                             timeout=MANIFEST_TIMEOUT_S)
-        return {path: FileEntry(kind, mode, digest)
-                for path, (kind, mode, digest) in json.loads(raw).items()}
+        raw = json.loads(self._internal(["python3", "-c", _MANIFEST_SCRIPT, *paths], "manifest",
+                                        timeout=MANIFEST_TIMEOUT_S))
+        unreadable = raw.pop("", [])
+        out = {path: FileEntry(kind, mode, digest) for path, (kind, mode, digest) in raw.items()}
+        for path in unreadable:
+            out.update(self._manifest_via_daemon(path))
+        return dict(sorted(out.items()))
+
+    def _manifest_via_daemon(self, path: str) -> dict[str, FileEntry]:
+        """Entries of `path` and below, read by the daemon (host side) as a tar stream."""
+        import hashlib
+
+        try:
+            stream, _ = self.container.get_archive(path)
+            data = b"".join(stream)
+        except self._backend._docker.errors.APIError as e:
+            raise SandboxError(f"reading {path} through the daemon for the manifest failed: {e}") from e
+        out = {}
+        parent = posixpath.dirname(path)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                full = posixpath.normpath(posixpath.join(parent, member.name))
+                mode = member.mode & 0o7777
+                if member.issym():
+                    out[full] = FileEntry("link", mode, member.linkname)
+                elif member.isdir():
+                    out[full] = FileEntry("dir", mode, "")
+                elif member.isfile():
+                    handle = tar.extractfile(member)
+                    out[full] = FileEntry("file", mode, hashlib.sha256(handle.read() if handle else b"").hexdigest())
+                else:
+                    out[full] = FileEntry("other", mode, "")
+        return out
 
     def close(self) -> None:
         if self._closed:
@@ -474,7 +524,7 @@ class DockerBackend(SandboxBackend):
         self.pool_size = max(0, int(pool_size))
         self.pool_images = max(1, int(pool_images))
         self.instance_id = uuid.uuid4().hex[:12]
-        self.stats: dict[str, float] = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()  # counts, and fork_seconds
         self._lock = threading.RLock()
         self._closed = False
         self._sandboxes: dict[str, DockerSandbox] = {}
@@ -718,7 +768,7 @@ class DockerBackend(SandboxBackend):
         started = time.monotonic()
         box = self._sandbox_for(self._spec_for(snapshot), pooled=True)
         self.stats["forks"] += 1
-        self.stats["fork_seconds"] += time.monotonic() - started
+        self.stats["fork_seconds"] += time.monotonic() - started  # type: ignore[assignment]
         return box
 
     def _commit(self, box: DockerSandbox, key: str) -> Snapshot:

@@ -436,6 +436,7 @@ class LocalSandbox(Sandbox):
     def _build_argv(self) -> list[str]:
         """sh wrapper (joins the cgroup, or sets rlimits) + bwrap options, without --chdir/command."""
         be = self._backend
+        head: list[str]
         if self._cgroup_procs:
             join = "; ".join(f"echo $$ > {p}" for p in self._cgroup_procs)
             head = ["/bin/sh", "-c", f"{join} && exec \"$@\"", "sh"]
@@ -584,6 +585,7 @@ class LocalSandbox(Sandbox):
         Output past the cap is read and dropped (the command runs on unchanged); past
         `flood_bytes` dropped bytes the command is killed so that a flood cannot spin forever."""
         cap = self.limits.output_bytes
+        assert proc.stdout is not None and proc.stderr is not None  # Popen(stdout=PIPE, stderr=PIPE)
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         bufs = {out_fd: bytearray(), err_fd: bytearray()}
         dropped = 0
@@ -784,9 +786,10 @@ class LocalBackend(SandboxBackend):
 
     def __init__(self, root: str | None = None, *, limits: SandboxLimits | None = None,
                  max_layers: int = 32, flood_bytes: int = 64 * 1024 * 1024):
-        self.bwrap = shutil.which("bwrap")
-        if self.bwrap is None:
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
             raise SandboxUnavailableError(f"the local sandbox backend needs bubblewrap (`bwrap`); {BWRAP_INSTALL_HINT}")
+        self.bwrap: str = bwrap
         if os.geteuid() != 0:
             raise SandboxUnavailableError(
                 "the local sandbox backend mounts overlayfs and needs root (or CAP_SYS_ADMIN); run as root "

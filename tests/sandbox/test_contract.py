@@ -307,3 +307,18 @@ def test_close_is_idempotent_and_nothing_leaks(sandbox_backend):
         pass
     be.release(snap)
     assert set(be.live_resources()) <= before
+
+
+def test_manifest_sees_files_the_capless_sandbox_cannot_read(sandbox_backend):
+    """Commands run with no capabilities, so root inside cannot read a chmod-000 file or list a
+    chmod-000 dir; the manifest (the verifier's view of the state) still hashes their contents."""
+    import hashlib
+
+    with sandbox_backend.create() as sb:
+        sb.exec("echo secret > locked && chmod 000 locked && mkdir shut && echo x > shut/f && chmod 000 shut")
+        assert sb.exec("cat locked").exit_code != 0  # really unreadable from inside
+        m = sb.manifest()
+        w = sb.workdir
+        assert m[f"{w}/locked"] == FileEntry("file", 0, hashlib.sha256(b"secret\n").hexdigest())
+        assert m[f"{w}/shut"] == FileEntry("dir", 0, "")
+        assert m[f"{w}/shut/f"] == FileEntry("file", 0o644, hashlib.sha256(b"x\n").hexdigest())

@@ -284,8 +284,8 @@ def test_remove_stale_cleans_dead_owners_only(docker_backend):
                                       labels={**labels, LABEL_PID: str(dead.pid)})
     with docker_backend.create() as alive:  # our own, live process: must survive
         removed = remove_stale(client)
-        assert removed["containers"] >= 1
-        assert not client.containers.list(all=True, filters={"id": orphan.id})
+        assert set(removed) >= {"containers", "images"}  # counts: another process's reaper may win the race
+        assert not client.api.containers(all=True, filters={"id": orphan.id})
         assert alive.exec("echo still here").stdout == "still here\n"
 
 
@@ -294,7 +294,7 @@ def test_remove_stale_cleans_dead_owners_only(docker_backend):
 
 def test_builder_cli_uses_the_cache(docker_backend):
     proc = subprocess.run([sys.executable, "-m", "sandboxes.build"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert f"{docker_backend.image}: cached" in proc.stdout
 
@@ -334,4 +334,4 @@ def test_build_task_image_falls_back_to_the_local_base(tmp_path, docker_backend)
             assert task_box.read_file("/app/built-with.txt") == b"(3, 11)\n"
         assert (tmp_path / "Dockerfile").read_text().startswith("FROM python:3.11-slim")
     finally:
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

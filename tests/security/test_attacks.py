@@ -211,7 +211,8 @@ def test_host_processes_are_invisible(sandbox_backend, sandbox):
         r, dt = _timed(sandbox, "cat /proc/1/cmdline | tr '\\0' ' '; echo; python3 ps.py")
         lines = r.stdout.splitlines()
         pid1, count, seen = lines[0], int(lines[1]), int(lines[2])
-        host_pid1 = open("/proc/1/cmdline", "rb").read().replace(b"\0", b" ").decode().strip()
+        with open("/proc/1/cmdline", "rb") as f:
+            host_pid1 = f.read().replace(b"\0", b" ").decode().strip()
         contained = seen == 0 and count < 40 and (pid1.strip() != host_pid1 or not host_pid1)
         _record(sandbox_backend, "host PID 1 / host processes visible", contained, dt)
         assert contained, r.stdout

@@ -13,7 +13,6 @@ import time
 import uuid
 
 import pytest
-
 from conftest import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
