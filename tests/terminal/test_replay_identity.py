@@ -83,11 +83,11 @@ def test_reset_identity_docker(docker_backend):
 SPLITS = ("train", "val", "test", "heldout_families")
 
 
-def builtin(per_split: int | None) -> list:
+def builtin(per_split: int | None, splits: tuple[str, ...] = SPLITS) -> list:
     from pivot_envs.domains.terminal.tasks import builtin_trajectories
 
     out = []
-    for split in SPLITS:
+    for split in splits:
         out.extend(load_trajectories(builtin_trajectories(split))[:per_split])
     return out
 
@@ -111,15 +111,16 @@ def demonstration_self_scores(backend, trajs) -> tuple[int, list[str]]:
     return turns, failures
 
 
-def per_split_default(backend_name: str) -> int | None:
+def default_subset(backend_name: str) -> list:
+    """Every built-in trajectory under RUN_SLOW=1; else one per split (local) or one in all (docker)."""
     if os.environ.get("RUN_SLOW") == "1":
-        return None
-    return 2 if backend_name == "local" else 1
+        return builtin(None)
+    return builtin(1) if backend_name == "local" else builtin(1, ("train",))
 
 
 @pytest.mark.local
 def test_demonstration_scores_1_through_execution_local(local_backend):
-    trajs = builtin(per_split_default("local"))
+    trajs = default_subset("local")
     turns, failures = demonstration_self_scores(local_backend, trajs)
     assert not failures, f"{len(failures)} of {turns} turns: " + "; ".join(failures[:10])
     assert turns >= 3 * len(trajs)
@@ -127,7 +128,7 @@ def test_demonstration_scores_1_through_execution_local(local_backend):
 
 @pytest.mark.docker
 def test_demonstration_scores_1_through_execution_docker(docker_backend):
-    trajs = builtin(per_split_default("docker"))
+    trajs = default_subset("docker")
     turns, failures = demonstration_self_scores(docker_backend, trajs)
     assert not failures, f"{len(failures)} of {turns} turns: " + "; ".join(failures[:10])
 
