@@ -447,3 +447,136 @@ def test_python_shim_and_appended_lines_in_the_task_dockerfile():
     out = append_lines(add_python_shim(text, "base:1"), ["RUN apt-get install -y curl"]).splitlines()
     assert replaced == ["python:3.12-slim"] and out[:2] == ["FROM base:1", PYTHON_SHIM]
     assert out[-3:] == ["USER root", "RUN apt-get install -y curl", "USER app"]  # installs as root, user restored
+
+
+# ----------------------------------------------------------------------------- one recorder
+
+
+@pytest.mark.docker
+def test_one_recorder_records_the_builtin_suite_byte_identically(docker_backend):
+    """The built-in suite and Harbor tasks share `record_commands`; the suite's JSONL is unchanged."""
+    from pivot_envs.domains.terminal.tasks import (
+        load_recorded,
+        record_trajectory,
+        suite,
+    )
+
+    shipped = {r["id"]: r for r in load_recorded("val")}
+    for task in suite("val", 3, 0):
+        fresh = record_trajectory(task, docker_backend)
+        assert json.dumps(fresh, ensure_ascii=False) == json.dumps(shipped[task.id], ensure_ascii=False), task.id
+
+
+# ----------------------------------------------------------------------------- tasks from the wild
+
+WILD_DIR = Path(__file__).resolve().parent / "harbor_wild"
+# folder -> (outcome, refusal kind). Written in the shapes of public Harbor / Terminal-Bench tasks.
+WILD_EXPECTED = {
+    "compare-remote-checksum": ("refused", "needs_network"),     # test.sh curls another host
+    "count-todo-no-solution": ("episode_only", ""),              # Harbor, no solution/
+    "csv-monthly-etl": ("converted", ""),                        # TB: apt curl, astral uv, uv venv + uv pip; arrays
+    "fetch-release-internet": ("refused", "declares_internet"),  # allow_internet = true
+    "hello-file-trivial": ("refused", "passes_initially"),       # reward.json 1 on the untouched state
+    "json-to-env-no-solution": ("episode_only", ""),             # TB, no solution.sh; pip install pytest
+    "log-status-uvx": ("converted", ""),                         # apt curl, astral uv, uvx -p 3.13; here-strings
+    "nginx-config-partial": ("converted", ""),                   # fractional reward.txt; continuations
+    "organize-downloads-json": ("converted", ""),                # reward.json, test always exits 0; for/case
+    "py-package-build": ("converted", ""),                       # TB: cd chains, `python`, continuations
+    "python-cli-pip": ("converted", ""),                         # pip install pytest; heredoc in a function
+    "rotate-backups-arrays": ("converted", ""),                  # set -euo pipefail, mapfile, arrays, functions
+    "split-user-records": ("converted", ""),                     # TB: here-strings in loops
+}
+BEFORE_BUILD = ("compare-remote-checksum", "fetch-release-internet")  # refused without building anything
+
+
+def test_wild_folders_load_and_cover_both_layouts():
+    folders = harbor.find_task_folders(WILD_DIR)
+    assert sorted(p.name for p in folders) == sorted(WILD_EXPECTED) and len(folders) >= 10
+    tasks = [harbor.load_task(p) for p in folders]
+    assert {t.layout for t in tasks} == {"harbor", "terminal-bench"}
+    assert sum(t.solution is None for t in tasks) == 2 and sum(bool(t.allow_internet) for t in tasks) == 1
+
+
+@pytest.mark.docker
+def test_folder_cli_summary_and_resume(docker_backend, tmp_path):
+    """The one-command conversion: summary table with refusal reasons; a second run redoes nothing."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "dataset"
+    for name in BEFORE_BUILD:
+        shutil.copytree(WILD_DIR / name, src / "nested" / name)
+    out = tmp_path / "out" / "tasks.jsonl"
+    cmd = [sys.executable, "-m", "pivot_envs.domains.terminal.harbor", "convert", str(src), "--out", str(out), "-q"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "| refused | 2 |" in first.stdout and "needs_network: " in first.stdout
+    assert "declares_internet: " in first.stdout and "checksums.example.org" in first.stdout
+    status = [json.loads(line) for line in (tmp_path / "out" / "tasks.status.jsonl").read_text().splitlines()]
+    assert [s["status"] for s in status] == ["refused", "refused"] and out.read_text() == ""
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert second.stdout.count("(resumed)") == 2
+    # A half-written line left by a killed run is dropped, the task behind it is redone.
+    with (tmp_path / "out" / "tasks.status.jsonl").open("a") as fh:
+        fh.write('{"folder": "nested/x", "sta')
+    report = harbor.convert_folder(src, docker_backend, out=out)
+    assert [o.resumed for o in report.outcomes] == [True, True]
+    assert (tmp_path / "out" / "tasks.status.jsonl").read_text().count("\n") == 2
+
+
+def _episode(env, traj, actions) -> float:
+    env.reset(options={"trajectory": traj.id, "turn": 0})
+    reward = 0.0
+    for action in actions:
+        _, reward, terminated, truncated, info = env.step(action)
+        assert not info.get("masked"), info
+        if terminated or truncated:
+            break
+    return float(reward)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.timeout(2400)
+def test_wild_tasks_convert_score_and_replay(docker_backend, tmp_path):
+    """Each wild task converts or is refused for the right reason; a converted demonstration scores 1
+    against itself at every turn, its episode replay earns the task's reward (1), doing nothing earns 0."""
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401
+    from pivot_envs.trajectory import load_trajectories
+
+    report = harbor.convert_folder(WILD_DIR, docker_backend, out=tmp_path / "wild.jsonl")
+    print("\n" + report.table())
+    got = {o.name: (o.status, o.kind) for o in report.outcomes}
+    assert got == WILD_EXPECTED, report.table()
+    assert all(t["task"].get("episode_only") for t in report.episode_tasks) and len(report.episode_tasks) == 2
+    assert not any(t["task"].get("episode_only") for t in report.trajectories)
+    trajs = load_trajectories(report.trajectories + report.episode_tasks)
+    env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=docker_backend)
+    episode_env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=docker_backend, mode="episode")
+    failures = []
+    try:
+        for traj in trajs:
+            nothing = _episode(episode_env, traj, [{"role": "assistant", "content": "Done."}])
+            if nothing != 0.0:
+                failures.append(f"{traj.id}: doing nothing earned {nothing}")
+            if traj.task.get("episode_only"):
+                continue
+            for k in range(traj.num_turns):
+                env.reset(options={"trajectory": traj.id, "turn": k})
+                (verdict,) = env.unwrapped.judge_actions([traj.reference(k)])
+                if verdict.reward != 1.0:
+                    failures.append(f"{traj.id} turn {k}: {'MASKED ' if verdict.masked else ''}{verdict.reason}")
+            replay = _episode(episode_env, traj, [traj.reference(k) for k in range(traj.num_turns)])
+            if replay != 1.0:
+                failures.append(f"{traj.id}: episode replay earned {replay}")
+    finally:
+        env.close()
+        episode_env.close()
+    assert not failures, "; ".join(failures)
+    # The reward the test printed is Harbor's own: 1 after the solution, 0 (or partial) before it.
+    for traj in trajs:
+        with docker_backend.create(traj.task["image"], workdir=traj.task["workdir"]) as sb:
+            before = sb.exec(traj.task["test"], timeout=120)
+            assert f"{harbor.REWARD_LINE_PREFIX}0" in before.stdout, (traj.id, before.stdout[-500:])

@@ -8,7 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from pivot_envs.domains.terminal.harbor.folder import convert_folder, status_path
+from pivot_envs.domains.terminal.harbor.folder import (
+    convert_folder,
+    episode_only_path,
+    status_path,
+)
 from pivot_envs.errors import PivotError
 
 
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.table())
-    print(f"\n{len(report.trajectories)} trajectories -> {args.out}; per-task status -> {status_path(args.out)}")
+    print(f"\n{len(report.trajectories)} trajectories -> {args.out}; {len(report.episode_tasks)} episode-only "
+          f"tasks -> {episode_only_path(args.out)}; per-task status -> {status_path(args.out)}")
     return 0
 
 

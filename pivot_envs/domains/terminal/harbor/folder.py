@@ -3,7 +3,9 @@
 `convert_folder(root, out="tasks.jsonl")` finds every folder under `root` holding a task.toml or
 task.yaml (task folders are not searched further), converts each (convert.py) and writes:
 
-* `OUT` — one trajectory per line: converted tasks and episode-only records (`task.episode_only`);
+* `OUT` — one trajectory per line, converted tasks only, so SFT and PivotRL can read it as it is;
+* `OUT` minus `.jsonl` plus `.episode_only.jsonl` — the episode-only records (`task.episode_only`, a
+  placeholder assistant turn): for `mode="episode"` (evaluation, E2E-RL), never as demonstrations;
 * `OUT` minus `.jsonl` plus `.status.jsonl` — one line per finished task: name, folder, content hash,
   outcome (converted / episode_only / refused), refusal kind and reason, seconds.
 
@@ -59,7 +61,8 @@ class TaskOutcome:
 @dataclasses.dataclass
 class FolderReport:
     outcomes: list[TaskOutcome]
-    trajectories: list[dict[str, Any]]
+    trajectories: list[dict[str, Any]]  # converted: demonstrations
+    episode_tasks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # episode-only records
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -68,7 +71,7 @@ class FolderReport:
         """The summary: counts per outcome, then one row per task (refusals with their reason)."""
         lines = ["| outcome | tasks |", "|---|---|"]
         lines += [f"| {s.replace('_', '-')} | {self.count(s)} |" for s in STATUSES]
-        lines += ["", "| task | outcome | turns | reason |", "|---|---|---|---|"]
+        lines += ["", "| task | outcome | steps | reason |", "|---|---|---|---|"]
         for o in self.outcomes:
             reason = o.reason.replace("\n", " ").replace("|", "/")
             reason = (f"{o.kind}: " if o.kind else "") + (reason[:160] + "..." if len(reason) > 160 else reason)
@@ -133,6 +136,10 @@ def status_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".status.jsonl")
 
 
+def episode_only_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".jsonl") + ".episode_only.jsonl")
+
+
 def _progress(items: list[Path], enabled: bool) -> Iterable[Path]:
     if not enabled:
         return items
@@ -152,21 +159,27 @@ def convert_folder(root: str | Path, backend: SandboxBackend | str = "docker", *
     kept: dict[str, dict[str, Any]] = {}
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        outputs = (out_path, episode_only_path(out_path))
         if resume:
             done = {r["folder"]: r for r in _read_jsonl(status_path(out_path)) if r.get("converter") == CONVERTER_VERSION}
-            kept = {t["id"]: t for t in _read_jsonl(out_path)}
-        # Rewrite the output with only the trajectories whose status is still valid, so nothing is doubled.
+            kept = {t["id"]: t for path in outputs for t in _read_jsonl(path)}
+        # Rewrite the outputs with only the records whose status is still valid, so nothing is doubled.
         valid_ids = {r.get("trajectory_id") for r in done.values()}
-        rows = [t for tid, t in kept.items() if tid in valid_ids]
-        statuses = list(done.values())
-        for path, data in ((out_path, rows), (status_path(out_path), statuses)):
+        kept = {tid: t for tid, t in kept.items() if tid in valid_ids}
+        rows = [t for t in kept.values() if not t["task"].get("episode_only")]
+        episode_rows = [t for t in kept.values() if t["task"].get("episode_only")]
+        for path, data in ((outputs[0], rows), (outputs[1], episode_rows), (status_path(out_path), list(done.values()))):
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
             tmp.replace(path)
-        kept = {t["id"]: t for t in rows}
     be = make_backend(backend) if isinstance(backend, str) else backend
     outcomes: list[TaskOutcome] = []
     trajectories: list[dict[str, Any]] = []
+    episode_tasks: list[dict[str, Any]] = []
+
+    def collect(record: dict[str, Any]) -> None:
+        (episode_tasks if record["task"].get("episode_only") else trajectories).append(record)
+
     try:
         for folder, name in zip(_progress(folders, progress), names):
             content_hash = tree_hash(folder)
@@ -175,9 +188,9 @@ def convert_folder(root: str | Path, backend: SandboxBackend | str = "docker", *
                 outcomes.append(TaskOutcome(name, name, content_hash, prev["status"], prev.get("kind", ""),
                                             prev.get("reason", ""), prev.get("turns", 0), prev.get("seconds", 0.0),
                                             tuple(prev.get("flags", ())), resumed=True))
-                traj = kept.get(prev.get("trajectory_id", ""))
+                traj = kept.get(prev.get("trajectory_id") or "")
                 if traj is not None:
-                    trajectories.append(traj)
+                    collect(traj)
                 continue
             started = time.monotonic()
             traj = None
@@ -188,18 +201,18 @@ def convert_folder(root: str | Path, backend: SandboxBackend | str = "docker", *
                                       turns=0 if converted.status == "episode_only" else len(converted.step_exit_codes),
                                       seconds=round(time.monotonic() - started, 1), flags=converted.flags)
             except TaskRefusedError as e:
-                outcome = TaskOutcome(name, name, content_hash, "refused", e.kind, str(e),
+                outcome = TaskOutcome(name, name, content_hash, "refused", e.kind, str(e).removeprefix(f"{folder}: "),
                                       seconds=round(time.monotonic() - started, 1))
             outcomes.append(outcome)
             if traj is not None:
-                trajectories.append(traj)
+                collect(traj)
             if out_path is not None:
                 if traj is not None:
-                    _append(out_path, traj)
+                    _append(episode_only_path(out_path) if traj["task"].get("episode_only") else out_path, traj)
                 row = outcome.to_json()
                 row["trajectory_id"] = traj["id"] if traj is not None else None
                 _append(status_path(out_path), row)
     finally:
         if isinstance(backend, str):
             be.close()
-    return FolderReport(outcomes, trajectories)
+    return FolderReport(outcomes, trajectories, episode_tasks)

@@ -102,7 +102,7 @@ _PIP_RE = re.compile(_SEP + _PREFIX + r"((?:uv[ \t]+)?pip3?|python3?(?:\.\d+)?[ 
 _UVX_RE = re.compile(_SEP + _PREFIX + r"(uvx|uv[ \t]+tool[ \t]+(?:run|install)|uv[ \t]+run|uv[ \t]+venv)\b("
                      + _CMD_TAIL + ")", flags=re.MULTILINE)
 _NETWORK_RES = [
-    (re.compile(_SEP + r"((?:curl|wget)\b[^;&|\n]*https?://(?!localhost\b|127\.|0\.0\.0\.0|\[::1\])[^;&|\n]*)",
+    (re.compile(_SEP + r"((?:curl|wget)\b[^;&|\n]*https?://(?!localhost\b|127\.|0\.0\.0\.0|\[::1\])[^;&|\n)]*)",
                 flags=re.MULTILINE), "downloads from another host"),
     (re.compile(_SEP + r"(git[ \t]+(?:clone|fetch|pull|submodule[ \t]+update)\b[^;&|\n]*"
                 r"(?:(?:https?|git|ssh)://|git@)[^;&|\n]*)", flags=re.MULTILINE), "fetches a git remote"),
