@@ -29,7 +29,8 @@ from tests.conftest import require
 
 PIVOT_ENV_IDS = sorted(k for k, spec in registry.items() if str(spec.entry_point).startswith("pivot_envs."))
 
-# Small, fast constructor arguments per domain; an env registered later runs with its defaults.
+# Small, fast constructor arguments per domain. An env registered later runs with its defaults and is
+# marked slow (PivotSWE-v0 in Docker: about a minute per mode here), so CI still covers it.
 KWARGS = {
     "PivotTerminal-v0": {"sandbox": "local"},
     "PivotToolUse-v0": {"categories": ["base"], "limit": 4},
@@ -62,12 +63,13 @@ def test_every_registered_domain_is_covered():
 
 
 @pytest.mark.parametrize("mode", ["sync", "async", "async-spawn"])
-@pytest.mark.parametrize("env_id", PIVOT_ENV_IDS)
+@pytest.mark.parametrize("env_id", [pytest.param(e, marks=() if e in KWARGS else pytest.mark.slow) for e in PIVOT_ENV_IDS])
 def test_make_vec_resets_each_env_to_its_own_turn_and_judges_its_own_reference(env_id, mode):
     _prerequisites(env_id)
     probe = gym.make(env_id, **KWARGS.get(env_id, {}))
-    trajs = probe.unwrapped.trajectories[:2]
+    loaded = probe.unwrapped.trajectories
     probe.close()
+    trajs = [loaded[0], loaded[1] if len(loaded) > 1 else loaded[0]]  # a suite of one: two turns of it
     ids = [t.id for t in trajs]
     turns = [0, min(1, trajs[1].num_turns - 1)]
     envs = _make(env_id, mode, 2)
