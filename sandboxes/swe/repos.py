@@ -187,3 +187,18 @@ def build_checkout_image(checkout: Path, *, tag: str, base_image: str = DEFAULT_
             shutil.copyfile(whl, context / "wheels" / whl.name)
         docker_build(context, tag, dockerfile=context / "Dockerfile", build_args={"BASE_IMAGE": base_image})
     return tag
+
+
+_ENSURED: set[str] = set()
+
+
+def ensure_image(image: str) -> None:
+    """Build `image` when it is one of REPOS' images and missing (once per process); other images are
+    the user's to provide."""
+    if image in _ENSURED:
+        return
+    for spec in REPOS.values():
+        if spec.image == image:
+            build_repo_image(spec)
+            break
+    _ENSURED.add(image)
