@@ -191,6 +191,23 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class RayConfig:
+    """Profiling on a Ray pool of verifier actors (`pivot_algo.distributed`); off by default."""
+
+    num_actors: int = 0
+    """Verifier actors that judge profiling samples in parallel (0 = judge in this process)."""
+    address: str | None = None
+    """Ray address: None starts (or reuses) a local instance; "auto" or "HOST:PORT" joins a cluster."""
+    num_cpus_per_actor: float = 1.0
+    """CPUs Ray reserves per actor."""
+
+    def __post_init__(self) -> None:
+        if self.num_actors < 0 or not self.num_cpus_per_actor > 0:
+            raise ConfigError(f"ray.num_actors must be >= 0 and ray.num_cpus_per_actor > 0, got {self.num_actors}, "
+                              f"{self.num_cpus_per_actor}")
+
+
+@dataclasses.dataclass
 class RunConfig:
     """One preset, typed (see the module docstring)."""
 
@@ -219,6 +236,7 @@ class RunConfig:
     trainers: dict = dataclasses.field(default_factory=dict)
     """algorithm name -> TrainerSection."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     raw: dict = dataclasses.field(default_factory=dict, repr=False)
     """The preset tree as loaded (overrides applied), saved with every run."""
 
@@ -236,7 +254,7 @@ class RunConfig:
         if not isinstance(tree, dict):
             raise ConfigError(f"a preset must be a mapping at the top level, got {type(tree).__name__}")
         tree = dict(tree)
-        nested = {"env", "data", "warmup", "profile", "trainers", "eval"}
+        nested = {"env", "data", "warmup", "profile", "trainers", "eval", "ray"}
         _check_keys(cls, tree, "the preset's top level", exclude=frozenset({"raw"}))
         top = {k: v for k, v in tree.items() if k not in nested}
         run = build(cls, top, "the preset's top level", exclude=frozenset({"raw", *nested}))
@@ -244,6 +262,7 @@ class RunConfig:
         load_plugins(run.plugins)
         run.env = build(EnvConfig, tree.get("env"), "env")
         run.data = build(DataConfig, tree.get("data"), "data")
+        run.ray = build(RayConfig, tree.get("ray"), "ray")
         warm = dict(tree.get("warmup") or {})
         enabled = warm.pop("enabled", False)
         if not isinstance(enabled, bool):

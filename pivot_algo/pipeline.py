@@ -144,8 +144,20 @@ class ProfileResult:
 
 
 def run_profile(cfg: RunConfig, rollouts: Rollouts, states: Sequence[StartState], path: Path,
-                config: ProfileConfig | None = None) -> ProfileReport:
-    return profile(rollouts, states, config or cfg.profile, path, progress=cfg.progress)
+                config: ProfileConfig | None = None, env_kwargs: dict[str, Any] | None = None) -> ProfileReport:
+    """Profile in this process, or (`ray.num_actors > 0`) with the verdicts judged on a Ray pool of
+    actors that each build the same env (`env.kwargs` + `env_kwargs`, the same trajectories)."""
+    config = config or cfg.profile
+    if not cfg.ray.num_actors:
+        return profile(rollouts, states, config, path, progress=cfg.progress)
+    from pivot_algo.distributed import PolicyActions, VerifierPool, profile_with_pool
+
+    trajectories = rollouts.base_env.trajectories
+    kwargs = {**cfg.env.kwargs, **(env_kwargs or {}), "trajectories": [t.to_dict() for t in trajectories]}
+    with VerifierPool(cfg.env.id, kwargs, num_actors=cfg.ray.num_actors, address=cfg.ray.address,
+                      num_cpus_per_actor=cfg.ray.num_cpus_per_actor) as pool:
+        return profile_with_pool(pool, states, config, path, actions=PolicyActions(rollouts.policy, trajectories, config),
+                                 parser=getattr(rollouts.base_env, "parser", "hermes"))
 
 
 def profile_start(cfg: RunConfig, model_spec: str, splits: dict[str, list[str]], path: Path,
@@ -155,7 +167,8 @@ def profile_start(cfg: RunConfig, model_spec: str, splits: dict[str, list[str]],
     policy = load_model(model_spec)
     rollouts = make_rollouts(cfg, policy, **env_kwargs)
     try:
-        report = run_profile(cfg, rollouts, rollouts.states(splits["train"] + splits["heldout"]), path)
+        report = run_profile(cfg, rollouts, rollouts.states(splits["train"] + splits["heldout"]), path,
+                             env_kwargs=env_kwargs)
         costs = paper_costs(rollouts.costs(), wall_seconds=time.perf_counter() - t0)
     finally:
         close_rollouts(rollouts)

@@ -191,3 +191,20 @@ def test_a_killed_profiling_driver_resumes_without_redoing_finished_states(ray_a
     for (state, _), row in zip(jobs, expected):
         assert by_state[(state.trajectory_id, state.turn)].rewards == [r for r, _ in row]
     assert json.loads(out.read_text().splitlines()[-1])  # the file ends with a whole line
+
+
+def test_pivotrl_profile_on_the_pool_writes_what_the_in_process_profiler_writes(ray_address, tmp_path, capsys):
+    """`pivotrl profile ... ray.num_actors=2`: the driver samples with the tiny policy (same per-state
+    seeds), the actors judge; the file equals the in-process run's, state by state."""
+    from pivot_algo import cli
+
+    common = ["profile", "--config", "tiny", "data.max_trajectories=2", "warmup.enabled=false", "profile.k=3",
+              "profile.max_new_tokens=12", "progress=false"]
+    cli.main([*common, f"output_dir={tmp_path / 'local'}"])
+    local = json.loads(capsys.readouterr().out)
+    cli.main([*common, f"output_dir={tmp_path / 'pool'}", "ray.num_actors=2", "ray.num_cpus_per_actor=0.25"])
+    pooled = json.loads(capsys.readouterr().out)
+    rows = {name: {(p.trajectory_id, p.turn): p for p in read_profile(tmp_path / name / "tiny" / "profile.jsonl")}
+            for name in ("local", "pool")}
+    assert rows["local"] and rows["local"] == rows["pool"]
+    assert pooled["samples"] == local["samples"] and pooled["masked_samples"] == 0
