@@ -22,6 +22,7 @@ reward 0) and writes benchmarks/results/constant_messages.json.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -33,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import table, write_json
+from benchmarks._common import RESULTS, table, write_json
 
 CONSTANTS = ("ok", "Done.", "Could you clarify?", "Sure.", "I have completed the task.", "",
              "The weather is nice today.")
@@ -175,12 +176,19 @@ def main() -> None:
     ap.add_argument("--terminal-verifiers", default="execution,exact")
     ap.add_argument("--sandbox", default="local")
     ap.add_argument("--skip-terminal", action="store_true")
+    ap.add_argument("--skip-tooluse", action="store_true")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of the existing JSON for the domains not measured in this run")
     a = ap.parse_args()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    rows = tooluse_rows(a.tooluse_verifiers.split(","), a.tooluse_limit)
+    rows = [] if a.skip_tooluse else tooluse_rows(a.tooluse_verifiers.split(","), a.tooluse_limit)
     if not a.skip_terminal:
         rows += terminal_rows(a.terminal_verifiers.split(","), a.terminal_limit, a.sandbox)
+    if a.merge and (RESULTS / "constant_messages.json").exists():
+        measured = {r["domain"].split("[")[0] for r in rows}
+        old = json.loads((RESULTS / "constant_messages.json").read_text())["rows"]
+        rows = [r for r in old if r["domain"].split("[")[0] not in measured] + rows
     print(f"load average before: {load0}, after: {os.getloadavg()}, {time.perf_counter() - t0:.0f} s")
     print_table(rows)
     for row in rows:

@@ -71,6 +71,10 @@ DOORS_REF = "Done. I called lockDoors(unlock=false). The last result was: None"
     ("Finished.", MessageTurn("close", "", (("lockDoors", {"unlock": False}),), ("None",)),
      DOORS_REF, False, "name one of"),
     ("I cannot move final_report.pdf.", MessageTurn("close", "", CD_MV, MV_OUT), MV_REF, False, "declines"),
+    # id stuffing: the right value among values the turn never produced is guessing
+    ("Done: final_report.pdf, USR001, USR002, AAPL, 12345.", MessageTurn("close", "", CD_MV, MV_OUT), MV_REF,
+     False, "never produced"),
+    ("Moved final_report.pdf into document/temp (2 files there now).", MessageTurn("close", "", CD_MV, MV_OUT), MV_REF, True, "recalls"),
 ])
 def test_closing_rule_table(reply, turn, ref, ok, reason_part):
     got, why = judge_message(reply, turn, "content", ref)
@@ -100,6 +104,13 @@ TOOLS = tuple({"type": "function", "function": {"name": n, "description": d, "pa
     ("How many shares?", MessageTurn("clarify", "", missing_parameters=(("place_order", "symbol"),), tools=TOOLS), False),
     ("The stock is AAPL.", MessageTurn("clarify", "", missing_parameters=(("place_order", "symbol"),), tools=TOOLS), False),
     ("Please provide the missing details.", MessageTurn("clarify", "", missing_parameters=(("place_order", "symbol"),), tools=TOOLS), False),
+    # a list of guesses names the missing item among others: 0
+    ("Which file, stock, amount, flight or ticket do you mean?",
+     MessageTurn("clarify", "", missing_parameters=(("place_order", "symbol"),), tools=TOOLS,
+                 vocabulary=frozenset({"fil", "flight", "ticket", "stock", "amount"})), False),
+    ("Which stock should I buy, and is the amount right?",
+     MessageTurn("clarify", "", missing_parameters=(("place_order", "symbol"),), tools=TOOLS,
+                 vocabulary=frozenset({"fil", "flight", "ticket", "stock", "amount"})), True),
     ("I can't send an invoice with these tools.", MessageTurn("clarify", "Send me the invoice for my flight."), True),
     ("Could you clarify?", MessageTurn("clarify", "Send me the invoice for my flight."), False),
 ])

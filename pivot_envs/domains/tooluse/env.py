@@ -52,6 +52,7 @@ process), plus the `PivotEnv` arguments (`reset_to_turn`, `trajectory`, `mode`, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections import Counter, OrderedDict
@@ -68,7 +69,7 @@ from pivot_envs.domains.tooluse.backends import (
     WorkerTimeout,
     state_diff,
 )
-from pivot_envs.domains.tooluse.messages import MessageTurn, message_turn
+from pivot_envs.domains.tooluse.messages import MessageTurn, message_turn, schema_words
 from pivot_envs.domains.tooluse.verifier import make_verifier
 from pivot_envs.errors import ReplayError, SandboxError
 from pivot_envs.parsing import ParsedAction
@@ -232,8 +233,15 @@ class ToolUseEnv(PivotEnv):
             kind = traj.task.get("message_turns", {}).get(str(k))
             targets = traj.task.get("clarify_targets", {}).get(str(k))
             self._message_turns[key] = message_turn(traj.messages, traj.assistant_indices[k], kind, traj.tools,
-                                                    targets)
+                                                    targets, self.schema_vocabulary)
         return self._message_turns[key]
+
+    @functools.cached_property
+    def schema_vocabulary(self) -> frozenset[str]:
+        """Name words of every function and parameter in this env's trajectories (the clarifying rule
+        counts a reply that lists many of them as guessing)."""
+        unique = {t["function"]["name"]: t for traj in self.trajectories for t in traj.tools}
+        return frozenset(schema_words(unique.values()))
 
     def tools_at_turn(self, traj: Trajectory, k: int) -> list[dict]:
         """The tools `obs["tools"]` shows at turn k of `traj` (what a prompt for that turn must render)."""

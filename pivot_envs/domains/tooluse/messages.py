@@ -23,7 +23,9 @@ report what the turn produced, by recall of *salient values*:
   is taken from the argument values of the turn's calls instead (what was done: the file created,
   the amount sent); when that is empty too, the reply must name one of the called functions by a word
   of its name (`lockDoors` -> "lock" or "door"). A reply that declines ("cannot", "unable", ...)
-  where the demonstration did not decline earns 0.
+  where the demonstration did not decline earns 0; so does one that lists more than
+  `MAX_OTHER_ITEMS` (2) numbers or id-like tokens that occur nowhere in the turn (request, calls,
+  outputs, tool names): stuffing a reply with frequent ids ("USR001 USR002 AAPL 12345") is guessing, not reporting.
   Because S is defined by what the demonstration mentions, with the same matcher, the demonstration
   always recalls all of S: it scores 1 against itself by construction (tested on all 800 entries).
 
@@ -42,7 +44,10 @@ missing, by name or meaning:
 - no recorded target (base / long_context turns that cannot be done, trajectories from elsewhere):
   a content word of the user's request of this turn (what cannot be done).
 Generic words ("value", "name", "details", "information", ...) never count as naming anything, so
-"Could you clarify?" or "Please provide the missing details." earn 0.
+"Could you clarify?" or "Please provide the missing details." earn 0. A reply that also names more
+than `MAX_OTHER_ITEMS` (2) other functions or parameters (words of the names of the trajectory's
+tools, or of any tool the env knows, not explained by the missing item's name, its description or the request) is a list of guesses
+("which file, directory, stock, user, flight or amount?") and earns 0.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ RECALL_FRACTION = 0.5
 TEXT_WORD_FRACTION = 0.6
 DISTINCTIVE_MAX_TOOLS = 2
 SHORT_PHRASE_WORDS = 3
+MAX_OTHER_ITEMS = 2
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -82,12 +88,14 @@ items parameter parameters param argument arguments function functions tool tool
 clarification clarifying need needed needs provide provided require required requires proceed want like get
 set make use used using call called status message response output input thing things something string list
 field fields option options way more further additional information else either whether kind
+available availability
 """)
 
 _QUOTED_RE = re.compile(r"'([^']+)'|\"([^\"]+)\"|`([^`]+)`")
 _NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])")
 _NAME_PART_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _ID_CHARS = set("_./@#")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_./@#:+-]+")
 _ASK_RE = re.compile(
     r"\?|\b(please (provide|specify|tell|clarify|confirm|share|let me know|give|add)|could you|can you|would you"
     r"|which|need (more|the|to know|your|a|an)|missing|clarif\w*|not (available|able|possible|supported)"
@@ -111,6 +119,9 @@ def stem(word: str) -> str:
     if len(w) > 3 and w.endswith("e"):
         w = w[:-1]
     return w
+
+
+_GENERIC_STEMS = frozenset(stem(w) for w in GENERIC | STOPWORDS)
 
 
 def content_words(text: str) -> set[str]:
@@ -289,6 +300,7 @@ class MessageTurn:
     missing_functions: tuple[str, ...] = ()
     missing_parameters: tuple[tuple[str, str], ...] = ()  # (function, parameter)
     tools: tuple[dict, ...] = ()  # all the trajectory's tools (held-out ones included: for their docs)
+    vocabulary: frozenset[str] = frozenset()  # schema words of every tool the env knows (beyond this trajectory)
     # what does not depend on the reply, computed once per turn (and reference text)
     _memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -302,14 +314,35 @@ class MessageTurn:
             self._memo[key] = [(src, [a for a in dict.fromkeys(atoms) if a.found_in(ref)]) for src, atoms in sources]
         return self._memo[key]
 
+    def known_values(self) -> tuple[str, frozenset[float]]:
+        """(lowercased text of the request, calls, outputs and tool/parameter names; every number in
+        them): what a value in a closing reply may come from."""
+        if "known" not in self._memo:
+            names = [n for t in self.tools for n in (t["function"]["name"], *t["function"].get("parameters", {})
+                                                     .get("properties", {}))]
+            parts = [self.request, *self.outputs, *(json.dumps([n, a], ensure_ascii=False) for n, a in self.calls),
+                     *names]
+            text = " ".join(parts).lower()
+            numbers = {v for v, _ in Reply.of(text).numbers}
+            numbers |= {a.number for a in output_atoms(self.outputs) if a.kind == "number"}
+            self._memo["known"] = (text, frozenset(numbers))
+        return self._memo["known"]
+
     def keywords(self) -> tuple[set[str], str]:
         if "keywords" not in self._memo:
             self._memo["keywords"] = clarify_keywords(self)
         return self._memo["keywords"]
 
+    def distractors(self) -> set[str]:
+        """Schema words that name something other than what is missing (clarifying rule)."""
+        if "distractors" not in self._memo:
+            known = schema_words(self.tools) | self.vocabulary
+            self._memo["distractors"] = known - self.keywords()[0] - explained_words(self) - _GENERIC_STEMS
+        return self._memo["distractors"]
+
 
 def message_turn(messages: list[dict], assistant_index: int, kind: str | None, tools: Iterable[dict],
-                 targets: dict | None = None) -> MessageTurn:
+                 targets: dict | None = None, vocabulary: frozenset[str] = frozenset()) -> MessageTurn:
     """The MessageTurn of the assistant message at `messages[assistant_index]`: the request is the user
     message(s) right before this turn's first call; calls and outputs follow it."""
     start = assistant_index
@@ -334,7 +367,7 @@ def message_turn(messages: list[dict], assistant_index: int, kind: str | None, t
             outputs.append(m.get("content") or "")
     targets = targets or {}
     return MessageTurn(kind, request, tuple(calls), tuple(outputs), tuple(targets.get("functions", [])),
-                       tuple((f, p) for f, p in targets.get("parameters", [])), tuple(tools))
+                       tuple((f, p) for f, p in targets.get("parameters", [])), tuple(tools), vocabulary)
 
 
 # ----------------------------------------------------------------------------- keywords of missing items
@@ -387,6 +420,30 @@ def clarify_keywords(turn: MessageTurn) -> tuple[set[str], str]:
     return kw, ", ".join(what)
 
 
+def schema_words(tools: Iterable[dict]) -> set[str]:
+    """Name words of every function and parameter of the trajectory's tools."""
+    out: set[str] = set()
+    for t in tools:
+        fn = t["function"]
+        out |= name_words(fn["name"])
+        for p in fn.get("parameters", {}).get("properties", {}):
+            out |= name_words(p)
+    return out
+
+
+def explained_words(turn: MessageTurn) -> set[str]:
+    """Words a reply about the missing item may use besides its keywords: the missing function's (or
+    the parameter's function's) name and description, the parameter's description, the request."""
+    docs = {t["function"]["name"]: t["function"] for t in turn.tools}
+    out = content_words(turn.request)
+    for f in [*turn.missing_functions, *(f for f, _ in turn.missing_parameters)]:
+        out |= name_words(f) | content_words(first_sentence(docs.get(f, {}).get("description", "")))
+    for f, p in turn.missing_parameters:
+        prop = docs.get(f, {}).get("parameters", {}).get("properties", {}).get(p, {})
+        out |= content_words(first_sentence(prop.get("description", "")))
+    return out
+
+
 # ----------------------------------------------------------------------------- the rules
 
 def _recall(reply: Reply, salient: list[Atom]) -> tuple[int, int]:
@@ -400,8 +457,24 @@ def _show(atoms: list[Atom]) -> str:
         ", ..." if len(atoms) > 6 else "")
 
 
+def unexplained_values(content: str, reply: Reply, turn: MessageTurn) -> list[str]:
+    """Numbers and id-like tokens of a reply that occur nowhere in the turn (request, arguments, outputs)."""
+    text, numbers = turn.known_values()
+    out = [f"{v:g}" for v, d in reply.numbers
+           if not any(abs(v - n) <= 0.5 * 10 ** -d + 1e-9 for n in numbers)]
+    for tok in _TOKEN_RE.findall(content):
+        core = tok.strip(".,;:!?").lower()
+        if _is_id_like(core) and not _NUMBER_RE.fullmatch(core) and core not in text:
+            out.append(core)
+    return out
+
+
 def judge_closing(content: str, turn: MessageTurn, reference_content: str) -> tuple[bool, str]:
     reply = Reply.of(content)
+    invented = unexplained_values(content, reply, turn)
+    if len(invented) > MAX_OTHER_ITEMS:
+        return False, (f"the closing message lists {len(invented)} values the turn never produced "
+                       f"({invented[:6]}): a list of guesses is not a report")
     for source, salient in turn.salient(reference_content):
         if not salient:
             continue
@@ -424,10 +497,15 @@ def judge_clarifying(content: str, turn: MessageTurn) -> tuple[bool, str]:
     if not _ASK_RE.search(content):
         return False, "this turn needs a clarifying question (the request lacks a value or a function), got a statement"
     keywords, what = turn.keywords()
-    hit = keywords & Reply.of(content).words
-    if hit:
-        return True, f"message asks for the missing {what} ({min(hit)!r})"
-    return False, f"the clarifying message must name what is missing ({what}), by name or meaning"
+    words = Reply.of(content).words
+    hit = keywords & words
+    if not hit:
+        return False, f"the clarifying message must name what is missing ({what}), by name or meaning"
+    others = words & turn.distractors()
+    if len(others) > MAX_OTHER_ITEMS:
+        return False, (f"the clarifying message names {len(others)} other functions/parameters "
+                       f"({sorted(others)[:6]}): a list of guesses does not say what is missing")
+    return True, f"message asks for the missing {what} ({min(hit)!r})"
 
 
 def judge_message(content: str, turn: MessageTurn, policy: str, reference_content: str = "") -> tuple[bool, str]:
