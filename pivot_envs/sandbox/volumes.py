@@ -26,6 +26,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 
 from pivot_envs.errors import SandboxError, SandboxUnavailableError
 
@@ -120,15 +121,21 @@ class VolumeFactory:
         self.root = root
         os.makedirs(root, exist_ok=True)
         self._templates: dict[int, str] = {}
+        self._template_lock = threading.Lock()
         mkfs = shutil.which("mkfs.ext4") or shutil.which("mke2fs")
         if mkfs is None:
             raise SandboxUnavailableError(f"the sandbox disk quota needs mkfs.ext4; {MKFS_HINT}")
         self.mkfs: str = mkfs
 
     def _template(self, size_mb: int) -> str:
-        path = self._templates.get(size_mb)
-        if path is not None:
+        with self._template_lock:  # the backend's pool thread and callers may ask at once
+            path = self._templates.get(size_mb)
+            if path is None:
+                path = self._make_template(size_mb)
+                self._templates[size_mb] = path
             return path
+
+    def _make_template(self, size_mb: int) -> str:
         path = os.path.join(self.root, f"template-{size_mb}m.img")
         with open(path, "wb") as f:
             f.truncate(size_mb << 20)
@@ -141,7 +148,6 @@ class VolumeFactory:
             os.unlink(path)
             raise SandboxUnavailableError(f"mkfs.ext4 failed for a {size_mb} MiB sandbox volume: "
                                           f"{proc.stderr.strip()[:500]}; {MKFS_HINT}")
-        self._templates[size_mb] = path
         return path
 
     def create(self, name: str, size_mb: int) -> str:
