@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Provision what the docker sandbox backend needs, doing only what is missing (idempotent):
 #   1. a Docker daemon that answers `docker info`: when none does and we are root with apt-get,
-#      install docker.io (and debootstrap + bubblewrap, used by the image builder and the local
-#      backend) if missing, start `dockerd` in the background and wait until it answers;
+#      install docker.io (and debootstrap + bubblewrap + e2fsprogs, used by the image builder, the
+#      local backend and the per-sandbox disk quota volumes) if missing, start `dockerd` in the background and wait until it answers;
 #   2. the sandbox base image ($PIVOTRL_BASE_IMAGE, default pivotrl/sandbox-base:latest), built by
 #      `python -m sandboxes.build` when it is missing.
 # A daemon that already answers is left alone. The PID of a dockerd started here is written to
@@ -64,10 +64,10 @@ wait_for_daemon() {
 # ---------------------------------------------------------------- 1. daemon
 if daemon_answers; then
   say "docker daemon already answers; leaving it alone"
-  install_missing debootstrap:debootstrap bwrap:bubblewrap
+  install_missing debootstrap:debootstrap bwrap:bubblewrap mkfs.ext4:e2fsprogs
 else
   can_apt || die "no Docker daemon answers and we cannot install one (need root and apt-get); start dockerd yourself"
-  install_missing dockerd:docker.io docker:docker.io debootstrap:debootstrap bwrap:bubblewrap
+  install_missing dockerd:docker.io docker:docker.io debootstrap:debootstrap bwrap:bubblewrap mkfs.ext4:e2fsprogs
   if pgrep -x dockerd >/dev/null 2>&1; then
     # A daemon is starting (or wedged); starting a second one would fight over /var/lib/docker.
     say "a dockerd process exists but does not answer yet; waiting for it"

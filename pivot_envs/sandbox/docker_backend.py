@@ -541,7 +541,7 @@ class DockerBackend(SandboxBackend):
             reaped = remove_stale(self.client)
             if reaped["containers"] or reaped["images"]:
                 log.warning("removed what dead pivotrl processes left behind: %s", reaped)
-        except Exception as e:  # never fail a start over someone else's leftovers
+        except (self._docker.errors.DockerException, OSError) as e:  # never fail a start over leftovers
             log.warning("could not reap stale pivotrl containers: %s", e)
         self.root = tempfile.mkdtemp(prefix=f"pivotrl-docker-{self.instance_id}-")
         with open(os.path.join(self.root, "owner.pid"), "w") as f:
