@@ -16,12 +16,13 @@ is left out of the comparison - in a way that still tells different work apart:
   lines in a different order (`sort -R`, `shuf`), the order is left out: the action must print the
   same multiset of lines;
 - **present time**: timestamps of the moment the command ran (the `date` format, ISO 8601, `ls -l`
-  times, HH:MM:SS, epoch seconds or milliseconds within a day of now) are replaced by `<now>` before
+  times, epoch seconds or milliseconds within a day of now; a bare HH:MM:SS within 15 min) are replaced by `<now>` before
   comparing, because two runs a few milliseconds apart often print the same second and a third run
   may not; timestamps far from now are data and are compared;
 - **paths** that exist after one run only (`mktemp`, uuid-named files) are paired (sorted order) and
   matched by name pattern the same way; their kind and mode must agree with the pair, their content
-  as for text files;
+  as for text files. When the two runs made different numbers of such paths, paths outside the
+  common set are left out altogether;
 - **commit ids**: (abbreviated) ids of the repositories' commits are replaced by `<commit>`;
 - **file contents** that differ between the runs are compared as text patterns when both are UTF-8
   and at most `TEXT_LIMIT` bytes; otherwise only kind and mode are compared (the content is left out).
@@ -49,7 +50,8 @@ from pivot_envs.effects import Outcome, normalise_output
 from pivot_envs.sandbox.base import FileEntry
 
 TEXT_LIMIT = 256 * 1024  # larger non-deterministic files are compared by kind and mode only
-PRESENT_WINDOW_S = 24 * 3600  # a timestamp this close to now is "the present", not data
+PRESENT_WINDOW_S = 24 * 3600  # a dated timestamp this close to now is "the present", not data
+CLOCK_WINDOW_S = 15 * 60  # a bare time of day (HH:MM:SS) this close to now's is "the present"
 
 _TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 _CLASSES = (  # (characters allowed, regex class): the first that holds all seen characters wins
@@ -160,8 +162,18 @@ def _near(t: dt.datetime, now: float) -> bool:
     return abs(t.replace(tzinfo=dt.UTC).timestamp() - now) <= PRESENT_WINDOW_S
 
 
-def _sub(pattern: re.Pattern[str], text: str, is_present: Callable[[re.Match[str]], bool]) -> str:
-    return pattern.sub(lambda m: "<now>" if is_present(m) else m.group(0), text)
+def _sub(pattern: re.Pattern[str], text: str, is_present: Callable[[re.Match[str]], bool],
+         kept: list[str]) -> str:
+    """Replace present timestamps by `<now>`; set the others aside in `kept` (a placeholder stands in
+    for them) so that a later, looser pattern cannot mask a part of a dated timestamp."""
+
+    def replace(m: re.Match[str]) -> str:
+        if is_present(m):
+            return "<now>"
+        kept.append(m.group(0))
+        return f"\x00{len(kept) - 1}\x00"
+
+    return pattern.sub(replace, text)
 
 
 def mask_present_time(text: str, now: float | None = None) -> str:
@@ -181,23 +193,26 @@ def mask_present_time(text: str, now: float | None = None) -> str:
         return any(_near(t, s) for s in stamps)
 
     year = dt.datetime.fromtimestamp(now, dt.UTC).year
+    kept: list[str] = []
     text = _sub(_DATE_CMD, text, lambda m: close(int(m[6]), _MONTH_NUM[m[1]], int(m[2]), int(m[3]), int(m[4]),
-                                                int(m[5])))
-    text = _sub(_ISO, text, lambda m: close(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0)))
-    text = _sub(_LS_TIME, text, lambda m: close(year, _MONTH_NUM[m[1]], int(m[2]), int(m[3]), int(m[4])))
+                                                int(m[5])), kept)
+    text = _sub(_ISO, text, lambda m: close(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0)),
+                kept)
+    text = _sub(_LS_TIME, text, lambda m: close(year, _MONTH_NUM[m[1]], int(m[2]), int(m[3]), int(m[4])), kept)
 
     def clock_is_now(m: re.Match[str]) -> bool:
         secs = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
         day = [(s % 86400) for s in stamps]
-        return any(min(abs(secs - d), 86400 - abs(secs - d)) <= 3 * 3600 for d in day)
+        return any(min(abs(secs - d), 86400 - abs(secs - d)) <= CLOCK_WINDOW_S for d in day)
 
-    text = _sub(_CLOCK, text, clock_is_now)
+    text = _sub(_CLOCK, text, clock_is_now, kept)
 
     def epoch_is_now(m: re.Match[str]) -> bool:
         digits = m[0].split(".")[0]
         return abs(int(digits) / 10 ** (len(digits) - 10) - now) <= PRESENT_WINDOW_S
 
-    return _sub(_EPOCH, text, epoch_is_now)
+    text = _sub(_EPOCH, text, epoch_is_now, kept)
+    return re.sub("\x00(\\d+)\x00", lambda m: kept[int(m[1])], text) if kept else text
 
 
 # ---------------------------------------------------------------------------------------- reference
@@ -303,8 +318,8 @@ class ReferenceEffect:
         if ea.digest == eb.digest:
             # Both runs wrote the same bytes. If those bytes hold a present timestamp or a commit id
             # (two runs within one second agree on both), a later run differs there: compare masked.
-            changed = base is None or base.get(where_a[0]) != ea
-            if kind == "file" and changed:
+            changed = base is not None and base.get(where_a[0]) != ea
+            if kind == "file" and changed and not ea.digest.startswith("archive:"):
                 ta = where_a[1](where_a[0])
                 if ta is not None and masker(a)(ta) != ta:
                     return _PathPair(name, kind, mode, None, TextPattern(masker(a)(ta), masker(b)(ta)))
