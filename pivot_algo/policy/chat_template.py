@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 from pivot_algo.policy.errors import ChatTemplateError
 

@@ -1,10 +1,18 @@
 """`HFPolicy`: the Hugging Face `transformers` backend of the Policy contract (base.py).
 
-Two things make it cheap for PivotRL, where G completions share one long prompt:
+Three things make it cheap for PivotRL, where G completions share one long prompt and consecutive
+calls visit consecutive turns of one conversation:
 
-- **Sampling** runs each prompt once (prefill), copies its KV cache to the n sample rows, and decodes
-  all rows of all prompts together (prompts of different lengths are left-padded inside the merged
-  cache, with an attention mask and explicit positions).
+- **Prefix reuse across calls** (`prefix_cache.py`): each prompt's KV cache is kept in a small LRU
+  keyed by token ids; a later prompt that starts with a stored one (the next turn of the same
+  trajectory) computes only its new tokens. Entries die when the weights change.
+- **Shared-prefix decoding** (`shared_decode.py`, engine `"shared_prefix"`): the n rows of a prompt
+  decode together against ONE copy of the prompt's KV (scores against it are one matmul for all
+  rows); only generated tokens are stored per row, in a buffer allocated once. The previous engine,
+  `"legacy"` (copy the prompt KV into every row, left-pad prompts into one merged cache, decode with
+  the model's SDPA), stays selectable: `generate(..., engine="legacy", prefix_reuse=False)` is the
+  sampler as it was before prefix reuse. Both engines draw the same random numbers in the same
+  order, so the same seed gives the same samples (tested); log-probs agree to float rounding.
 - **The loss** (`group_logprobs`) runs the prompt once with gradients, broadcasts its keys/values to
   the G completions (`expand` along the batch: the prefix is computed once, and its gradient is the
   sum over the G completions, flowing back through the prefix once), and runs the right-padded
@@ -23,8 +31,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +41,18 @@ import torch.nn.functional as F
 from pivot_algo.policy import chat_template as ct
 from pivot_algo.policy.base import Completion, GroupLogprobs, Policy
 from pivot_algo.policy.errors import PolicyError
+from pivot_algo.policy.hf_compat import output_cache, with_cache
+from pivot_algo.policy.prefix_cache import PrefixKVCache
+from pivot_algo.policy.shared_decode import (
+    SharedPrefixDecode,
+    shared_decode_attention,
+    supports_shared_decode,
+)
 
 logger = logging.getLogger(__name__)
 
 POLICY_META = "pivot_policy.json"  # written by save(); marks a directory load_policy() can read
+ENGINES = ("shared_prefix", "legacy")
 
 
 def _cache_cls():
@@ -53,15 +70,22 @@ class HFPolicy(Policy):
     """A causal LM + tokenizer with the project's tool-aware ChatML template.
 
     Public surface: `prompt_ids`, `completion_ids`, `generate`, `group_logprobs`,
-    `naive_group_logprobs`, `decode`, `save`; attributes `model`, `tokenizer`, `end_of_turn_id`,
-    `device`, `name`. Build one with `pivot_algo.policy.load_policy(spec)`.
+    `naive_group_logprobs`, `decode`, `save`, `clear_prefix_cache`; attributes `model`, `tokenizer`,
+    `end_of_turn_id`, `device`, `name`, `engine` (default sampling engine), `prefix_cache` (its
+    `stats` count reused vs computed prompt tokens). Build one with `pivot_algo.policy.load_policy(spec)`.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str = "") -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str = "", engine: str = "shared_prefix",
+                 prefix_cache_entries: int = 8, prefix_cache_bytes: int = 512 << 20) -> None:
         ct.install_template(tokenizer)
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        if engine not in ENGINES:
+            raise PolicyError(f"unknown sampling engine {engine!r}; use one of {ENGINES}")
+        # The shared-prefix engine needs plain full causal attention; other models keep the legacy one.
+        self.engine = engine if supports_shared_decode(model) else "legacy"
+        self.prefix_cache = PrefixKVCache(prefix_cache_entries, prefix_cache_bytes)
         self.end_of_turn_id: int = tokenizer.convert_tokens_to_ids(ct.END_OF_TURN)
         pad = tokenizer.pad_token_id
         # The pad id only fills positions that are masked out of every result; any valid id works.
@@ -84,14 +108,26 @@ class HFPolicy(Policy):
         return ct.render(self.tokenizer, messages, tools, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ sampling
+    def clear_prefix_cache(self) -> None:
+        """Drop every stored prompt KV (needed only after writing weights through `param.data`)."""
+        self.prefix_cache.clear()
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None,
-                 max_batch_tokens: int = 32768) -> list[list[Completion]]:
+                 top_p: float = 1.0, seed: int | None = None, max_batch_tokens: int = 32768,
+                 engine: str | None = None, prefix_reuse: bool = True) -> list[list[Completion]]:
         """Sample `n` completions per prompt, stopping at `<|im_end|>` ("stop", token included) or after
-        `max_new_tokens` ("length"). Each prompt is prefilled once; the n rows of as many prompts as fit
-        in `max_batch_tokens` (rows x (longest prompt + max_new_tokens), the size of the decode KV cache)
-        decode together. Same seed + same inputs -> same samples. Log-probs: see the module docstring."""
+        `max_new_tokens` ("length"). Each prompt is prefilled once (reusing the longest stored prefix
+        when `prefix_reuse`); the n rows of as many prompts as fit in `max_batch_tokens` (rows x
+        (longest prompt + max_new_tokens), the size of the legacy decode KV cache) decode together.
+        `engine` overrides `self.engine` for this call. Same seed + same inputs -> same samples,
+        whatever the engine and reuse. Log-probs: see the module docstring."""
+        engine = self.engine if engine is None else engine
+        if engine not in ENGINES:
+            raise PolicyError(f"unknown sampling engine {engine!r}; use one of {ENGINES}")
+        if engine == "shared_prefix" and not supports_shared_decode(self.model):
+            raise PolicyError(f"the shared_prefix engine needs full causal attention; {type(self.model).__name__} "
+                              "has sliding-window / soft-capped / mixed attention: use engine='legacy'")
         if n < 1 or max_new_tokens < 1:
             raise PolicyError(f"generate needs n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:
@@ -114,25 +150,62 @@ class HFPolicy(Policy):
         was_training = self.model.training
         self.model.eval()
         try:
+            decode = self._decode_shared if engine == "shared_prefix" else self._decode_legacy
             return [group for chunk in chunks
-                    for group in self._generate(chunk, n, max_new_tokens, temperature, top_p, gen)]
+                    for group in decode(chunk, n, max_new_tokens, temperature, top_p, gen, prefix_reuse)]
         finally:
             self.model.train(was_training)
 
-    def _generate(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
-                  top_p: float, gen: torch.Generator | None) -> list[list[Completion]]:
+    def _prefill(self, prompts: Sequence[list[int]], prefix_reuse: bool
+                 ) -> tuple[list[list[tuple[torch.Tensor, torch.Tensor]]], list[torch.Tensor]]:
+        """Per prompt: its KV per layer ([1, kv_heads, len, head_dim]) and next-token logits [1, V]."""
+        if prefix_reuse:
+            prefills = [self.prefix_cache.prefill(self.model, p) for p in prompts]
+            return [f.kv for f in prefills], [f.logits for f in prefills]
+        per_prompt_kv, last_logits = [], []
+        for p in prompts:  # from scratch, batch 1, no padding
+            out = self.model(input_ids=torch.tensor([p], device=self.device), use_cache=True, logits_to_keep=1,
+                             **with_cache(self.model, _cache_cls()(config=self.model.config)))
+            per_prompt_kv.append(_layer_kv(output_cache(out)))
+            last_logits.append(out.logits[:, -1].float())
+        return per_prompt_kv, last_logits
+
+    def _decode_shared(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
+                       top_p: float, gen: torch.Generator | None, prefix_reuse: bool) -> list[list[Completion]]:
+        """Shared-prefix engine: one KV copy per prompt, row tokens in a preallocated buffer."""
+        dev = self.device
+        per_prompt_kv, last_logits = self._prefill(prompts, prefix_reuse)
+        rows = len(prompts) * n
+        row_len = torch.tensor([len(p) for p in prompts], device=dev).repeat_interleave(n)
+        logits = torch.cat(last_logits).repeat_interleave(n, dim=0)  # [B, V]
+        # The last sampled token is never fed back, so the buffer needs max_new_tokens - 1 positions.
+        state = SharedPrefixDecode(per_prompt_kv, n, max(1, max_new_tokens - 1))
+        step_tokens, step_logps = [], []
+        finished = torch.zeros(rows, dtype=torch.bool, device=dev)
+        with shared_decode_attention(self.model):
+            for step in range(max_new_tokens):
+                tok, lp = self._sample(logits, temperature, top_p, gen)
+                tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
+                step_tokens.append(tok)
+                step_logps.append(lp)
+                finished = finished | (tok == self.end_of_turn_id)
+                if bool(finished.all()) or step == max_new_tokens - 1:
+                    break
+                out = self.model(input_ids=tok[:, None], position_ids=(row_len + step)[:, None], use_cache=False,
+                                 pivot_decode=state)
+                state.step()
+                logits = out.logits[:, -1].float()
+        return self._completions(len(prompts), n, torch.stack(step_tokens, 1), torch.stack(step_logps, 1))
+
+    def _decode_legacy(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
+                       top_p: float, gen: torch.Generator | None, prefix_reuse: bool) -> list[list[Completion]]:
+        """The engine as it was: prompt KV copied into every row, left-padded into one merged cache."""
         dev = self.device
 
         # 1. Prefill every prompt once (batch 1, no padding).
         lengths = [len(p) for p in prompts]
         max_len = max(lengths)
-        per_prompt_kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-        last_logits = []
-        for p in prompts:
-            out = self.model(input_ids=torch.tensor([p], device=dev), cache=_cache_cls()(config=self.model.config),
-                             use_cache=True, logits_to_keep=1)
-            per_prompt_kv.append(_layer_kv(out.cache))
-            last_logits.append(out.logits[:, -1].float())
+        per_prompt_kv, last_logits = self._prefill(prompts, prefix_reuse)
 
         # 2. Merge into one cache of B = len(prompts) * n rows, prompts left-padded to max_len.
         merged = []
@@ -165,13 +238,17 @@ class HFPolicy(Policy):
                 break
             attn = torch.cat([attn, torch.ones(rows, 1, dtype=attn.dtype, device=dev)], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=(row_len + step)[:, None],
-                             cache=cache, use_cache=True)
-            cache = out.cache
+                             use_cache=True, **with_cache(self.model, cache))
+            cache = output_cache(out)
             logits = out.logits[:, -1].float()
+        return self._completions(len(prompts), n, tokens, logps)
 
+    def _completions(self, num_prompts: int, n: int, tokens: torch.Tensor, logps: torch.Tensor
+                     ) -> list[list[Completion]]:
+        """Cut each row at its first <|im_end|> (kept) and group rows by prompt."""
         results: list[list[Completion]] = []
         tok_list, lp_list = tokens.tolist(), logps.tolist()
-        for i in range(len(prompts)):
+        for i in range(num_prompts):
             group = []
             for r in range(i * n, (i + 1) * n):
                 ids, lps = tok_list[r], lp_list[r]
@@ -234,18 +311,19 @@ class HFPolicy(Policy):
         g, width = ids.shape
         plen = len(prompt)
         dev = self.device
-        out = self.model(input_ids=torch.tensor([prompt], device=dev), cache=_cache_cls()(config=self.model.config),
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=torch.tensor([prompt], device=dev), use_cache=True, logits_to_keep=1,
+                         **with_cache(self.model, _cache_cls()(config=self.model.config)))
         first = out.logits[:, -1:].expand(g, -1, -1)  # predicts completion token 0 for every row
         logits = first
         if width > 1:
             # The prefix's keys/values, shared by the G rows (expand is a view; its backward sums over rows).
             shared = _cache_cls()(ddp_cache_data=[(k.expand(g, -1, -1, -1), v.expand(g, -1, -1, -1))
-                                                  for k, v in _layer_kv(out.cache)])
+                                                  for k, v in _layer_kv(output_cache(out))])
             # Right padding: a real token never attends to a pad (pads come after it under the causal
             # mask), so no attention mask is needed; positions continue after the prompt.
             positions = torch.arange(plen, plen + width - 1, device=dev)[None, :].expand(g, -1)
-            rest = self.model(input_ids=ids[:, :-1], position_ids=positions, cache=shared, use_cache=True)
+            rest = self.model(input_ids=ids[:, :-1], position_ids=positions, use_cache=True,
+                              **with_cache(self.model, shared))
             logits = torch.cat([first, rest.logits], dim=1)
         lp = self._token_logprobs(logits, ids, temperature) * mask
         return GroupLogprobs(logprobs=lp, mask=mask)
@@ -270,12 +348,13 @@ class HFPolicy(Policy):
         file, so that `load_policy(path)` / `HFPolicy.load(path)` restore this policy."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True)
+        model: Any = self.model  # a transformers PreTrainedModel
+        model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
         (path / POLICY_META).write_text(json.dumps({"format": 1, "name": self.name, "backend": "hf"}, indent=1))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> "HFPolicy":
+    def load(cls, path: str | os.PathLike, *, dtype: torch.dtype = torch.float32) -> HFPolicy:
         """Load a directory written by `save` (offline: nothing is downloaded)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -48,8 +48,8 @@ _ASSISTANT_LINES = [
 _COMMANDS = ["ls -la /app", "wc -l src/*.py | tail -n 1 > out.txt", "cat tests/test_app.py",
              "grep -rn \"TODO\" src/ | head -n 5", "python3 -m pytest -q", "du -sh * | sort -h", "echo 'héllo' > a.txt"]
 _OUTPUTS = ["", "total 8\n-rw-r--r-- 1 root root 12288 data.csv\n-rw-r--r-- 1 root root 42 notes.txt",
-            "1337", "{\"temp\": 21, \"unit\": \"c\"}", "  indented output\n\n", "Traceback (most recent call last):\n  "
-            "File \"app.py\", line 3\nNameError: name 'x' is not defined", "[]"]
+            "1337", "{\"temp\": 21, \"unit\": \"c\"}", "  indented output\n\n", ("Traceback (most recent call last):\n  "
+            "File \"app.py\", line 3\nNameError: name 'x' is not defined"), "[]"]
 
 
 def _call(rng: random.Random, tools: list[dict], idx: int) -> dict:

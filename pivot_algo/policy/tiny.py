@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -22,17 +23,13 @@ VOCAB_SIZE = 3072
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKUP_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>"]
 
-TINY_CONFIG: dict[str, Any] = dict(
-    hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-    max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
-    vocab_size=VOCAB_SIZE, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-)
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+    "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
+    "vocab_size": VOCAB_SIZE, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+}
 
-_WORDS = ("the a an file files directory list show print count find remove create copy move read write line lines "
-          "word words number numbers error output input test tests run build install check please can you "
-          "then and or not with from into all each first last new old size name path data log logs config "
-          "user task done result value values json text script python shell command current working home "
-          "sorted unique largest smallest total hidden empty permission owner group archive backup project").split()
+_WORDS = ["the", "a", "an", "file", "files", "directory", "list", "show", "print", "count", "find", "remove", "create", "copy", "move", "read", "write", "line", "lines", "word", "words", "number", "numbers", "error", "output", "input", "test", "tests", "run", "build", "install", "check", "please", "can", "you", "then", "and", "or", "not", "with", "from", "into", "all", "each", "first", "last", "new", "old", "size", "name", "path", "data", "log", "logs", "config", "user", "task", "done", "result", "value", "values", "json", "text", "script", "python", "shell", "command", "current", "working", "home", "sorted", "unique", "largest", "smallest", "total", "hidden", "empty", "permission", "owner", "group", "archive", "backup", "project"]
 _COMMANDS = ("ls", "ls -la", "cat", "head -n 5", "tail -n 20", "wc -l", "grep -rn", "find . -name", "mkdir -p",
              "rm -f", "cp -r", "mv", "echo", "sort", "uniq -c", "chmod +x", "tar -czf", "python3", "pip install",
              "sed -i", "awk '{print $1}'", "du -sh", "touch", "pwd", "cd", "git status", "git diff", "pytest -q")
@@ -91,7 +88,14 @@ def corpus(seed: int = 0, n_docs: int = 4000) -> Iterator[str]:
 
 def build_tokenizer(seed: int = 0) -> Any:
     """Train a byte-level BPE tokenizer on `corpus(seed)` and wrap it as a transformers fast tokenizer."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

@@ -46,7 +46,7 @@ def test_seed_reproducibility(tiny_policy):
     a = tiny_policy.generate(prompts, 3, max_new_tokens=10, seed=11)
     b = tiny_policy.generate(prompts, 3, max_new_tokens=10, seed=11)
     c = tiny_policy.generate(prompts, 3, max_new_tokens=10, seed=12)
-    ids = lambda r: [[x.token_ids for x in g] for g in r]  # noqa: E731
+    ids = lambda r: [[x.token_ids for x in g] for g in r]
     assert ids(a) == ids(b)
     assert ids(a) != ids(c)
     assert [[x.logprobs for x in g] for g in a] == [[x.logprobs for x in g] for g in b]
@@ -102,9 +102,9 @@ def test_top_p_restricts_and_renormalises(tiny_policy):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(n=0, max_new_tokens=4), "n >= 1"),
-    (dict(n=1, max_new_tokens=4, top_p=0.0), "top_p"),
-    (dict(n=1, max_new_tokens=4, temperature=-1.0), "temperature"),
+    ({"n": 0, "max_new_tokens": 4}, "n >= 1"),
+    ({"n": 1, "max_new_tokens": 4, "top_p": 0.0}, "top_p"),
+    ({"n": 1, "max_new_tokens": 4, "temperature": -1.0}, "temperature"),
 ])
 def test_bad_arguments_raise(tiny_policy, kwargs, match):
     with pytest.raises(PolicyError, match=match):

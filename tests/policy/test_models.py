@@ -8,8 +8,13 @@ import time
 import pytest
 import torch
 
-from pivot_algo.policy import HFPolicy, ModelUnavailableError, PolicyError, load_policy
-from pivot_algo.policy import tiny
+from pivot_algo.policy import (
+    HFPolicy,
+    ModelUnavailableError,
+    PolicyError,
+    load_policy,
+    tiny,
+)
 from pivot_algo.policy.synthetic import random_conversation
 
 

@@ -1,0 +1,252 @@
+"""Generation benchmark: the profiling workload, sampled by each engine side by side in one run.
+
+Workload (PivotRL's profiling phase): K samples x up to N new tokens at consecutive turns of a few
+real terminal trajectories (built-in suite, train split; the last few turns of each, ~700-1000-token
+prompts), one `generate` call per state in visiting order, as `pivot_algo.profiler` makes them;
+each state's seed is derived from (trajectory, turn) as in the profiler, the same for every engine.
+
+Engines (HF engines in this process, interleaved state by state so load from other processes hits
+them alike; each starts from an empty prefix cache):
+- `before`: the sampler as it was (engine="legacy", prefix_reuse=False): each prompt prefilled from
+  scratch, its KV copied into the K rows, decoded with the model's SDPA.
+- `shared`: shared-prefix decoding (one KV copy per prompt), prompts still prefilled from scratch.
+- `after`: shared-prefix decoding + prefix reuse across calls (the default of HFPolicy).
+- `vllm`: vLLM's offline engine (CPU build, its own venv `.venv-vllm`, `make vllm-venv`), in a
+  subprocess after the HF engines, same prompts and seeds; engine start reported separately.
+  Skipped (and said so) when `.venv-vllm` is absent, unless --vllm require.
+
+Reported: samples/s and generated tokens/s per engine (total wall time of the sampling calls), CPU
+seconds, prompt tokens computed vs reused, the ratio to `before`, and whether each engine's samples
+equal `before`'s token for token (same seed) with the largest log-prob difference; the machine's
+1-minute load average before and after.
+
+Usage:
+    .venv/bin/python benchmarks/generation.py                    # SmolLM2-135M (default)
+    .venv/bin/python benchmarks/generation.py --model tiny --trajectories 2
+Writes benchmarks/results/generation.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch
+
+from benchmarks._terminal_workload import consecutive_turns
+from pivot_algo.policy import load_policy
+from pivot_algo.rollout import stable_seed
+
+HF_ENGINES = {
+    "before": {"engine": "legacy", "prefix_reuse": False},
+    "shared": {"engine": "shared_prefix", "prefix_reuse": False},
+    "after": {"engine": "shared_prefix", "prefix_reuse": True},
+}
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+
+
+def _sample_kwargs(args: argparse.Namespace) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+
+
+def run_hf(args: argparse.Namespace, policy, states) -> dict[str, dict]:
+    """All HF engines, interleaved per state (rotating which goes first)."""
+    warm = states[0].prompt[:48]
+    for kw in HF_ENGINES.values():  # warm the code paths (short prompt) before timing
+        policy.generate([warm], 2, max_new_tokens=4, seed=0, **kw)
+    policy.clear_prefix_cache()
+    res: dict[str, dict] = {name: {"wall_s": [], "cpu_s": [], "samples": [], "prompt_tokens_computed": 0,
+                                   "prompt_tokens_reused": 0} for name in HF_ENGINES}
+    names = list(HF_ENGINES)
+    for i, st in enumerate(states):
+        seed = stable_seed(args.seed, st.trajectory_id, st.turn)
+        order = names[i % len(names):] + names[: i % len(names)]
+        for name in order:
+            kw = HF_ENGINES[name]
+            before = dataclass_copy(policy.prefix_cache.stats)
+            w0, c0 = time.perf_counter(), time.process_time()
+            (group,) = policy.generate([st.prompt], args.k, seed=seed, **_sample_kwargs(args), **kw)
+            res[name]["wall_s"].append(time.perf_counter() - w0)
+            res[name]["cpu_s"].append(time.process_time() - c0)
+            res[name]["samples"].append([(c.token_ids, c.logprobs) for c in group])
+            if kw["prefix_reuse"]:
+                after = policy.prefix_cache.stats
+                res[name]["prompt_tokens_reused"] += after.reused_tokens - before.reused_tokens
+                res[name]["prompt_tokens_computed"] += after.computed_tokens - before.computed_tokens
+            else:
+                res[name]["prompt_tokens_computed"] += len(st.prompt)
+        print(f"  state {i + 1}/{len(states)} ({st.trajectory_id} turn {st.turn}, {len(st.prompt)} prompt tokens): "
+              + ", ".join(f"{n} {res[n]['wall_s'][-1]:.2f} s" for n in names), flush=True)
+    return res
+
+
+def dataclass_copy(obj):
+    return dataclasses.replace(obj)
+
+
+def run_vllm_subprocess(args: argparse.Namespace, states) -> dict | None:
+    if args.vllm == "off":
+        return None
+    if not VLLM_PYTHON.exists():
+        if args.vllm == "require":
+            raise SystemExit(f"--vllm require: {VLLM_PYTHON} is missing; build it with `make vllm-venv`")
+        return {"skipped": f"{VLLM_PYTHON} is missing (build it with `make vllm-venv`)"}
+    with tempfile.TemporaryDirectory(prefix="pivotrl-genbench-") as tmp:
+        inputs = Path(tmp) / "states.json"
+        inputs.write_text(json.dumps([{"trajectory_id": s.trajectory_id, "turn": s.turn, "prompt": s.prompt}
+                                      for s in states]))
+        cmd = [str(VLLM_PYTHON), __file__, "--worker", "vllm", "--inputs", str(inputs), "--model", args.model,
+               "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens), "--temperature",
+               str(args.temperature), "--threads", str(args.threads), "--seed", str(args.seed)]
+        # vLLM's CPU worker ignores torch.set_num_threads: pin its OpenMP threads to as many cores.
+        env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
+            "VLLM_CPU_OMP_THREADS_BIND", "0" if args.threads == 1 else f"0-{args.threads - 1}")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.vllm_timeout, env=env, check=False)
+    if proc.returncode != 0:
+        msg = f"vLLM worker failed (exit {proc.returncode}): {proc.stderr[-2500:]}"
+        if args.vllm == "require":
+            raise SystemExit(msg)
+        return {"skipped": msg}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def vllm_worker(args: argparse.Namespace) -> None:
+    """Runs inside .venv-vllm: engine start, one warm-up call, then the states in order."""
+    from pivot_algo.policy.vllm_backend import VLLMGenerator
+
+    torch.set_num_threads(args.threads)
+    states = json.loads(Path(args.inputs).read_text())
+    policy = load_policy(args.model)
+    t0 = time.perf_counter()
+    gen = VLLMGenerator(policy)
+    start_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen.generate([states[0]["prompt"][:48]], 2, max_new_tokens=4, seed=0)
+    first_call_s = time.perf_counter() - t0
+    wall, samples = [], []
+    for st in states:
+        seed = stable_seed(args.seed, st["trajectory_id"], st["turn"])
+        w0 = time.perf_counter()
+        (group,) = gen.generate([st["prompt"]], args.k, seed=seed, **_sample_kwargs(args))
+        wall.append(time.perf_counter() - w0)
+        samples.append([(c.token_ids, c.logprobs) for c in group])
+    # Agreement: HF's log-probs of vLLM's samples on the first state (same weights, same temperature).
+    with torch.no_grad():
+        scored = policy.group_logprobs(states[0]["prompt"], [ids for ids, _ in samples[0]],
+                                       temperature=args.temperature)
+    diffs = [abs(a - b) for i, (ids, lps) in enumerate(samples[0])
+             for a, b in zip(lps, scored.logprobs[i, : len(ids)].tolist())]
+    gen.close()
+    print(json.dumps({"engine_start_s": start_s, "first_call_s": first_call_s, "wall_s": wall,
+                      "samples": samples, "max_abs_logprob_diff_vs_hf_first_state": max(diffs),
+                      "mean_abs_logprob_diff_vs_hf_first_state": sum(diffs) / len(diffs)}))
+
+
+def summarise(name: str, r: dict, reference: dict | None) -> dict:
+    wall = sum(r["wall_s"])
+    samples = sum(len(g) for g in r["samples"])
+    tokens = sum(len(ids) for g in r["samples"] for ids, _ in g)
+    out = {"wall_s": wall, "samples": samples, "generated_tokens": tokens, "samples_per_s": samples / wall,
+           "tokens_per_s": tokens / wall, "per_state_wall_s": r["wall_s"]}
+    for key in ("cpu_s", "prompt_tokens_computed", "prompt_tokens_reused", "engine_start_s", "first_call_s",
+                "max_abs_logprob_diff_vs_hf_first_state", "mean_abs_logprob_diff_vs_hf_first_state"):
+        if key in r:
+            out[key] = sum(r[key]) if key == "cpu_s" else r[key]
+    if reference is not None and name != "vllm":
+        same = diff = 0
+        max_lp = 0.0
+        for g_ref, g in zip(reference["samples"], r["samples"]):
+            for (ids_ref, lp_ref), (ids, lp) in zip(g_ref, g):
+                if list(ids_ref) == list(ids):
+                    same += 1
+                    max_lp = max([max_lp] + [abs(a - b) for a, b in zip(lp_ref, lp)])
+                else:
+                    diff += 1
+        out["samples_identical_to_before"] = f"{same}/{same + diff}"
+        out["max_abs_logprob_diff_vs_before"] = max_lp
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-135m", help="'smollm2-135m' (default), 'tiny' or a saved policy dir")
+    ap.add_argument("--trajectories", type=int, default=4)
+    ap.add_argument("--last-turns", type=int, default=3, help="consecutive turns per trajectory (its last ones)")
+    ap.add_argument("--k", type=int, default=8, help="samples per state (profiling K)")
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--temperature", type=float, default=0.8, help="the smollm_terminal preset's profiling temperature")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (the smollm_terminal preset uses 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vllm", choices=["auto", "off", "require"], default="auto")
+    ap.add_argument("--vllm-timeout", type=int, default=1800)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
+    ap.add_argument("--worker", choices=["vllm"], help=argparse.SUPPRESS)
+    ap.add_argument("--inputs", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        vllm_worker(args)
+        return
+
+    torch.set_num_threads(args.threads)
+    load = {"start": os.getloadavg()}
+    policy = load_policy(args.model)
+    states = consecutive_turns(policy, trajectories=args.trajectories, last_turns=args.last_turns)
+    lengths = [len(s.prompt) for s in states]
+    print(f"{len(states)} states ({args.trajectories} trajectories x last {args.last_turns} turns), prompts "
+          f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); K={args.k} x "
+          f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.threads} threads; load {load['start']}")
+    hf = run_hf(args, policy, states)
+    load["after_hf"] = os.getloadavg()
+    vllm = run_vllm_subprocess(args, states)
+    load["end"] = os.getloadavg()
+
+    summary = {name: summarise(name, r, hf["before"]) for name, r in hf.items()}
+    if vllm is not None and "skipped" not in vllm:
+        summary["vllm"] = summarise("vllm", vllm, None)
+    base = summary["before"]["samples_per_s"]
+    for s in summary.values():
+        s["speedup_vs_before"] = s["samples_per_s"] / base
+
+    headers = ["engine", "samples/s", "tokens/s", "wall s", "CPU s", "prompt tok computed/reused", "x before",
+               "same samples as before"]
+    print(" | ".join(headers))
+    for name, s in summary.items():
+        print(" | ".join([name, f"{s['samples_per_s']:.2f}", f"{s['tokens_per_s']:.1f}", f"{s['wall_s']:.1f}",
+                          f"{s.get('cpu_s', float('nan')):.1f}",
+                          f"{s.get('prompt_tokens_computed', '-')}/{s.get('prompt_tokens_reused', '-')}",
+                          f"{s['speedup_vs_before']:.2f}x", s.get("samples_identical_to_before", "-")]))
+    if "vllm" in summary:
+        v = summary["vllm"]
+        print(f"vllm engine start {v['engine_start_s']:.1f} s (not in its wall time), first call {v['first_call_s']:.1f} s; "
+              f"HF log-probs of vLLM samples differ by max {v['max_abs_logprob_diff_vs_hf_first_state']:.2e} "
+              f"(mean {v['mean_abs_logprob_diff_vs_hf_first_state']:.2e})")
+    elif vllm is not None:
+        print(f"vllm: skipped: {vllm['skipped'][:300]}")
+    print(f"load average (1/5/15 min): start {load['start']}, after HF {load['after_hf']}, end {load['end']}")
+
+    report = {"model": args.model, "k": args.k, "max_new_tokens": args.max_new_tokens,
+              "temperature": args.temperature, "threads": args.threads,
+              "states": [{"trajectory_id": s.trajectory_id, "turn": s.turn, "prompt_tokens": len(s.prompt)}
+                         for s in states],
+              "engines": HF_ENGINES, "summary": summary, "vllm_note": (vllm or {}).get("skipped"),
+              "load_avg": load, "method": __doc__.split("\n\n")[1],
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
