@@ -82,10 +82,10 @@ class GridPreset:
     """Task seed ranges: "dev" while designing the world, "test" for the final table."""
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = METHODS
-    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 300, "tool": 200, "group_b": 30})
-    pretrain_steps: int = 400
+    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 300, "tool": 100, "group_b": 30})
+    pretrain_steps: int = 300
     pretrain_lr: float = 3e-3
-    pretrain_batch: int = 32
+    pretrain_batch: int = 16
     """Sequences per pre-training step."""
     train_tasks: int = 32
     """In-domain (group B) training trajectories shared by every method."""
@@ -116,8 +116,8 @@ class GridPreset:
 
 
 PRESETS = {
-    "ci": GridPreset(phase="dev", seeds=(0, 1), pretrain={"group_a": 120, "tool": 80, "group_b": 12},
-                     pretrain_steps=60, train_tasks=16, eval_in=24, eval_ood=12, steps=6, pivots_per_step=6,
+    "ci": GridPreset(phase="dev", seeds=(0, 1), pretrain={"group_a": 120, "tool": 40, "group_b": 12},
+                     pretrain_steps=60, pretrain_batch=8, train_tasks=16, eval_in=24, eval_ood=12, steps=6, pivots_per_step=6,
                      group_size=6, e2e_tasks_per_step=2, e2e_group_size=4, profile_k=6),
     "dev": GridPreset(phase="dev"),
     "full": GridPreset(phase="test"),
@@ -158,8 +158,8 @@ def run_config(preset: GridPreset, seed: int, trajectories: list[dict], out: Pat
         "eval": {"max_new_tokens": preset.max_new_tokens, "temperature": 0.0}})
 
 
-def packed_examples(policy: Any, trajectories: list[dict]) -> list[tuple[list[int], list[float]]]:
-    """Each trajectory as one token sequence with a loss mask (1 on the demonstration's assistant
+def packed_examples(policy: Any, trajectories: list[dict]) -> list[tuple[str, list[int], list[float]]]:
+    """Each trajectory as (family, token sequence, loss mask with 1 on the demonstration's assistant
     turns): the same packing as SFT's unit="trajectory"."""
     import types
 
@@ -170,9 +170,11 @@ def packed_examples(policy: Any, trajectories: list[dict]) -> list[tuple[list[in
     sft = SFT()
     out = []
     for tid in rollouts.trajectory_ids():
-        for g in sft._packed_group(types.SimpleNamespace(rollouts=rollouts), rollouts.states([tid])):
+        family = rollouts.trajectory(tid).task["family"]
+        ctx: Any = types.SimpleNamespace(rollouts=rollouts)  # _packed_group reads only ctx.rollouts
+        for g in sft._packed_group(ctx, rollouts.states([tid])):
             mask = g.token_masks[0] if g.token_masks else [1.0] * len(g.completions[0])
-            out.append((g.prompt_ids + g.completions[0], [0.0] * len(g.prompt_ids) + list(mask)))
+            out.append((family, g.prompt_ids + g.completions[0], [0.0] * len(g.prompt_ids) + list(mask)))
     env.close()
     return out
 
@@ -189,7 +191,7 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
     from pivot_algo.policy.tiny import build_model, build_tokenizer
 
     spec = {"mix": preset.pretrain, "steps": preset.pretrain_steps, "lr": preset.pretrain_lr, "phase": preset.phase,
-            "batch": preset.pretrain_batch, "seed": seed, "v": 2}
+            "batch": preset.pretrain_batch, "seed": seed, "v": 3}
     name = "miniworld-base-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def build(tmp: Path) -> None:
@@ -203,9 +205,15 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         rng = np.random.default_rng(seed)
         pad = int(tokenizer.pad_token_id or 0)
         losses = []
+        # Batches are drawn from one family at a time (tool-use sequences carry the tool schema and are
+        # ~6x longer than the others: mixed batches would pad every sequence to that length).
+        families = sorted({f for f, _, _ in examples})
+        by_family = {f: [e for e in examples if e[0] == f] for f in families}
+        share = np.array([len(by_family[f]) for f in families], dtype=float)
         for step in range(preset.pretrain_steps):
-            batch = [examples[i] for i in rng.choice(len(examples), size=min(preset.pretrain_batch, len(examples)),
-                                                      replace=False)]
+            pool = by_family[families[rng.choice(len(families), p=share / share.sum())]]
+            batch = [pool[i][1:] for i in rng.choice(len(pool), size=min(preset.pretrain_batch, len(pool)),
+                                                     replace=False)]
             width = max(len(ids) for ids, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             attn = torch.zeros((len(batch), width), dtype=torch.long)
@@ -224,6 +232,9 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(float(loss.detach()))
+            if (step + 1) % 50 == 0:
+                print(f"pre-training base seed {seed}: step {step + 1}/{preset.pretrain_steps}, loss "
+                      f"{np.mean(losses[-50:]):.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
         model.eval()
         policy.save(str(tmp))
         (tmp / "pretrain.json").write_text(json.dumps({**spec, "seconds": time.perf_counter() - t0,
@@ -243,7 +254,11 @@ def evaluate(cfg: RunConfig, model: str, suites: dict[str, list[dict]], tasks_pe
     out = {}
     for name, trajectories in suites.items():
         env = make_env(cfg, "pivot", trajectories)
-        rollouts = Rollouts(policy, env, episode_env_factory=lambda t=trajectories: make_env(cfg, "episode", t))
+
+        def episode_env(t: list[dict] = trajectories) -> Any:
+            return make_env(cfg, "episode", t)
+
+        rollouts = Rollouts(policy, env, episode_env_factory=episode_env)
         try:
             ep = episode_success(rollouts, [t["id"] for t in trajectories], max_new_tokens=cfg.eval.max_new_tokens,
                                  temperature=0.0, seed=cfg.seed, tasks_per_batch=tasks_per_batch)
@@ -359,7 +374,7 @@ def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[st
                      "optimizer_steps")
         row["costs"] = {k: float(np.mean([cells[(s, m)]["costs"][k] for s in seeds])) for k in cost_keys}
         pivots = [cells[(s, m)]["pivots"] for s in seeds if cells[(s, m)]["pivots"] is not None]
-        cand = [cells[(s, m)].get("candidate_states") for s in seeds if cells[(s, m)].get("candidate_states")]
+        cand = [int(cells[(s, m)]["candidate_states"]) for s in seeds if cells[(s, m)].get("candidate_states")]
         row["pivots"] = float(np.mean(pivots)) if pivots else None
         row["pivot_share"] = float(np.sum(pivots) / np.sum(cand)) if pivots and cand else None
         row["notes"] = [cells[(s, m)]["note"] for s in seeds if cells[(s, m)]["note"]]

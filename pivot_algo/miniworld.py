@@ -206,8 +206,8 @@ class MiniWorldEnv(PivotEnv):
             return Verdict.wrong(f"unparseable action: {action.error}", method)
         ref_calls = reference.get("tool_calls") or []
         if bool(action.tool_calls) != bool(ref_calls):
-            want = "a tool call" if ref_calls else "a plain message"
-            return Verdict.wrong(f"expected {want}", method)
+            expected = "a tool call" if ref_calls else "a plain message"
+            return Verdict.wrong(f"expected {expected}", method)
         if method == "exact":
             same = (_action_text(action) == _action_text(_as_parsed(reference)))
             return Verdict.correct("exact match", method) if same else Verdict.wrong("differs from the demonstration", method)
