@@ -281,6 +281,7 @@ ENV_ATTACKS = [
 ]
 
 
+@pytest.mark.slow  # ~10-30 s each on a loaded 2-core box (an env replay per attack); CI runs them
 @pytest.mark.parametrize("name, command", ENV_ATTACKS, ids=[a[0] for a in ENV_ATTACKS])
 def test_attacks_through_the_env(sandbox_backend, name, command):
     """As a sampled action at a pivot state: a verdict of reward 0 with a reason, or masked; the

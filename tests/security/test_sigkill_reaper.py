@@ -59,7 +59,7 @@ def _loops_under(root: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend_name", ["local", pytest.param("docker", marks=pytest.mark.docker)])
-@pytest.mark.parametrize("reaper", ["new backend", "pivotrl sandbox gc"])
+@pytest.mark.parametrize("reaper", ["new backend", pytest.param("pivotrl sandbox gc", marks=pytest.mark.slow)])
 def test_sigkill_mid_episode_then_reaper_leaves_nothing(backend_name, reaper):
     from pivot_envs.errors import SandboxUnavailableError
     from pivot_envs.sandbox import make_backend
