@@ -153,6 +153,43 @@ def vllm_worker(args: argparse.Namespace) -> None:
                       "mean_abs_logprob_diff_vs_hf_first_state": sum(diffs) / len(diffs)}))
 
 
+def run_profiler_phase(args: argparse.Namespace, policy, states) -> dict[str, dict]:
+    """`pivot_algo.profiler.profile` itself on the same states (sampling + the env's verifier, local
+    sandbox), once with the old sampler and once with the new, alternating which goes first."""
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401  (registers the envs)
+    from pivot_algo.policy.prefix_cache import PrefixKVCache
+    from pivot_algo.profiler import ProfileConfig, profile
+    from pivot_algo.rollout import Rollouts, StartState
+
+    trajectories = {s.trajectory_id: s.trajectory.to_dict() for s in states}  # each once, in order
+    env = gym.make("PivotTerminal-v0", trajectories=list(trajectories.values()), sandbox="local")
+    config = ProfileConfig(k=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           seed=args.seed)
+    start_states = [StartState(s.trajectory_id, s.turn) for s in states]
+    out: dict[str, dict] = {}
+    saved_engine, saved_cache = policy.engine, policy.prefix_cache
+    try:
+        for name in ("before", "after"):
+            policy.engine = "legacy" if name == "before" else "shared_prefix"
+            policy.prefix_cache = PrefixKVCache(0 if name == "before" else 8)
+            with tempfile.TemporaryDirectory(prefix="pivotrl-prof-") as tmp:
+                c0 = time.process_time()
+                report = profile(Rollouts(policy, env), start_states, config, Path(tmp) / "profile.jsonl",
+                                 progress=False)
+            out[name] = {"seconds": report.seconds, "cpu_s": time.process_time() - c0,
+                         "samples": report.samples, "mean_reward": report.mean_reward,
+                         "pivots_kept": report.pivots_kept}
+            print(f"  profiler {name}: {report.seconds:.1f} s for {len(states)} states", flush=True)
+    finally:
+        policy.engine, policy.prefix_cache = saved_engine, saved_cache
+        env.close()
+    out["speedup"] = {"wall": out["before"]["seconds"] / out["after"]["seconds"],
+                      "cpu": out["before"]["cpu_s"] / out["after"]["cpu_s"]}
+    return out
+
+
 def summarise(name: str, r: dict, reference: dict | None) -> dict:
     wall = sum(r["wall_s"])
     samples = sum(len(g) for g in r["samples"])
@@ -189,6 +226,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the smollm_terminal preset uses 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vllm", choices=["auto", "off", "require"], default="auto")
+    ap.add_argument("--profiler", action="store_true",
+                    help="instead: time pivot_algo.profiler.profile (sampling + verifier) before vs after")
     ap.add_argument("--vllm-timeout", type=int, default=1800)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
     ap.add_argument("--worker", choices=["vllm"], help=argparse.SUPPRESS)
@@ -206,6 +245,16 @@ def main() -> None:
     print(f"{len(states)} states ({args.trajectories} trajectories x last {args.last_turns} turns), prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); K={args.k} x "
           f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.threads} threads; load {load['start']}")
+    if args.profiler:
+        prof = run_profiler_phase(args, policy, states)
+        print(f"profiling phase: before {prof['before']['seconds']:.1f} s, after {prof['after']['seconds']:.1f} s -> "
+              f"{prof['speedup']['wall']:.2f}x wall, {prof['speedup']['cpu']:.2f}x CPU; load {os.getloadavg()}")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": args.model, "profiler_phase": prof, "load_start": load["start"],
+                                   "load_end": os.getloadavg(), "states": len(states)}, indent=1))
+        print(f"wrote {out}")
+        return
     hf = run_hf(args, policy, states)
     load["after_hf"] = os.getloadavg()
     vllm = run_vllm_subprocess(args, states)

@@ -1,7 +1,7 @@
 """Train-step benchmark: the shared-prefix loss step vs the naive per-sequence step.
 
-Setting (PivotRL's): one state = a ~1k-token tool-calling conversation (rendered by the project's
-chat template), G = 8 sampled completions of ~48 tokens. One "step" = per-token log-probs of the G
+Setting (PivotRL's): one state = a real ~1k-token conversation (a turn of the built-in terminal suite,
+rendered by the project's chat template), G = 8 completions of ~48 tokens sampled from the model. One "step" = per-token log-probs of the G
 completions (HFPolicy.group_logprobs, or naive_group_logprobs which recomputes the prompt in each of
 the G rows), a GRPO-style token-level loss, backward (and, with --optimizer-step, an AdamW step).
 
@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
+from benchmarks._terminal_workload import consecutive_turns
 from pivot_algo.policy import load_policy
-from pivot_algo.policy.synthetic import terminal_conversation
 
 
 def _rss_mb() -> float:
@@ -62,15 +62,12 @@ def _maxrss_mb() -> float:
 
 def build_inputs(model: str, prefix_tokens: int, group: int, completion_tokens: int, seed: int,
                  completions_kind: str = "sampled") -> dict:
-    """A realistic prompt of >= prefix_tokens tokens and G sampled completions."""
+    """The prompt of a REAL conversation (a turn of the built-in terminal suite, train split, whose
+    prompt is closest to prefix_tokens) and G completions sampled from the model at that turn."""
     policy = load_policy(model)
-    chars = prefix_tokens
-    while True:  # grow the conversation a little at a time until its prompt reaches prefix_tokens
-        messages, tools = terminal_conversation(chars, seed=seed)
-        prompt = policy.prompt_ids(messages, tools)
-        if len(prompt) >= prefix_tokens:
-            break
-        chars = int(chars * 1.05) + 1
+    states = consecutive_turns(policy, trajectories=12, last_turns=2)
+    state = min(states, key=lambda s: abs(len(s.prompt) - prefix_tokens))
+    prompt = state.prompt
     # Lengths spread around the target (a real group is ragged), sampled from the model itself.
     lengths = [max(8, completion_tokens + d) for d in
                [(-8 + 16 * i // max(1, group - 1)) for i in range(group)]]
@@ -88,6 +85,7 @@ def build_inputs(model: str, prefix_tokens: int, group: int, completion_tokens: 
         ids = ids + [ids[-1]] * (n - len(ids))  # a sample that ended early is padded with real ids
         completions.append(ids)
     return {"prompt": prompt, "completions": completions, "generate_s": gen_s,
+            "state": f"{state.trajectory_id} turn {state.turn}",
             "generate_note": f"HFPolicy.generate, 1 prompt of {len(prompt)} tokens x {group} samples x "
                              f"{max(lengths)} new tokens (prefix prefilled once)"}
 
@@ -155,7 +153,7 @@ def main() -> None:
     ap.add_argument("--prefix-tokens", type=int, default=1000)
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--completion-tokens", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--optimizer-step", action="store_true", help="include an AdamW step in each timed step")
     ap.add_argument("--seed", type=int, default=0)
@@ -194,7 +192,7 @@ def main() -> None:
     ts, tn = timing["shared"], timing["naive"]
     ms, mn = memory["shared"], memory["naive"]
     report = {
-        "model": args.model, "prefix_tokens": n_prompt, "group": args.group, "completion_tokens": comp_lens,
+        "model": args.model, "conversation": data.get("state", "random ids"), "prefix_tokens": n_prompt, "group": args.group, "completion_tokens": comp_lens,
         "tokens_through_model": {"shared": n_prompt + sum(comp_lens), "naive": args.group * n_prompt + sum(comp_lens)},
         "optimizer_step": args.optimizer_step, "threads": args.threads, "repeats": args.repeats,
         "timing": timing, "memory": memory,
