@@ -71,6 +71,12 @@ DOORS_REF = "Done. I called lockDoors(unlock=false). The last result was: None"
     ("Finished.", MessageTurn("close", "", (("lockDoors", {"unlock": False}),), ("None",)),
      DOORS_REF, False, "name one of"),
     ("I cannot move final_report.pdf.", MessageTurn("close", "", CD_MV, MV_OUT), MV_REF, False, "declines"),
+    # the result is the last step's output: earlier outputs echoed in the demonstration's call arguments
+    # need not be repeated
+    ("The average is 93.33.", MessageTurn("close", "", (("get_scores", {}), ("mean", {"numbers": [100, 95, 85]})),
+                                          ('{"scores": [100, 95, 85]}', '{"result": 93.33333333333333}'), last_step_outputs=1),
+     'Done. I called get_scores(), mean(numbers=[100, 95, 85]). The last result was: {"result": 93.33333333333333}',
+     True, "last tool output"),
     # id stuffing: the right value among values the turn never produced is guessing
     ("Done: final_report.pdf, USR001, USR002, AAPL, 12345.", MessageTurn("close", "", CD_MV, MV_OUT), MV_REF,
      False, "never produced"),

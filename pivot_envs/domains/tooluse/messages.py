@@ -7,7 +7,8 @@ by its content against what the turn is about. Two kinds (`task["message_turns"]
 Closing turn ("close": the turn's calls are done, the demonstration reports back). The reply must
 report what the turn produced, by recall of *salient values*:
 
-- Salient values (`atoms`) are taken from the turn's tool outputs (parsed as JSON when they are JSON):
+- Salient values (`atoms`) are taken from the tool output(s) of the turn's last step, i.e. the result
+  (parsed as JSON when they are JSON):
   every number; every short string (at most 3 words, no quotes) as a phrase; from a longer string its
   quoted parts and id-like tokens (a digit, or one of `_ . / @ #` inside, or ALL-CAPS) as phrases, and
   its remaining content words as one text value; dict keys that contain a digit (`USR002`). Booleans,
@@ -17,7 +18,7 @@ report what the turn produced, by recall of *salient values*:
   and with at least min(2, the value's own) decimals, so "3" does not recall 3.14 but "3.14" recalls
   3.14159; a text value is recalled when >= 60% (`TEXT_WORD_FRACTION`) of its content words occur
   (light stemming: "moved" = "move").
-- The rule: let S be the salient values of the turn's outputs that the demonstration's own message
+- The rule: let S be the salient values of those outputs that the demonstration's own message
   mentions. The reply earns 1 when it recalls at least `RECALL_FRACTION` (half, rounded up, at least
   one) of S. When S is empty (the outputs were `None`, or the demonstration mentions none of them), S
   is taken from the argument values of the turn's calls instead (what was done: the file created,
@@ -301,6 +302,7 @@ class MessageTurn:
     missing_parameters: tuple[tuple[str, str], ...] = ()  # (function, parameter)
     tools: tuple[dict, ...] = ()  # all the trajectory's tools (held-out ones included: for their docs)
     vocabulary: frozenset[str] = frozenset()  # schema words of every tool the env knows (beyond this trajectory)
+    last_step_outputs: int = 1  # how many of `outputs` the turn's last step returned (the result to report)
     # what does not depend on the reply, computed once per turn (and reference text)
     _memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -309,7 +311,8 @@ class MessageTurn:
         key = ("salient", reference_content)
         if key not in self._memo:
             ref = Reply.of(reference_content)
-            sources = (("the turn's tool outputs", output_atoms(self.outputs)),
+            last = self.outputs[len(self.outputs) - self.last_step_outputs:] if self.last_step_outputs else ()
+            sources = (("the turn's last tool output(s)", output_atoms(last)),
                        ("the turn's call arguments", [a for _, args in self.calls for a in value_atoms(args)]))
             self._memo[key] = [(src, [a for a in dict.fromkeys(atoms) if a.found_in(ref)]) for src, atoms in sources]
         return self._memo[key]
@@ -352,9 +355,12 @@ def message_turn(messages: list[dict], assistant_index: int, kind: str | None, t
     while first_user > 0 and messages[first_user - 1]["role"] == "user":
         first_user -= 1
     request = "\n".join(m.get("content") or "" for m in messages[first_user:start])
-    calls, outputs = [], []
+    calls: list[tuple[str, dict]] = []
+    outputs: list[str] = []
+    last_step = 0  # index in `outputs` where the last step's outputs start
     for m in messages[start:assistant_index]:
         if m["role"] == "assistant":
+            last_step = len(outputs)
             for c in m.get("tool_calls") or []:
                 fn = c.get("function", {})
                 args = fn.get("arguments")
@@ -367,7 +373,8 @@ def message_turn(messages: list[dict], assistant_index: int, kind: str | None, t
             outputs.append(m.get("content") or "")
     targets = targets or {}
     return MessageTurn(kind, request, tuple(calls), tuple(outputs), tuple(targets.get("functions", [])),
-                       tuple((f, p) for f, p in targets.get("parameters", [])), tuple(tools), vocabulary)
+                       tuple((f, p) for f, p in targets.get("parameters", [])), tuple(tools), vocabulary,
+                       len(outputs) - last_step)
 
 
 # ----------------------------------------------------------------------------- keywords of missing items
