@@ -179,21 +179,25 @@ def main() -> None:
     ap.add_argument("--skip-tooluse", action="store_true")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of the existing JSON for the domains not measured in this run")
+    ap.add_argument("--merge-from", default=None,
+                    help="a JSON written by another run whose rows fill the domains not measured here")
+    ap.add_argument("--name", default="constant_messages", help="results file name (benchmarks/results/NAME.json)")
     a = ap.parse_args()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     rows = [] if a.skip_tooluse else tooluse_rows(a.tooluse_verifiers.split(","), a.tooluse_limit)
     if not a.skip_terminal:
         rows += terminal_rows(a.terminal_verifiers.split(","), a.terminal_limit, a.sandbox)
-    if a.merge and (RESULTS / "constant_messages.json").exists():
+    source = Path(a.merge_from) if a.merge_from else RESULTS / f"{a.name}.json" if a.merge else None
+    if source is not None and source.exists():
         measured = {r["domain"].split("[")[0] for r in rows}
-        old = json.loads((RESULTS / "constant_messages.json").read_text())["rows"]
+        old = json.loads(source.read_text())["rows"]
         rows = [r for r in old if r["domain"].split("[")[0] not in measured] + rows
     print(f"load average before: {load0}, after: {os.getloadavg()}, {time.perf_counter() - t0:.0f} s")
     print_table(rows)
     for row in rows:
         print(verdict_line(row))
-    path = write_json("constant_messages", {
+    path = write_json(a.name, {
         "constants": list(CONSTANTS), "zero_share_required": ZERO_SHARE_REQUIRED,
         "load_average": {"before": load0, "after": os.getloadavg()},
         "rows": [{**row, "rule_holds": rule_holds(row)} for row in rows]})
