@@ -19,6 +19,9 @@ miss_func entries the held-out functions appear only from the turn that adds the
 - `mode="pivot"`: 1 when the verifier (`verifier=`: functional | canonical | execution | paper | exact,
   see `verifier.py`) says the action is equivalent to the demonstration's, else 0 (reason in
   `info["reason"]`). A backend failure that is not the action's fault is masked (`info["masked"]`).
+  Where the demonstration answers with a message, a reply earns 1 only for its content (`messages.py`:
+  a closing reply recalls the values the turn's result returned, a clarifying one names what is
+  missing), so a constant reply ("ok", "Done.") earns 0.
 - `mode="episode"`: BFCL's multi-turn check over the user turns the agent finished: after each turn
   with ground truth, the backends' public state equals the ground truth's state after that turn AND every
   ground-truth output of that turn is among the outputs the agent has received so far (BFCL's response
