@@ -202,6 +202,7 @@ def test_unknown_engine_and_unsupported_attention():
 
 
 @pytest.mark.smollm
+@pytest.mark.slow
 def test_smollm_reuse_matches_legacy(smollm_policy):
     """Grouped-query attention (9 query / 3 KV heads) and real long prompts: two consecutive turns."""
     smollm_policy.clear_prefix_cache()
