@@ -229,7 +229,11 @@ class VerifierPool:
     def costs(self) -> dict[str, float]:
         """The live actors' env cost meters, summed (a dead actor's meter is lost with it)."""
         total: dict[str, float] = {}
-        for c in self._ray.get([s.actor.costs.remote() for s in self._slots]):
+        for ref in [s.actor.costs.remote() for s in self._slots]:
+            try:
+                c = self._ray.get(ref)
+            except self._ray.exceptions.RayActorError:  # died since its last job: its meter is gone
+                continue
             for k, v in c.items():
                 total[k] = total.get(k, 0) + v
         return total

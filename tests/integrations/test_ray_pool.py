@@ -208,3 +208,13 @@ def test_pivotrl_profile_on_the_pool_writes_what_the_in_process_profiler_writes(
             for name in ("local", "pool")}
     assert rows["local"] and rows["local"] == rows["pool"]
     assert pooled["samples"] == local["samples"] and pooled["masked_samples"] == 0
+
+
+def test_an_env_the_actors_cannot_build_is_a_typed_error(ray_address):
+    from pivot_algo.distributed import VerifierPool
+    from pivot_algo.distributed.ray_pool import PoolError
+
+    with pytest.raises(PoolError, match="could not build"):
+        VerifierPool(ENV_ID, {"sandbox": "no-such-backend"}, num_actors=1, num_cpus_per_actor=0.25)
+    with pytest.raises(PoolError, match="num_actors"):
+        VerifierPool(ENV_ID, ENV_KWARGS, num_actors=0)
