@@ -403,6 +403,7 @@ def test_offline_plan_maps_runners_onto_the_registries():
     assert plan.apt_packages == ("curl", "git") and plan.uv_version == "0.9.7"
     assert sorted(plan.python_requirements) == sorted(("pytest==8.4.1", "pytest-json-ctrf==0.3.5", "pytest",
                                                        "pytest-timeout", "requests>=2", "numpy==2.1.0"))
+    assert plan.preinstalled == ("pytest-timeout", "requests>=2", "numpy==2.1.0")  # plain pip: also into the image
     new = plan.rewritten["test.sh"].splitlines()
     assert new[1] == "true && true" and new[2] == "true" and new[3] == "source $HOME/.local/bin/env"
     assert new[4].startswith("uvx -w pytest==8.4.1") and "-p 3.13" not in new[4]
@@ -580,3 +581,11 @@ def test_wild_tasks_convert_score_and_replay(docker_backend, tmp_path):
         with docker_backend.create(traj.task["image"], workdir=traj.task["workdir"]) as sb:
             before = sb.exec(traj.task["test"], timeout=120)
             assert f"{harbor.REWARD_LINE_PREFIX}0" in before.stdout, (traj.id, before.stdout[-500:])
+
+
+@pytest.mark.docker
+def test_a_test_that_passes_on_the_initial_state_is_refused(docker_backend):
+    """Its reward.json says 1 before anything ran: converting it would hand out free rewards."""
+    with pytest.raises(harbor.TaskRefusedError, match="already pass on the initial state") as info:
+        harbor.convert_task(WILD_DIR / "hello-file-trivial", docker_backend)
+    assert info.value.kind == "passes_initially"

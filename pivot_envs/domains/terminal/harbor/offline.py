@@ -11,7 +11,8 @@ other host. So `plan_test_dependencies` reads the test scripts and returns an `O
     `$HOME/.local/bin/env`, which that installer writes and test scripts `source`, is created;
   - every Python requirement the tests name (`pip install`, `uv pip install`, `uvx`/`uv tool run`
     tool and `--with`/`--from`, `uv run --with`, `-r requirements.txt` from the tests folder) is
-    downloaded into the wheelhouse /opt/pivotrl/wheels.
+    downloaded into the wheelhouse /opt/pivotrl/wheels; what plain `pip install` lines name is also
+    installed into the image's Python (the test's pip then finds it satisfied, fast).
 * test time (`rewrite`, `test_env`): the apt/apk lines and the uv installer pipeline become `true`
   (already done at build); `-p/--python X` is dropped from uv/uvx (uv would download that Python from
   GitHub; the image's Python runs the tests); pip and uv then install from the wheelhouse with
@@ -53,6 +54,9 @@ class OfflinePlan:
     uv_version: str | None = None  # "" = latest; None = uv not needed
     rewritten: dict[str, str] = dataclasses.field(default_factory=dict)  # tests-bundle path -> new text
     notes: tuple[str, ...] = ()  # one line per rewrite, for the trajectory's record and the README
+    # What plain `pip install` lines install: also installed into the image's Python at build time, so
+    # the test's own pip finds them satisfied instead of reinstalling on every test run.
+    preinstalled: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -64,7 +68,7 @@ class OfflinePlan:
 
     def key(self) -> str:
         """What the image build depends on (part of the image's content hash)."""
-        return repr((self.apt_packages, self.python_requirements, self.uv_version))
+        return repr((self.apt_packages, self.python_requirements, self.uv_version, self.preinstalled))
 
     def dockerfile_lines(self) -> list[str]:
         lines: list[str] = []
@@ -85,6 +89,9 @@ class OfflinePlan:
         if self.python_requirements:
             reqs = " ".join(shlex.quote(r) for r in self.python_requirements)
             lines.append(f"RUN mkdir -p {WHEELHOUSE} && {pip} download --no-cache-dir -q -d {WHEELHOUSE} {reqs}")
+        if self.preinstalled:
+            reqs = " ".join(shlex.quote(r) for r in self.preinstalled)
+            lines.append(f"RUN {pip} install --no-cache-dir -q --no-index --find-links {WHEELHOUSE} {reqs}")
         return lines
 
 
@@ -230,6 +237,7 @@ def plan_test_dependencies(files: dict[str, bytes], scripts: list[str]) -> Offli
     """Read the shell `scripts` (paths inside the tests bundle `files`) and plan their offline run."""
     apt: list[str] = []
     reqs: list[str] = []
+    system_pip: list[str] = []
     uv_version: str | None = None
     rewritten: dict[str, str] = {}
     notes: list[str] = []
@@ -267,7 +275,10 @@ def plan_test_dependencies(files: dict[str, bytes], scripts: list[str]) -> Offli
 
         new = _APT_RE.sub(apt_line, new)
         for m in _PIP_RE.finditer(new):
-            reqs.extend(_pip_requirements(_split(m.group(2), m.group(0)), files, m.group(0)))
+            found = _pip_requirements(_split(m.group(2), m.group(0)), files, m.group(0))
+            reqs.extend(found)
+            if not m.group(1).startswith("uv"):
+                system_pip.extend(found)
 
         def uv_command(m: re.Match, rel: str = rel) -> str:
             kind = re.sub(r"\s+", " ", m.group(1))
@@ -290,7 +301,8 @@ def plan_test_dependencies(files: dict[str, bytes], scripts: list[str]) -> Offli
                                             "Dockerfile or tests folder.")
         if new != text:
             rewritten[rel] = new
-    return OfflinePlan(tuple(dict.fromkeys(apt)), tuple(dict.fromkeys(reqs)), uv_version, rewritten, tuple(notes))
+    return OfflinePlan(tuple(dict.fromkeys(apt)), tuple(dict.fromkeys(reqs)), uv_version, rewritten, tuple(notes),
+                       tuple(dict.fromkeys(system_pip)))
 
 
 def shell_scripts(files: dict[str, bytes], entry: str) -> list[str]:

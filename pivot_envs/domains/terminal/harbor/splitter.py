@@ -428,7 +428,7 @@ _CD_CHAIN_RE = re.compile(r"(?:^|&&)\s*((?:cd|pushd)\s+(?:'[^']*'|\"[^\"]*\"|[^\
 
 _BLOCK_START_RE = re.compile(r"^(for|while|until|if|case|select|\{)(\s|$)")
 _ASSIGNED_RE = re.compile(r"(?:^|[\s;&|(])(?:(?:local|declare|export|readonly)\s+(?:-\w+\s+)*)?([A-Za-z_]\w*)"
-                          r"(?:\[[^\]]*\])?\+?=|\bread\s+(?:-[A-Za-z]+\s+(?:\S+\s+)?)*((?:[A-Za-z_]\w*\s*)+)"
+                          r"(?:\[[^\]]*\])?\+?=|\bread\s+(?:-[A-Za-z]*[dptnNu]\s+\S+\s+|-[A-Za-z]+\s+)*((?:[A-Za-z_]\w*[ \t]*)+)"
                           r"|\b(?:mapfile|readarray)\s+(?:-\w+\s+)*([A-Za-z_]\w*)", flags=re.MULTILINE)
 _MUTATING_RE = re.compile(r"(?<![\w./-])(rm|mv|cp|mkdir|rmdir|touch|tee|chmod|chown|ln|sed\s+-i|git|pip3?|apt(-get)?"
                           r"|tar|unzip|zip|gzip|gunzip|curl|wget|python3?|perl|sqlite3|make|dd|truncate|install|patch"
@@ -443,10 +443,20 @@ def _assigned_names(text: str) -> set[str]:
     return names
 
 
+_ARITH_OR_EXPANSION_RE = re.compile(r"\(\((.*?)\)\)|\$\{([^}]*)\}|\[\[(.*?)\]\]", flags=re.DOTALL)
+
+
 def _reads(text: str, names: set[str]) -> bool:
-    """Might `text` read one of `names`? A whole-word match: `$x`, `${x[@]}` and arithmetic `(( x + 1 ))`
-    alike (over-inclusion only carries an assignment that was not needed)."""
-    return any(re.search(rf"(?<![\w-]){re.escape(n)}(?!\w)", text) for n in names)
+    """Might `text` read one of `names`: `$x`, `${x...}`, or a bare `x` inside `(( ))`, `${ }` (array
+    indices) or `[[ ]]` (over-inclusion only carries an assignment that was not needed)."""
+    if not names:
+        return False
+    regions = "\n".join(g for m in _ARITH_OR_EXPANSION_RE.finditer(text) for g in m.groups() if g)
+    for n in names:
+        name = re.escape(n)
+        if re.search(rf"\$\{{?[!#]?{name}(?!\w)", text) or re.search(rf"(?<![\w$-]){name}(?!\w)", regions):
+            return True
+    return False
 
 
 def _pure_block_state(chunk: str, later: list[str]) -> bool:
