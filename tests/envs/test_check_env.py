@@ -1,5 +1,6 @@
 """Registry-wide env contract: every registered Pivot env passes Gymnasium's check_env, in both
-modes. A new domain gets this test for free once it is registered in pivot_envs/__init__.py."""
+modes, on every sandbox backend it declares. The cases come from the domains' `ENV_SPEC`s
+(pivot_envs/registration.py), so a new domain gets this test for free once it declares one."""
 
 from __future__ import annotations
 
@@ -7,21 +8,30 @@ import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import pivot_envs
+from pivot_envs.registration import env_specs
 
-# per-env constructor arguments that keep the check small and fast
-SMALL = {
-    "PivotTerminal-v0": lambda backend: {"sandbox": backend, "trajectory": 0, "reset_to_turn": 1},
-    "PivotToolUse-v0": lambda backend: {"trajectory": 0, "reset_to_turn": 1},
-}
+SPECS = {spec.id: spec for spec in env_specs()}
+CASES = [pytest.param(spec.id, backend, id=f"{spec.id}-{backend or 'no-sandbox'}",
+                      marks=[pytest.mark.docker] if backend == "docker" else [])
+         for spec in SPECS.values() for backend in (spec.sandboxes or (None,))]
+
+
+def test_every_registered_pivot_env_has_a_spec():
+    from gymnasium.envs.registration import registry
+
+    import pivot_envs
+
+    registered = {k for k, s in registry.items() if str(s.entry_point).startswith("pivot_envs.")}
+    assert set(pivot_envs.ENV_IDS) == set(SPECS) and set(SPECS) <= registered
+    assert "PivotSWE-v0" in SPECS
 
 
 @pytest.mark.parametrize("mode", ["pivot", "episode"])
-@pytest.mark.parametrize("env_id", pivot_envs.ENV_IDS)
-def test_check_env(env_id, mode, sandbox_backend):
-    if env_id != "PivotTerminal-v0" and sandbox_backend.name != "local":
-        pytest.skip("backend-independent env: checked once")
-    kwargs = SMALL[env_id](sandbox_backend)
+@pytest.mark.parametrize(("env_id", "backend"), CASES)
+def test_check_env(env_id, backend, mode, request):
+    kwargs = dict(SPECS[env_id].check_kwargs)
+    if backend is not None:
+        kwargs["sandbox"] = request.getfixturevalue(f"{backend}_backend")
     env = gym.make(env_id, mode=mode, **kwargs)
     try:
         check_env(env.unwrapped, skip_render_check=True)

@@ -1,1 +1,6 @@
 """PivotSWE-v0: bug fixing in real Python repositories (see env.py and README.md)."""
+
+from pivot_envs.registration import EnvSpec
+
+ENV_SPEC = EnvSpec(id="PivotSWE-v0", entry_point="pivot_envs.domains.swe.env:SWEEnv",
+                   check_kwargs={"trajectory": 0, "reset_to_turn": 1}, sandboxes=("docker",))

@@ -199,13 +199,17 @@ def _git(box: Sandbox, cmd: str) -> str:
     return res.stdout
 
 
+def instance_id_of(spec: Any, m: Mutation) -> str:
+    digest = hashlib.sha256(f"{m.path}:{m.start_line}:{m.new_text}".encode()).hexdigest()[:8]
+    return f"pivotrl__{spec.name}.{m.kind}.{digest}"
+
+
 def make_instance(box: Sandbox, spec: Any, cand: Candidate, f2p: list[str], p2p: list[str], env_commit: str,
                   library_files: set[str], seed: int) -> dict[str, Any]:
     """Take both patches from git (the bug: clean -> buggy; the gold patch: its reverse), compute the
     instance's base commit in a copy of the buggy tree, write the statement."""
     m = cand.mutation
-    digest = hashlib.sha256(f"{m.path}:{m.start_line}:{m.new_text}".encode()).hexdigest()[:8]
-    instance_id = f"pivotrl__{spec.name}.{m.kind}.{digest}"
+    instance_id = instance_id_of(spec, m)
     bug_patch = _git(box, f"git diff -- '{m.path}'")
     gold_patch = _git(box, f"git diff -R -- '{m.path}'")
     base_commit = _git(box, f"rm -rf /tmp/pivotrl-base && cp -a /testbed /tmp/pivotrl-base && cd /tmp/pivotrl-base "
@@ -235,7 +239,7 @@ def make_instance(box: Sandbox, spec: Any, cand: Candidate, f2p: list[str], p2p:
 
 
 def generate_repo(spec: Any, backend: SandboxBackend, *, per_repo: int, max_candidates: int,
-                  seed: int, part: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  seed: int, part: Path | None = None, per_function: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Instances of one repository and a report (candidates tried, kept, dropped by reason). With
     `part`, the instances so far and the report are rewritten there after every kept instance, so
     a run that is stopped keeps what it made."""
@@ -257,12 +261,18 @@ def generate_repo(spec: Any, backend: SandboxBackend, *, per_repo: int, max_cand
         sources = {p: box.read_file(p).decode() for p in modules}
         candidates = [m for p in modules for m in find_mutations(p, sources[p])]
         rng = random.Random(f"{seed}:{spec.name}")
-        sampled = sample_balanced(candidates, max_candidates, rng, valid=lambda m: is_valid(m, sources[m.path]))
-        instances: list[dict[str, Any]] = []
+        sampled = sample_balanced(candidates, max_candidates, rng, valid=lambda m: is_valid(m, sources[m.path]),
+                                  per_function=per_function)
+        # resume: instances already in `part` are kept, and their mutations are not run again
+        instances: list[dict[str, Any]] = load_instances(part) if part is not None and part.is_file() else []
+        done = {i["instance_id"] for i in instances}
+        stats["kept"] = stats["resumed"] = len(instances)
         related_files: dict[str, list[str] | None] = {}
         for m in sampled:
             if len(instances) >= per_repo:
                 break
+            if instance_id_of(spec, m) in done:
+                continue
             stats["candidates"] += 1
             box.write_file(m.path, m.apply(sources[m.path]))
             try:
@@ -325,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-repo", type=int, default=45, help="instances to keep per repository")
     parser.add_argument("--max-candidates", type=int, default=120, help="mutations to try per repository")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-function", type=int, default=2, help="mutations tried per function at most")
     parser.add_argument("--parts", type=Path, default=DATA_DIR / "parts",
                         help="one file per repository is written here as it finishes (several runs may share it)")
     parser.add_argument("--merge", action="store_true", help="only merge the parts into --out")
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.repos:
                 instances, stats = generate_repo(REPOS[name], backend, per_repo=args.per_repo,
                                                  max_candidates=args.max_candidates, seed=args.seed,
-                                                 part=args.parts / f"{name}.jsonl.gz")
+                                                 part=args.parts / f"{name}.jsonl.gz", per_function=args.per_function)
                 save_instances(instances, args.parts / f"{name}.jsonl.gz")
                 (args.parts / f"{name}.stats.json").write_text(json.dumps(stats) + "\n")
                 print(json.dumps(stats))

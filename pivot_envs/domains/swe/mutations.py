@@ -258,15 +258,15 @@ def is_valid(m: Mutation, source: str) -> bool:
 
 
 def sample_balanced(mutations: list[Mutation], n: int, rng: random.Random,
-                    valid: Callable[[Mutation], bool] = lambda m: True) -> list[Mutation]:
+                    valid: Callable[[Mutation], bool] = lambda m: True, per_function: int = 2) -> list[Mutation]:
     """Up to `n` valid mutations drawn round-robin over kinds (so rare kinds are not crowded out), at
-    most two per function."""
+    most `per_function` per function (a small library needs more than two)."""
     by_kind: dict[str, list[Mutation]] = {k: [] for k in KINDS}
     for m in mutations:
         by_kind[m.kind].append(m)
     for pool in by_kind.values():
         rng.shuffle(pool)
-    per_function: dict[tuple[str, str], int] = {}
+    used: dict[tuple[str, str], int] = {}
     out: list[Mutation] = []
     while len(out) < n and any(by_kind.values()):
         for kind in KINDS:
@@ -274,8 +274,8 @@ def sample_balanced(mutations: list[Mutation], n: int, rng: random.Random,
             while pool:
                 m = pool.pop()
                 key = (m.path, m.function)
-                if per_function.get(key, 0) < 2 and valid(m):
-                    per_function[key] = per_function.get(key, 0) + 1
+                if used.get(key, 0) < per_function and valid(m):
+                    used[key] = used.get(key, 0) + 1
                     out.append(m)
                     break
             if len(out) >= n:

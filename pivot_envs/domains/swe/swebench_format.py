@@ -66,6 +66,8 @@ def changed_files(patch: str) -> list[str]:
         patch_set = PatchSet(patch)
     except UnidiffParseError as e:
         raise SWEBenchFormatError(f"not a unified diff: {e}", field="patch") from None
+    if not len(patch_set):
+        raise SWEBenchFormatError("not a unified diff: no `--- a/...` / `+++ b/...` file headers", field="patch")
     out = []
     for f in patch_set:
         path = f.path

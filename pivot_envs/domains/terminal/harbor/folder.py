@@ -9,14 +9,16 @@ task.yaml (task folders are not searched further), converts each (convert.py) an
 * `OUT` minus `.jsonl` plus `.status.jsonl` — one line per finished task: name, folder, content hash,
   outcome (converted / episode_only / refused), refusal kind and reason, seconds.
 
-Both are appended and flushed after every task. A run that is killed and started again with the same
-`out` skips every task whose folder content (and converter version) has not changed since it was
-finished; a trailing half-written line is dropped. `FolderReport.table()` is the summary.
+All are appended and flushed after every task. A run that is killed and started again with the same
+`out` skips every task whose folder content has not changed since this version of the converter (a
+hash of its code) finished it; a trailing half-written line is dropped. `FolderReport.table()` is the
+summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -32,8 +34,18 @@ from pivot_envs.domains.terminal.harbor.convert import (
 from pivot_envs.domains.terminal.harbor.task import HarborTaskError, tree_hash
 from pivot_envs.sandbox import SandboxBackend, make_backend
 
-# A resumed run redoes tasks converted by another converter version.
-CONVERTER_VERSION = f"pivotrl-harbor-3/{BUILD_RECIPE}"
+
+def _converter_version() -> str:
+    """A hash of the converter's own code (this package and the recorder): a resumed run redoes the
+    tasks that another version of the converter finished, and only those."""
+    h = hashlib.sha256(BUILD_RECIPE.encode())
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.glob("*.py")) + [here.parent / "tasks" / "recorder.py"]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return "pivotrl-harbor/" + h.hexdigest()[:12]
+
+
+CONVERTER_VERSION = _converter_version()
 STATUSES = ("converted", "episode_only", "refused")
 
 

@@ -1,0 +1,67 @@
+"""Reset to every turn of >= 30 SWE trajectories gives the same repository as a fresh replay.
+
+The fresh replay is independent of the env's snapshot cache: a new container from the image, the
+instance checked out, the demonstration's calls 0..k-1 run one by one through `tools.run_call`.
+The repository hash covers the normalised diff against the base commit, HEAD and `git status`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import gymnasium as gym
+import pytest
+
+import pivot_envs  # noqa: F401
+from pivot_envs.domains.swe import repository
+from pivot_envs.domains.swe.expert import builtin_trajectories
+from pivot_envs.domains.swe.tools import run_call
+from pivot_envs.sandbox import SandboxLimits
+from pivot_envs.trajectory import load_trajectories, tool_calls_of
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+N_TRAJECTORIES = 30
+
+
+def repo_hash(box, task) -> str:
+    def run(b, cmd, timeout_s=None, workdir=None):
+        return b.exec(cmd, timeout=timeout_s or 60, workdir=workdir)
+    diff = repository.repo_diff(box, task, run)
+    head = box.exec("git rev-parse HEAD; git status --porcelain", timeout=60).stdout
+    return hashlib.sha256((diff + "\0" + head).encode()).hexdigest()
+
+
+def identity_sample() -> list:
+    """N_TRAJECTORIES trajectories spread evenly over the shipped ones (fixed order)."""
+    rows = builtin_trajectories("all")
+    return rows[:: max(1, len(rows) // N_TRAJECTORIES)][:N_TRAJECTORIES]
+
+
+def test_reset_to_every_turn_matches_a_fresh_replay(docker_backend):
+    sample = identity_sample()
+    assert len(sample) >= N_TRAJECTORIES
+    # SWE_IDENTITY_SHARD=i/n checks every n-th trajectory only (to spread a measurement over processes)
+    shard, n_shards = map(int, os.environ.get("SWE_IDENTITY_SHARD", "0/1").split("/"))
+    trajs = load_trajectories(sample[shard::n_shards])
+    env = gym.make("PivotSWE-v0", trajectories=trajs, sandbox=docker_backend, mode="episode")
+    checked = 0
+    try:
+        for t in trajs:
+            task = t.task
+            limits = SandboxLimits(**{**task["limits"], "timeout_s": task["timeout_s"]})
+            with docker_backend.create(task["image"], workdir=task["workdir"], limits=limits) as fresh:
+                def run(b, cmd, timeout_s=None, workdir=None, limit=task["timeout_s"]):
+                    return b.exec(cmd, timeout=timeout_s or limit, workdir=workdir)
+                repository.checkout_instance(fresh, task, run)
+                for k in range(t.num_turns):
+                    env.reset(options={"trajectory": t.id, "turn": k})
+                    assert repo_hash(env.unwrapped._state.sandbox, task) == repo_hash(fresh, task), (t.id, k)
+                    checked += 1
+                    for call in tool_calls_of(t.reference(k)):
+                        run_call(fresh, call, lambda b, c: run(b, c), task["timeout_s"])
+    finally:
+        env.close()
+    assert checked >= 6 * len(trajs)
+    print(f"reset identity: {checked} (trajectory, turn) pairs over {len(trajs)} trajectories match")
+    assert docker_backend.live_resources() == []
