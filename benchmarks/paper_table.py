@@ -292,10 +292,10 @@ def profile_for(preset: GridPreset, cfg: RunConfig, base: str, verifier: str, tr
 
 
 def run_cell(preset: GridPreset, seed: int, method: str, tasks: dict[str, list[dict]], out: Path) -> dict[str, Any]:
-    t0 = time.perf_counter()
     seed_dir = out / f"seed{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
-    base = str(pretrain_base(preset, seed))
+    base = str(pretrain_base(preset, seed))  # shared by every method of the seed: not charged to any
+    t0 = time.perf_counter()
     cfg = run_config(preset, seed, tasks["train"], seed_dir)
     suites = {"in_domain": tasks["eval_in"], "ood_group_a": tasks["eval_ood_a"], "ood_tool": tasks["eval_tool"]}
     train_ids = [t["id"] for t in tasks["train"]]
@@ -397,7 +397,7 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
     for m in preset.methods:
         r = summary["methods"][m]
         c = r["costs"]
-        piv = "-" if r["pivots"] is None else f"{r['pivots']:.0f} ({(r['pivot_share'] or 0) * 100:.0f}%)"
+        piv = "-" if r["pivots"] is None else f"{r['pivots']:.1f} ({(r['pivot_share'] or 0) * 100:.1f}%)"
         lines.append("| " + " | ".join([
             LABELS[m], _ci(r["in_domain"]), _ci(r.get("in_domain_minus_sft")), _ci(r["ood_group_a"]), _ci(r["ood_tool"]),
             _ci(r["ood"]), _ci(r.get("ood_minus_base")), f"{c['rollout_turns']:.0f}", f"{c['sandbox_executions']:.0f}",
@@ -413,8 +413,9 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
               f"{meta['cells_resumed']} read back), load average at start {meta['load_start']}, at end "
               f"{meta['load_end']}")]
     for m in preset.methods:
-        for n in summary["methods"][m]["notes"]:
-            notes.append(f"{LABELS[m]}: {n[:200]}")
+        for n in sorted(set(summary["methods"][m]["notes"])):
+            seeds_with = sum(x == n for x in summary["methods"][m]["notes"])
+            notes.append(f"{LABELS[m]} ({seeds_with} of {len(preset.seeds)} seeds): {n.split(':')[0]}")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
@@ -531,6 +532,48 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
     return result
 
 
+def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root: Path, max_eval: int = 24
+                ) -> dict[str, Any]:
+    """The world's design check (run on dev tasks): per seed, does the pre-trained base have pivots
+    (mixed-outcome groups at a sizeable share of the in-domain candidate states), and how competent is
+    it in and out of domain? Logged to log.jsonl like every grid run."""
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    tasks = world(preset)
+    small = {"in_domain": tasks["eval_in"][:max_eval], "ood_group_a": tasks["eval_ood_a"][:max_eval],
+             "ood_tool": tasks["eval_tool"][:max_eval]}
+    rows = []
+    for seed in preset.seeds:
+        seed_dir = work_root / preset_name / preset.key() / f"seed{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        base = str(pretrain_base(preset, seed))
+        cfg = run_config(preset, seed, tasks["train"], seed_dir)
+        pivots, costs, prof = profile_for(preset, cfg, base, "execution", [t["id"] for t in tasks["train"]], seed_dir)
+        ev = evaluate(cfg, base, small)
+        row = {"seed": seed, "pivots": len(pivots), "candidate_states": prof["candidate_states"],
+               "pivot_share": len(pivots) / max(prof["candidate_states"], 1), "start_mean_reward": prof["mean_reward"],
+               "base_success": {k: v["success"] for k, v in ev.items()}, "eval_tasks": max_eval,
+               "profile_model_calls": costs["rollout_turns"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    pivot_total = sum(r["pivots"] for r in rows)
+    cand_total = sum(r["candidate_states"] for r in rows)
+    share = pivot_total / max(cand_total, 1)
+    half = 1.96 * math.sqrt(share * (1 - share) / max(cand_total, 1))  # normal approximation over states
+    summary = {"event": "world_check", "preset": preset_name, "key": preset.key(), "commit": _git_commit(),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": dataclasses.asdict(preset),
+               "rows": rows, "pivot_share": share, "pivot_share_ci95": [max(0.0, share - half), min(1.0, share + half)],
+               "seconds": time.perf_counter() - t0, "load": [round(x, 2) for x in os.getloadavg()]}
+    out_root.mkdir(parents=True, exist_ok=True)
+    with (out_root / "log.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(summary) + "\n")
+    print(f"pivot share {share:.3f} (95% CI {summary['pivot_share_ci95'][0]:.3f}-{summary['pivot_share_ci95'][1]:.3f}) "
+          f"over {cand_total} candidate states, {len(rows)} seed(s)")
+    return summary
+
+
 def check_filled(result: dict[str, Any]) -> list[str]:
     """Problems with a result: a missing cell or a number that is not finite (empty = all good)."""
     problems = []
@@ -559,9 +602,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoints and profiles (default runs/paper_table, git-ignored)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds instead of the preset's (e.g. 0)")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the preset's methods")
+    parser.add_argument("--world-check", action="store_true",
+                        help="only pre-train the bases, profile them and evaluate them (designing the world)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     preset = PRESETS[args.preset]
+    if args.world_check and preset.phase != "dev":
+        parser.error("--world-check designs the world: run it on a dev-phase preset (ci or dev), never on full")
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(int(x) for x in args.seeds.split(",")))
     if args.methods:
@@ -569,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
         preset = dataclasses.replace(preset, methods=tuple(args.methods.split(",")))
+    if args.world_check:
+        world_check(args.preset, preset, Path(args.out), Path(args.work))
+        return 0
     result = run_grid(args.preset, Path(args.out), preset, Path(args.work))
     problems = check_filled(result)
     for p in problems:
