@@ -589,3 +589,31 @@ def test_a_test_that_passes_on_the_initial_state_is_refused(docker_backend):
     with pytest.raises(harbor.TaskRefusedError, match="already pass on the initial state") as info:
         harbor.convert_task(WILD_DIR / "hello-file-trivial", docker_backend)
     assert info.value.kind == "passes_initially"
+
+
+def _prebuilt_image_task(tmp_path: Path, image: object) -> Path:
+    root = tmp_path / "prebuilt"
+    (root / "tests").mkdir(parents=True)
+    (root / "instruction.md").write_text("Create /app/done.\n")
+    (root / "task.toml").write_text(f"[environment]\ndocker_image = {json.dumps(image)}\n")
+    (root / "tests" / "test.sh").write_text("test -f /app/done\n")
+    (root / "solution").mkdir()
+    (root / "solution" / "solve.sh").write_text("touch /app/done\n")
+    return root
+
+
+def test_prebuilt_docker_image_without_a_dockerfile_loads(tmp_path):
+    task = harbor.load_task(_prebuilt_image_task(tmp_path, "python:3.12-slim"))
+    assert task.generated_dockerfile == "FROM python:3.12-slim\nWORKDIR /app\n" and task.workdir == "/app"
+    with pytest.raises(HarborTaskError, match="docker_image must be an image name"):
+        harbor.load_task(_prebuilt_image_task(tmp_path / "bad", 3))
+    (tmp_path / "prebuilt" / "task.toml").write_text("[environment]\ncpus = 1\n")
+    with pytest.raises(HarborTaskError, match=r"missing environment/Dockerfile \(or \[environment\] docker_image"):
+        harbor.load_task(tmp_path / "prebuilt")
+
+
+@pytest.mark.docker
+def test_prebuilt_docker_image_task_converts(docker_backend, tmp_path):
+    converted = harbor.convert_task(_prebuilt_image_task(tmp_path, "python:3.12-slim"), docker_backend)
+    assert converted.status == "converted" and converted.initial_passed is False
+    assert converted.trajectory["task"]["image"].startswith("pivotrl/task-prebuilt:")

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,12 @@ def build_image(task: HarborTask, fallback_base: str | None = None, *, plan: Off
     base = fallback_base or builder.DEFAULT_IMAGE
     tag = image_tag(task, plan, base)
     try:
-        return builder.build_task_image(task.dockerfile_dir, tag, base, force=force, extra_lines=plan.dockerfile_lines())
+        if task.generated_dockerfile is None:
+            return builder.build_task_image(task.dockerfile_dir, tag, base, force=force,
+                                            extra_lines=plan.dockerfile_lines())
+        with tempfile.TemporaryDirectory(prefix="pivotrl-harbor-context-") as context:
+            (Path(context) / "Dockerfile").write_text(task.generated_dockerfile)
+            return builder.build_task_image(context, tag, base, force=force, extra_lines=plan.dockerfile_lines())
     except builder.ImageBuildError as e:
         raise TaskRefusedError(f"{task.path}: the image does not build: {e}", kind="image_build_failed") from None
 

@@ -58,6 +58,8 @@ class HarborTask:
     limits: SandboxLimits
     metadata: dict[str, Any]
     allow_internet: bool | None = None  # `[environment] allow_internet` as declared (None: not declared)
+    # A prebuilt image (`[environment] docker_image`, no Dockerfile): the Dockerfile built is this text.
+    generated_dockerfile: str | None = None
 
     @property
     def slug(self) -> str:
@@ -65,6 +67,8 @@ class HarborTask:
 
     def build_context_hash(self) -> str:
         """Hash of the Docker build context (the Dockerfile folder), file names and contents."""
+        if self.generated_dockerfile is not None:
+            return hashlib.sha256(self.generated_dockerfile.encode()).hexdigest()
         return tree_hash(self.dockerfile_dir)
 
     def content_hash(self) -> str:
@@ -194,7 +198,15 @@ def _load_harbor(root: Path) -> HarborTask:
         raise HarborTaskError(f"{root / 'instruction.md'}: the instruction is empty")
     env_cfg, agent, verifier = cfg.get("environment", {}), cfg.get("agent", {}), cfg.get("verifier", {})
     dockerfile_dir = root / "environment"
-    dockerfile = _read_text(dockerfile_dir / "Dockerfile", "environment/Dockerfile")
+    generated = None
+    prebuilt = env_cfg.get("docker_image")
+    if not (dockerfile_dir / "Dockerfile").is_file() and prebuilt is not None:
+        if not isinstance(prebuilt, str) or not prebuilt.strip() or any(c.isspace() for c in prebuilt.strip()):
+            raise HarborTaskError(f"{src}: [environment] docker_image must be an image name, got {prebuilt!r}")
+        # Harbor runs a prebuilt image as it is; its working directory is then the task's /app.
+        generated = f"FROM {prebuilt.strip()}\nWORKDIR {DEFAULT_WORKDIR}\n"
+    dockerfile = generated if generated is not None else _read_text(
+        dockerfile_dir / "Dockerfile", "environment/Dockerfile (or [environment] docker_image in task.toml)")
     test_sh = root / "tests" / "test.sh"
     _read_text(test_sh, "tests/test.sh (the verifier)")
     solve = root / "solution" / "solve.sh"
@@ -214,8 +226,8 @@ def _load_harbor(root: Path) -> HarborTask:
         workdir=dockerfile_workdir(dockerfile), agent_timeout_s=agent_t, test_timeout_s=test_t,
         build_timeout_s=_optional_number(env_cfg.get("build_timeout_sec"), src, "[environment] build_timeout_sec"),
         limits=SandboxLimits(cpus=cpus, memory_mb=memory_mb, timeout_s=min(agent_t, MAX_COMMAND_TIMEOUT_S)),
-        metadata=dict(cfg.get("metadata", {})), allow_internet=_flag(env_cfg.get("allow_internet"), src,
-                                                                     "[environment] allow_internet"))
+        metadata=dict(cfg.get("metadata", {})), generated_dockerfile=generated,
+        allow_internet=_flag(env_cfg.get("allow_internet"), src, "[environment] allow_internet"))
 
 
 def _flag(value: Any, source: str, key: str) -> bool | None:
