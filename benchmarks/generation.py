@@ -95,6 +95,26 @@ def dataclass_copy(obj):
     return dataclasses.replace(obj)
 
 
+def run_batched(args: argparse.Namespace, policy, states) -> dict:
+    """The new sampler with each trajectory's visited turns in ONE generate call (what a profiler that
+    batched a trajectory's states would do): the K rows of every turn share each decode step's weight
+    reads. Not the profiler's current call pattern; shown for what batching would add."""
+    policy.clear_prefix_cache()
+    by_traj: dict[str, list] = {}
+    for st in states:
+        by_traj.setdefault(st.trajectory_id, []).append(st)
+    res: dict = {"wall_s": [], "cpu_s": [], "samples": []}
+    for tid, group in by_traj.items():
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = policy.generate([st.prompt for st in group], args.k, seed=stable_seed(args.seed, tid),
+                              **_sample_kwargs(args))
+        res["wall_s"].append(time.perf_counter() - w0)
+        res["cpu_s"].append(time.process_time() - c0)
+        res["samples"].extend([(c.token_ids, c.logprobs) for c in g] for g in out)
+        print(f"  batched {tid}: {len(group)} turns in one call, {res['wall_s'][-1]:.2f} s", flush=True)
+    return res
+
+
 def run_vllm_subprocess(args: argparse.Namespace, states) -> dict | None:
     if args.vllm == "off":
         return None
@@ -200,7 +220,7 @@ def summarise(name: str, r: dict, reference: dict | None) -> dict:
                 "max_abs_logprob_diff_vs_hf_first_state", "mean_abs_logprob_diff_vs_hf_first_state"):
         if key in r:
             out[key] = sum(r[key]) if key == "cpu_s" else r[key]
-    if reference is not None and name != "vllm":
+    if reference is not None and name not in ("vllm", "after_batched_turns"):
         same = diff = 0
         max_lp = 0.0
         for g_ref, g in zip(reference["samples"], r["samples"]):
@@ -226,6 +246,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the smollm_terminal preset uses 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vllm", choices=["auto", "off", "require"], default="auto")
+    ap.add_argument("--batched", action="store_true",
+                    help="also time the new sampler with each trajectory's turns batched into one call")
     ap.add_argument("--profiler", action="store_true",
                     help="instead: time pivot_algo.profiler.profile (sampling + verifier) before vs after")
     ap.add_argument("--vllm-timeout", type=int, default=1800)
@@ -256,6 +278,8 @@ def main() -> None:
         print(f"wrote {out}")
         return
     hf = run_hf(args, policy, states)
+    if args.batched:
+        hf["after_batched_turns"] = run_batched(args, policy, states)
     load["after_hf"] = os.getloadavg()
     vllm = run_vllm_subprocess(args, states)
     load["end"] = os.getloadavg()
