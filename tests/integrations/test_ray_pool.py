@@ -218,3 +218,20 @@ def test_an_env_the_actors_cannot_build_is_a_typed_error(ray_address):
         VerifierPool(ENV_ID, {"sandbox": "no-such-backend"}, num_actors=1, num_cpus_per_actor=0.25)
     with pytest.raises(PoolError, match="num_actors"):
         VerifierPool(ENV_ID, ENV_KWARGS, num_actors=0)
+
+
+def test_a_trainer_batch_is_judged_on_the_pool(pool, local_env):
+    """The TRL reward over the pool: one job per distinct state, verdicts back in completion order."""
+    from pivot_algo.integrations.trl import pivot_reward
+
+    jobs = _jobs(local_env, slice(0, 1))[:2]
+    expected = _in_process(local_env, jobs)
+    tids = [s.trajectory_id for s, acts in jobs for _ in acts]
+    turns = [s.turn for s, acts in jobs for _ in acts]
+    completions = [a for _, acts in jobs for a in acts]
+    order = list(range(len(completions)))[::-1]  # interleave states: the reward must regroup them
+    reward = pivot_reward(pool)
+    got = reward(prompts=[None] * len(order), completions=[completions[i] for i in order],
+                 trajectory_id=[tids[i] for i in order], turn=[turns[i] for i in order])
+    flat = [r for row in expected for r, _ in row]
+    assert got == [flat[i] for i in order]
