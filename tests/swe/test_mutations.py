@@ -88,6 +88,16 @@ def test_the_expert_edit_reverses_each_mutation_uniquely():
         assert buggy.replace(old, new) == SOURCE
 
 
+def test_the_expert_edit_is_unique_when_only_lines_were_removed_amid_repeated_context():
+    # found on inflection: the unique context `    ))\n\n` stops being unique once its last newline
+    # is dropped from old_str, so the uniqueness check must look at old_str as it is sent
+    for clean, removed in [("    ))\n    ))\n    ))\n\n", "    ))\n"),
+                           ("def f():\n    a(\n    ))\n    b(\n    ))\n\n\nx = 1\n", "    b(\n    ))\n")]:
+        buggy = clean.replace(removed, "", 1)
+        old, new = fix_edit(buggy, clean)
+        assert buggy.count(old) == 1 and buggy.replace(old, new) == clean, (clean, old)
+
+
 def test_a_stale_mutation_refuses_to_apply():
     m = find_mutations("m.py", SOURCE)[0]
     with pytest.raises(ValueError, match="changed"):

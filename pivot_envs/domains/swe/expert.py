@@ -55,22 +55,10 @@ def user_message(task: dict[str, Any]) -> str:
             f"Make the failing tests pass without breaking the others; don't change the tests.")
 
 
-def _unique_region(text: str, start: int, end: int) -> tuple[int, int]:
-    """Grow lines [start, end) of `text` by context lines until they occur once in `text`."""
-    lines = text.splitlines(keepends=True)
-    lo, hi = start, end
-    while True:
-        chunk = "".join(lines[lo:hi])
-        if chunk.strip() and text.count(chunk) == 1:
-            return lo, hi
-        if lo == 0 and hi >= len(lines):
-            return lo, hi
-        lo, hi = max(0, lo - 1), min(len(lines), hi + 1)
-
-
 def fix_edit(buggy: str, clean: str) -> tuple[str, str]:
     """(old_str, new_str) for one `str_replace` that turns `buggy` into `clean`: the differing lines
-    plus enough context to be unique, without the trailing newline of the last line."""
+    plus context lines, grown until `old_str` occurs once in `buggy` (without the trailing newline
+    of its last line, as a person would select it)."""
     b, c = buggy.splitlines(keepends=True), clean.splitlines(keepends=True)
     head = 0
     while head < min(len(b), len(c)) and b[head] == c[head]:
@@ -78,12 +66,14 @@ def fix_edit(buggy: str, clean: str) -> tuple[str, str]:
     tail = 0
     while tail < min(len(b), len(c)) - head and b[-1 - tail] == c[-1 - tail]:
         tail += 1
-    lo, hi = _unique_region(buggy, head, len(b) - tail)
-    old = "".join(b[lo:hi])
-    new = "".join(c[lo:len(c) - (len(b) - hi)])
-    if old.endswith("\n") and new.endswith("\n"):
-        old, new = old[:-1], new[:-1]
-    return old, new
+    lo, hi = head, len(b) - tail
+    while True:
+        old, new = "".join(b[lo:hi]), "".join(c[lo:len(c) - (len(b) - hi)])
+        if old.endswith("\n") and new.endswith("\n"):
+            old, new = old[:-1], new[:-1]
+        if (old.strip() and buggy.count(old) == 1) or (lo == 0 and hi >= len(b)):
+            return old, new
+        lo, hi = max(0, lo - 1), min(len(b), hi + 1)
 
 
 def function_span(source: str, qualname: str, line: int) -> tuple[int, int]:
@@ -161,8 +151,10 @@ def record(instance: dict[str, Any], backend: SandboxBackend, *, seed: int = 0) 
         rec.editor(f"Let me read `{short}`.", command="view", path=f"/testbed/{path}",
                    view_range=[max(1, start), min(n_lines, max(end, start + 1))])
         old, new = fix_edit(buggy, clean)
-        rec.editor(f"I see the problem in `{short}`; fixing it.", command="str_replace", path=f"/testbed/{path}",
-                   old_str=old, new_str=new)
+        out = rec.editor(f"I see the problem in `{short}`; fixing it.", command="str_replace",
+                         path=f"/testbed/{path}", old_str=old, new_str=new)
+        if out.startswith("ERROR"):
+            raise ExpertFailedError(f"{task['instance_id']}: the expert's edit was refused: {out[:300]}")
         rec.bash("Now the failing tests should pass.", _pytest(f2p))
         rec.bash("And the rest of the test files should still pass.",
                  "python3 -m pytest -q -p no:cacheprovider --tb=short " + " ".join(shlex.quote(p) for p in task["test_paths"]))
