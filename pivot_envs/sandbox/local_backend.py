@@ -19,13 +19,24 @@ What a sandbox sees
       kernel tears down when the command exits (docker keeps them running in the container).
     * No network (a private network namespace with loopback only) unless `limits.network`.
     * uid 0 inside a user namespace that maps only root: `chown` to other users fails.
+    * No capabilities (`--cap-drop ALL`: CapEff 0, so no remount of the read-only binds and no
+      reading past file permissions), no_new_privs, and a seccomp filter (seccomp.py) that denies
+      the mount API, new namespaces, ptrace, keyctl, bpf, module loading, kexec and raw devices.
+    * No host secrets: /etc is a copy taken when the backend starts, without /etc/shadow,
+      /etc/gshadow, keys and every other file "other" users may not read; such files elsewhere in
+      the binds are masked; host /root, /home, /var/lib/docker and the Docker socket are never bound.
+    * A disk quota (`limits.disk_mb`): the upper dirs live on the sandbox's own loop-mounted ext4
+      volume (volumes.py), so a write past it fails with ENOSPC and `ExecResult.disk_full` is set.
 
 How state is stored (all under one root directory, removed by `close()` and at interpreter exit)
-    * `L/<n>`: immutable layers. Each is a former overlay upper dir, whiteouts (char devices 0/0)
-      and opaque-dir xattrs included, so it works as an overlay lower layer as is.
-    * `S/<n>/{upper,work,merged}`: one live sandbox. `merged` is an overlay mount whose lower
-      layers are the stack it was forked from; it mirrors the sandbox paths of the persistent dirs
-      (merged/app, merged/tmp, merged/root), which are bound into the sandbox at those paths.
+    * `V/<volume>/{upper,work,layers/<n>,trash}`: a sandbox's quota volume (an ext4 file system on
+      a loop device, image `V/<volume>.img`). `layers/<n>` are immutable layers frozen from its
+      upper dir: whiteouts (char devices 0/0) and opaque-dir xattrs included, so they work as
+      overlay lower layers as is. A volume stays mounted while a snapshot stands on its layers.
+    * `L/<n>`: squashed layers (and the empty one), on the host disk.
+    * `S/<n>/merged`: one live sandbox's overlay mount, whose lower layers are the stack it was
+      forked from; it mirrors the sandbox paths of the persistent dirs (merged/app, merged/tmp,
+      merged/root), which are bound into the sandbox at those paths.
     * `snapshot()` unmounts (no process runs between execs), renames the upper dir into a new layer,
       pushes it on the stack and remounts over a fresh upper: O(1), whatever the state size. A stack
       deeper than `max_layers` is squashed into one layer (a copy of its merged view).
