@@ -47,31 +47,12 @@ def _table_command(argv: list[str]) -> int:
     spec = importlib.util.spec_from_file_location("pivotrl_paper_table", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.main(argv))
-
-
-def _table_command(argv: list[str]) -> int:
-    """Run benchmarks/paper_table.py (it lives with the benchmarks, beside its results) from a checkout."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_table.py"
-    if not path.exists():
-        print(f"pivotrl table: {path} not found; `pivotrl table` runs from a source checkout", file=sys.stderr)
-        return 2
-    spec = importlib.util.spec_from_file_location("pivotrl_paper_table", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
     spec.loader.exec_module(module)
     return int(module.main(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["table"]:  # `pivotrl table --preset ci|dev|full`: the paper-table grid, its own options
-        return _table_command(argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:  # `pivotrl sandbox gc`: maintenance, not a training stage
         return _sandbox_command(argv[1:])
