@@ -38,6 +38,7 @@ def identity_sample() -> list:
     return rows[:: max(1, len(rows) // N_TRAJECTORIES)][:N_TRAJECTORIES]
 
 
+@pytest.mark.timeout(3600)
 def test_reset_to_every_turn_matches_a_fresh_replay(docker_backend):
     sample = identity_sample()
     assert len(sample) >= N_TRAJECTORIES
@@ -60,6 +61,7 @@ def test_reset_to_every_turn_matches_a_fresh_replay(docker_backend):
                     checked += 1
                     for call in tool_calls_of(t.reference(k)):
                         run_call(fresh, call, lambda b, c: run(b, c), task["timeout_s"])
+            print(f"{t.id}: {t.num_turns} turns identical", flush=True)
     finally:
         env.close()
     assert checked >= 6 * len(trajs)
