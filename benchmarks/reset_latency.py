@@ -99,7 +99,8 @@ def bench_tooluse(n_traj: int, reps: int) -> list[dict]:
 
 
 def bench_swe(n_traj: int, reps: int) -> list[dict]:
-    """PivotSWE-v0 (docker): pivot-mode resets at k = 0 / mid / last, cold and warm (opt-in: --swe)."""
+    """PivotSWE-v0 (docker, opt-in: --swe): pivot resets cold and warm at k = 0 / mid / last, and warm
+    episode resets (a live fork answering its first command) from the same, shared snapshot cache."""
     from os import getloadavg
 
     from pivot_envs.domains.swe.expert import builtin_trajectories as swe_trajectories
@@ -107,16 +108,18 @@ def bench_swe(n_traj: int, reps: int) -> list[dict]:
     trajs = load_trajectories(swe_trajectories("train"))[:n_traj]
     ks = {"0": lambda t: 0, "mid": lambda t: t.num_turns // 2, "last": lambda t: t.num_turns - 1}
     rows = []
-    env = gym.make("PivotSWE-v0", trajectories=trajs, sandbox="docker")
-    try:
-        for label, k_of in ks.items():
-            cold = time_resets(env, trajs, k_of, 1, cold=True, first_exec=False)
-            warm = time_resets(env, trajs, k_of, reps, cold=False, first_exec=False)
-            rows.append({"env": "PivotSWE-v0", "backend": "docker", "reset": "pivot", "k": label,
-                         "cold_p50": pct(cold, 50), "cold_p95": pct(cold, 95), "warm_p50": pct(warm, 50),
-                         "warm_p95": pct(warm, 95), "n_warm": len(warm), "load": getloadavg()})
-    finally:
-        env.close()
+    for mode in ("pivot", "episode"):
+        env = gym.make("PivotSWE-v0", trajectories=trajs, sandbox="docker", mode=mode)
+        try:
+            for label, k_of in ks.items():
+                cold = time_resets(env, trajs, k_of, 1, cold=True, first_exec=False) if mode == "pivot" else []
+                time_resets(env, trajs, k_of, 1, cold=False, first_exec=False)  # every trajectory cached
+                warm = time_resets(env, trajs, k_of, reps, cold=False, first_exec=mode == "episode")
+                rows.append({"env": "PivotSWE-v0", "backend": "docker", "reset": mode, "k": label,
+                             "cold_p50": pct(cold, 50), "cold_p95": pct(cold, 95), "warm_p50": pct(warm, 50),
+                             "warm_p95": pct(warm, 95), "n_warm": len(warm), "load": getloadavg()})
+        finally:
+            env.close()
     return rows
 
 
