@@ -480,6 +480,7 @@ WILD_EXPECTED = {
     "hello-file-trivial": ("refused", "passes_initially"),       # reward.json 1 on the untouched state
     "json-to-env-no-solution": ("episode_only", ""),             # TB, no solution.sh; pip install pytest
     "log-status-uvx": ("converted", ""),                         # apt curl, astral uv, uvx -p 3.13; here-strings
+    "markdown-table-pip-solution": ("converted", ""),            # the solution itself runs pip install
     "nginx-config-partial": ("converted", ""),                   # fractional reward.txt; continuations
     "organize-downloads-json": ("converted", ""),                # reward.json, test always exits 0; for/case
     "py-package-build": ("converted", ""),                       # TB: cd chains, `python`, continuations
@@ -617,3 +618,13 @@ def test_prebuilt_docker_image_task_converts(docker_backend, tmp_path):
     converted = harbor.convert_task(_prebuilt_image_task(tmp_path, "python:3.12-slim"), docker_backend)
     assert converted.status == "converted" and converted.initial_passed is False
     assert converted.trajectory["task"]["image"].startswith("pivotrl/task-prebuilt:")
+
+
+def test_packages_the_solution_installs_come_from_the_wheelhouse():
+    plan = _plan("python3 /tests/check.py\n").with_solution("set -e\npip install --quiet tabulate==0.9.0\npython3 x.py\n")
+    assert plan.solution_requirements == ("tabulate==0.9.0",) and plan.python_requirements == ("tabulate==0.9.0",)
+    assert plan.command_env is not None and plan.command_env["PIP_FIND_LINKS"] == "/opt/pivotrl/wheels"
+    assert plan.preinstalled == ()  # downloaded only: the demonstration still installs it
+    assert _plan("true\n").with_solution("echo no installs\n").command_env is None
+    with pytest.raises(TestsNeedNetworkError, match="git\\+https://example.com/x.git"):
+        _plan("true\n").with_solution("pip install git+https://example.com/x.git\n")

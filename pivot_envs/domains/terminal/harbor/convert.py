@@ -76,8 +76,10 @@ class ConvertedTask:
 
 
 def offline_plan(task: HarborTask) -> OfflinePlan:
-    """How the task's tests run offline (raises TestsNeedNetworkError when they cannot)."""
-    return plan_test_dependencies(task.tests_bundle, shell_scripts(task.tests_bundle, task.test_entry))
+    """How the task's tests (and the Python packages its solution installs) run offline; raises
+    TestsNeedNetworkError when they cannot."""
+    plan = plan_test_dependencies(task.tests_bundle, shell_scripts(task.tests_bundle, task.test_entry))
+    return plan.with_solution(task.solution) if task.solution is not None else plan
 
 
 def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None = None) -> dict[str, Any]:
@@ -91,6 +93,7 @@ def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None =
         "source": {"format": task.layout, "name": task.name, "content_hash": task.content_hash()[:16],
                    "offline_rewrites": list(plan.notes)},
         "metadata": task.metadata,
+        **({"env": plan.command_env} if plan.command_env else {}),
     }
 
 
@@ -155,7 +158,8 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
         raise TaskRefusedError(f"{task.path}: the solution has no commands", kind="invalid_task")
     commands = parsed.steps if parsed is not None else []
     recording = record_commands(be, image, workdir=task.workdir, limits=task.limits, commands=commands,
-                                test=task_dict["test"], task_id=task.name, test_timeout_s=task.test_timeout_s,
+                                test=task_dict["test"], env=task_dict.get("env"), task_id=task.name,
+                                test_timeout_s=task.test_timeout_s,
                                 check_initial=check_initial and parsed is not None,
                                 stop_on_error=bool(parsed and parsed.stop_on_error))
     initial_passed = None if recording.initial_test is None else recording.initial_test.ok

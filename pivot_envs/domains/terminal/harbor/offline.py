@@ -18,6 +18,9 @@ other host. So `plan_test_dependencies` reads the test scripts and returns an `O
   GitHub; the image's Python runs the tests); pip and uv then install from the wheelhouse with
   `PIP_NO_INDEX`/`UV_OFFLINE` set, so every other line of the script runs as written.
 
+Python packages the solution itself installs (`pip install ...` in solve.sh) are downloaded into the
+wheelhouse as well, and every command of the task runs with pip/uv pointed at it (`command_env`).
+
 What still needs a host at test time (`curl`/`wget` of another URL, `git clone`, `pip install
 git+https://...`, `npm`/`npx`, `cargo install`, ...) is a `TestsNeedNetworkError` naming the command.
 """
@@ -57,6 +60,35 @@ class OfflinePlan:
     # What plain `pip install` lines install: also installed into the image's Python at build time, so
     # the test's own pip finds them satisfied instead of reinstalling on every test run.
     preinstalled: tuple[str, ...] = ()
+    # What the solution's own `pip install` / `uv pip install` / `uvx` lines name: downloaded into the
+    # wheelhouse too (not installed: the demonstration still installs them), and every command of the
+    # task then runs with OFFLINE_ENV so that pip and uv find them there (`command_env`).
+    solution_requirements: tuple[str, ...] = ()
+
+    @property
+    def command_env(self) -> dict[str, str] | None:
+        """Environment for every command of the task (agent, replay, verifier): None unless the
+        solution installs Python packages."""
+        return dict(OFFLINE_ENV) if self.solution_requirements else None
+
+    def with_solution(self, script: str) -> OfflinePlan:
+        """This plan plus what the solution `script` installs from PyPI."""
+        reqs: list[str] = []
+        uses_uv = False
+        for m in _PIP_RE.finditer(script):
+            reqs.extend(_pip_requirements(_split(m.group(2), m.group(0)), {}, m.group(0)))
+        for m in _UVX_RE.finditer(script):
+            kind = re.sub(r"\s+", " ", m.group(1))
+            uses_uv = True
+            if kind != "uv venv":
+                reqs.extend(_uv_tool_requirements(kind, _split(m.group(2), m.group(0)), {}, m.group(0)))
+        uses_uv = uses_uv or bool(re.search(r"(?<![\w-])uv[ \t]+pip[ \t]", script))
+        if not reqs:
+            return self
+        return dataclasses.replace(
+            self, python_requirements=tuple(dict.fromkeys(self.python_requirements + tuple(reqs))),
+            solution_requirements=tuple(dict.fromkeys(reqs)),
+            uv_version=self.uv_version if self.uv_version is not None or not uses_uv else "")
 
     @property
     def empty(self) -> bool:
@@ -68,7 +100,8 @@ class OfflinePlan:
 
     def key(self) -> str:
         """What the image build depends on (part of the image's content hash)."""
-        return repr((self.apt_packages, self.python_requirements, self.uv_version, self.preinstalled))
+        return repr((self.apt_packages, self.python_requirements, self.uv_version, self.preinstalled,
+                     self.solution_requirements))
 
     def dockerfile_lines(self) -> list[str]:
         lines: list[str] = []
@@ -145,7 +178,7 @@ def _is_url_requirement(req: str) -> bool:
 
 def _requirement(word: str, command: str) -> str | None:
     if _is_url_requirement(word):
-        raise TestsNeedNetworkError(f"the tests run `{command.strip()}`, which installs {word!r} from a URL; sandboxes "
+        raise TestsNeedNetworkError(f"`{command.strip()}` installs {word!r} from a URL; sandboxes "
                                     "have no network at test time and only PyPI is reachable when the image is "
                                     "built. Pin a PyPI release instead.")
     if word.startswith((".", "/")) or word.endswith((".whl", ".tar.gz", ".zip")):
@@ -157,7 +190,7 @@ def _requirements_file(path: str, files: dict[str, bytes], command: str) -> list
     rel = re.sub(r"^(\$TEST_DIR|\$\{TEST_DIR\}|/tests)/", "", path)
     data = files.get(rel)
     if data is None:
-        raise HarborTaskError(f"the tests run `{command.strip()}` but {path!r} is not in the tests folder; ship it "
+        raise HarborTaskError(f"`{command.strip()}` reads {path!r}, which is not in the tests folder; ship it "
                               f"there so its requirements can be installed when the image is built")
     reqs = []
     for line in data.decode("utf-8", "replace").splitlines():
