@@ -159,7 +159,7 @@ def test_humaneval_timeout_kills_the_program_and_leaves_nothing():
 
 
 def _require_jail() -> None:
-    from conftest import require  # tests/ is on sys.path
+    from tests.conftest import require
 
     require(humaneval._jail_backend() is not None,
             "the HumanEval jail needs the local sandbox backend (bubblewrap, root)")

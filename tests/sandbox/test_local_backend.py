@@ -18,7 +18,7 @@ pytestmark = pytest.mark.local
 @pytest.fixture
 def fresh_backend(request):
     """A private backend (so that tests can inspect and close it), skipped like conftest's."""
-    from conftest import require  # tests/ is on sys.path (pytest rootdir conftest)
+    from tests.conftest import require
 
     try:
         be = make_backend("local", **getattr(request, "param", {}))
@@ -175,7 +175,7 @@ def test_snapshot_of_other_backend_is_rejected(local_backend):
 
 def test_each_sandbox_has_a_cgroup_that_is_removed(fresh_backend):
     be = fresh_backend
-    from conftest import require
+    from tests.conftest import require
 
     require(be.cgroups.available, f"no cgroups here: {be.cgroups.reason}")  # a FAILURE under CI=true
     sb = be.create(limits=SandboxLimits(memory_mb=48, timeout_s=5))
