@@ -34,10 +34,10 @@ env.step(render_bash_call("sleep 300; echo " + sys.argv[2]))
 """
 
 
-def _processes_with(marker: str) -> list[int]:
+def _processes_with(marker: str, exclude: tuple[int, ...] = ()) -> list[int]:
     found = []
     for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) != os.getpid():
+        if pid.isdigit() and int(pid) != os.getpid() and int(pid) not in exclude:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if marker.encode() in f.read():
@@ -76,9 +76,11 @@ def test_sigkill_mid_episode_then_reaper_leaves_nothing(backend_name, reaper):
         assert line, f"the child run failed to start: {child.stderr.read()[-2000:]}"
         state = json.loads(line)
         deadline = time.monotonic() + 60
-        while not _processes_with(marker) and time.monotonic() < deadline:
-            time.sleep(0.2)  # wait until the sampled command runs inside a sandbox
-        assert _processes_with(marker), "the episode's command never started"
+        # The child's own argv holds the marker too: wait for a process other than the child, i.e. the
+        # sampled command running inside a sandbox (in pivot mode the forks only exist from step on).
+        while not _processes_with(marker, exclude=(child.pid,)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_with(marker, exclude=(child.pid,)), "the episode's command never started"
         containers = []
         if backend_name == "docker":
             import docker
