@@ -19,6 +19,9 @@ from .toy_env import AdderEnv, make_trajectories
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="2026-12-01: fails the same way on the previous main's code (8755597) in "
+                   "this round's dependency set (0.078 -> 0.125, margin 0.08 not reached): the margin was measured "
+                   "under other package versions and must be re-measured; see the issue note")
 def test_pivotrl_raises_heldout_pivot_reward(tmp_path):
     policy = load_policy("tiny")
     rollouts = Rollouts(policy, AdderEnv(make_trajectories(range(60))))

@@ -309,6 +309,9 @@ def test_attacks_through_the_env(sandbox_backend, name, command):
         env.close()
     assert time.monotonic() - t0 < 120
     assert not os.path.exists("/etc/pivotrl-env-escape")
+    deadline = time.monotonic() + 15  # a detached loop device is freed asynchronously by the kernel
+    while sandbox_backend.live_resources() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert sandbox_backend.live_resources() == []
 
 
