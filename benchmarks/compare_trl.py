@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,23 +48,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
+from benchmarks._common import maxrss_mb, rss_mb
 from benchmarks._terminal_workload import TurnState, consecutive_turns
 from pivot_algo.policy import load_policy
 
 LOSS_ATOL = 1e-4  # |our loss - TRL loss| on the identical batch
 GRAD_RTOL = 1e-3  # ||g_ours - g_trl|| / ||g_trl||
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _states(policy, args) -> list[TurnState]:
@@ -142,7 +130,7 @@ def worker_ours(args) -> dict:
                                                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature})
         trainer = Trainer(config, policy, rollouts, [s.trajectory_id for s in states],
                           pivots=[StartState(s.trajectory_id, s.turn) for s in states])
-        rss_ready = _rss_mb()
+        rss_ready = rss_mb()
         steps = []
         for _ in range(args.steps):
             m = trainer.train_step()
@@ -150,7 +138,7 @@ def worker_ours(args) -> dict:
                           "update_s": m["charts/update_seconds"], "mean_reward": m["charts/mean_reward"],
                           "skipped_update": m.get("charts/skipped_update", 0.0), "loss": m.get("losses/loss")})
     env.close()
-    return {"steps": steps, "rss_ready_mb": rss_ready, "peak_rss_mb": _maxrss_mb()}
+    return {"steps": steps, "rss_ready_mb": rss_ready, "peak_rss_mb": maxrss_mb()}
 
 
 def worker_trl(args) -> dict:
@@ -176,10 +164,10 @@ def worker_trl(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="pivotrl-trl-") as tmp:
         trainer = _trl_trainer(args, policy, states, verifier_reward(env, states), tmp)
         trainer.add_callback(StepClock())
-        rss_ready = _rss_mb()
+        rss_ready = rss_mb()
         trainer.train()
     env.close()
-    return {"steps": steps, "rss_ready_mb": rss_ready, "peak_rss_mb": _maxrss_mb()}
+    return {"steps": steps, "rss_ready_mb": rss_ready, "peak_rss_mb": maxrss_mb()}
 
 
 def worker_agree(args) -> dict:

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,21 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
+from benchmarks._common import maxrss_mb, rss_mb
 from benchmarks._terminal_workload import consecutive_turns
 from pivot_algo.policy import load_policy
-
-
-def _rss_mb() -> float:
-    """Current resident set size of this process, MiB (from /proc)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def build_inputs(model: str, prefix_tokens: int, group: int, completion_tokens: int, seed: int,
@@ -116,9 +103,9 @@ def memory_worker(args: argparse.Namespace) -> None:
     policy = load_policy(args.model)
     policy.model.train()
     step = _make_step(policy, args.worker, data["prompt"], data["completions"], args.optimizer_step)
-    rss_before, maxrss_before = _rss_mb(), _maxrss_mb()
+    rss_before, maxrss_before = rss_mb(), maxrss_mb()
     lp = step()
-    maxrss = _maxrss_mb()
+    maxrss = maxrss_mb()
     print(json.dumps({"rss_before_step_mb": rss_before, "peak_rss_mb": maxrss,
                       "step_peak_increase_mb": maxrss - rss_before,
                       "peak_visible": maxrss > maxrss_before,  # False: the step stayed below the load-time peak
