@@ -30,6 +30,9 @@ def exact_match_judge(texts: Sequence[str], reference: dict, tools: Sequence[dic
             out.append(Verdict.wrong(f"unparseable action: {parsed.error}", "exact"))
             continue
         calls = [(c.name, c.arguments) for c in parsed.tool_calls]
+        if not calls and not parsed.content.strip():  # an empty reply never matches, even an empty demonstration
+            out.append(Verdict.wrong("empty message", "exact"))
+            continue
         if ref_calls:
             same = calls == ref_calls
         else:

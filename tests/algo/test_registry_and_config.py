@@ -155,6 +155,8 @@ REF_CALL = {"role": "assistant", "content": "list", "tool_calls": [
     ("ls -la", REF_CALL, 0.0),
     ("Done.", {"role": "assistant", "content": "Done."}, 1.0),
     ("Done!", {"role": "assistant", "content": "Done."}, 0.0),
+    ("", {"role": "assistant", "content": ""}, 0.0),  # an empty reply never earns reward, even vs an empty demo
+    ("  \n", {"role": "assistant", "content": None}, 0.0),
 ])
 def test_exact_match_judge(text, reference, expected):
     (v,) = exact_match_judge([text], reference, BASH)

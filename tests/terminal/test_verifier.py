@@ -251,3 +251,13 @@ def test_filling_the_disk_quota_scores_0_with_a_reason(sandbox_backend):
         assert "disk quota" in info["reason"], info["reason"]
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("reply", ["", "   \n"])
+def test_exact_verifier_gives_an_empty_reply_nothing_even_against_an_empty_demonstration(reply):
+    from pivot_envs.domains.terminal.verifier import ExactVerifier
+    from pivot_envs.parsing import parse_action
+
+    verdict = ExactVerifier().judge(None, parse_action(reply), {"role": "assistant", "content": ""})
+    assert verdict.reward == 0 and not verdict.masked and verdict.reason == "empty message"
+    assert ExactVerifier().judge(None, parse_action("Done."), {"role": "assistant", "content": "Done."}).reward == 1

@@ -238,6 +238,8 @@ class ExactVerifier:
         got_calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in action.tool_calls]
         if ref_calls or got_calls:
             ok = ref_calls == got_calls
+        elif not action.content.strip():  # an empty demonstration message must not let an empty reply through
+            return Verdict.wrong("empty message", self.name)
         else:
             ok = (reference.get("content") or "").strip() == action.content.strip()
         return (Verdict.correct("exact match", self.name) if ok
