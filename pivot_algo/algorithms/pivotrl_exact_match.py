@@ -10,7 +10,7 @@ same profile as PivotRL's (functional verifier), so only the training reward dif
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pivot_algo.algorithms import register_algorithm
 from pivot_algo.algorithms.pivotrl import PivotRL, PivotRLConfig
