@@ -357,9 +357,11 @@ class DockerSandbox(Sandbox):
         return free < max(DISK_FULL_SLACK_BYTES, (self.limits.disk_mb << 20) // 100) or inodes == 0
 
     def _run(self, argv: list[str], *, env: Mapping[str, str] | None = None,
-             workdir: str | None = None) -> tuple[int, bytes, bytes]:
+             workdir: str = "/") -> tuple[int, bytes, bytes]:
         """docker exec `argv`; return (exit code, stdout, stderr). Raises SandboxError when the
-        container cannot run it (closed, dead, daemon gone): that is infrastructure, not a result."""
+        container cannot run it (closed, dead, daemon gone): that is infrastructure, not a result.
+        Runs from `/`, not the container's working dir: an action may delete that dir, and docker then
+        cannot start any process there (the exec wrapper `cd`s into the command's own workdir)."""
         if self._closed:
             raise SandboxError("this sandbox is closed; fork or create a new one")
         docker = _docker_module()

@@ -37,6 +37,20 @@ def test_exec_env_and_workdir_arguments(sandbox_backend):
         assert sb.exec('echo "[$GREETING]"').stdout == "[]\n"  # env is per exec
 
 
+def test_a_deleted_workdir_is_a_result_not_an_infrastructure_failure(sandbox_backend):
+    # `rm -rf` of the working directory is something a model does; afterwards a command run elsewhere
+    # must still work, and one run in the vanished directory fails as a command (exit != 0).
+    with sandbox_backend.create() as sb:
+        assert sb.exec("echo x > kept.txt").ok
+        sb.exec(f"cd / && rm -rf {sb.workdir}")  # the local backend's workdir is a mount point: emptied, not removed
+        assert sb.exec("echo alive; pwd", workdir="/").stdout == "alive\n/\n"
+        assert not sb.exec("test -e kept.txt", workdir="/").ok or not sb.exec(f"test -e {sb.workdir}/kept.txt").ok
+        if not sb.exec(f"test -d {sb.workdir}", workdir="/").ok:
+            gone = sb.exec("pwd")
+            assert not gone.ok and not gone.timed_out
+        assert sb.exec(f"mkdir -p {sb.workdir} && echo back", workdir="/").ok  # and it can be made again
+
+
 def test_state_persists_between_execs_in_the_workdir(sandbox_backend):
     with sandbox_backend.create() as sb:
         assert sb.exec("echo one > notes.txt && mkdir -p a/b && echo two > a/b/c.txt").ok
