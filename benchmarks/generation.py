@@ -1,28 +1,33 @@
 """Generation benchmark: the profiling workload, sampled by each engine side by side in one run.
 
-Workload (PivotRL's profiling phase): K samples x up to N new tokens at consecutive turns of a few
-real terminal trajectories (built-in suite, train split; the last few turns of each, ~700-1000-token
-prompts), one `generate` call per state in visiting order, as `pivot_algo.profiler` makes them;
-each state's seed is derived from (trajectory, turn) as in the profiler, the same for every engine.
+Workload (PivotRL's profiling phase): K samples x up to N new tokens at consecutive turns of real
+terminal trajectories (built-in suite, train split; by default all 5 turns of 2 trajectories, 10
+states), each state seeded from (trajectory, turn) as the profiler seeds it, the same for every
+engine, so every HF engine must sample the same tokens (checked).
 
-Engines (HF engines in this process, interleaved state by state so load from other processes hits
-them alike; each starts from an empty prefix cache):
-- `before`: the sampler as it was (engine="legacy", prefix_reuse=False): each prompt prefilled from
-  scratch, its KV copied into the K rows, decoded with the model's SDPA.
-- `shared`: shared-prefix decoding (one KV copy per prompt), prompts still prefilled from scratch.
-- `after`: shared-prefix decoding + prefix reuse across calls (the default of HFPolicy).
+Engines (HF engines in this process, interleaved trajectory by trajectory so load from other
+processes hits them alike; each trajectory starts from an empty prefix cache for each engine):
+- `legacy`: the sampler as it was (engine="legacy", prefix_reuse=False), one call per state: each
+  prompt prefilled from scratch, its KV copied into the K rows, decoded with the model's SDPA.
+- `reuse`: shared-prefix decoding + prefix reuse across calls, one call per state.
+- `reuse_batched`: the same, with a trajectory's states in ONE call (the profiler's path now):
+  the longest prompt is prefilled once, every turn's rows read their prefix of its KV, all rows
+  share each decode step's weight reads, and finished rows leave the batch.
 - `vllm`: vLLM's offline engine (CPU build, its own venv `.venv-vllm`, `make vllm-venv`), in a
-  subprocess after the HF engines, same prompts and seeds; engine start reported separately.
-  Skipped (and said so) when `.venv-vllm` is absent, unless --vllm require.
+  subprocess after the HF engines, one call per trajectory, same prompts and per-state seeds
+  (vLLM's own RNG: different tokens); engine start reported separately. Skipped (and said so) when
+  `.venv-vllm` is absent, unless --vllm require.
+- The profiling phase: `pivot_algo.profiler.profile` on the same states (sampling + the local
+  sandbox verifier), before (one call per state, legacy engine) vs after (the default).
 
 Reported: samples/s and generated tokens/s per engine (total wall time of the sampling calls), CPU
-seconds, prompt tokens computed vs reused, the ratio to `before`, and whether each engine's samples
-equal `before`'s token for token (same seed) with the largest log-prob difference; the machine's
-1-minute load average before and after.
+seconds, prompt tokens computed vs reused, the ratio to `legacy`, whether each engine's samples
+equal `legacy`'s token for token with the largest log-prob difference; the machine's load average
+at each stage.
 
 Usage:
     .venv/bin/python benchmarks/generation.py                    # SmolLM2-135M (default)
-    .venv/bin/python benchmarks/generation.py --model tiny --trajectories 2
+    .venv/bin/python benchmarks/generation.py --model tiny --vllm off
 Writes benchmarks/results/generation.json (or --out).
 """
 
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,10 +54,11 @@ from benchmarks._terminal_workload import consecutive_turns
 from pivot_algo.policy import load_policy
 from pivot_algo.rollout import stable_seed
 
+# name -> (generate keywords, whether a trajectory's states go in one call)
 HF_ENGINES = {
-    "before": {"engine": "legacy", "prefix_reuse": False},
-    "shared": {"engine": "shared_prefix", "prefix_reuse": False},
-    "after": {"engine": "shared_prefix", "prefix_reuse": True},
+    "legacy": ({"engine": "legacy", "prefix_reuse": False}, False),
+    "reuse": ({"engine": "shared_prefix", "prefix_reuse": True}, False),
+    "reuse_batched": ({"engine": "shared_prefix", "prefix_reuse": True}, True),
 }
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -60,58 +67,55 @@ def _sample_kwargs(args: argparse.Namespace) -> dict:
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
 
 
+def _by_trajectory(states) -> list[list]:
+    groups: list[list] = []
+    for st in states:
+        if groups and groups[-1][0].trajectory_id == st.trajectory_id:
+            groups[-1].append(st)
+        else:
+            groups.append([st])
+    return groups
+
+
+def _seeds(args: argparse.Namespace, states) -> list[int]:
+    """Per-state seeds exactly as the profiler derives them."""
+    return [stable_seed(args.seed, st.trajectory_id, st.turn) for st in states]
+
+
 def run_hf(args: argparse.Namespace, policy, states) -> dict[str, dict]:
-    """All HF engines, interleaved per state (rotating which goes first)."""
+    """All HF engines, interleaved trajectory by trajectory (rotating which goes first). Per-state
+    engines make one call per state; `reuse_batched` one call per trajectory (the profiler's path)."""
     warm = states[0].prompt[:48]
-    for kw in HF_ENGINES.values():  # warm the code paths (short prompt) before timing
+    for kw, _ in HF_ENGINES.values():  # warm the code paths (short prompt) before timing
         policy.generate([warm], 2, max_new_tokens=4, seed=0, **kw)
-    policy.clear_prefix_cache()
     res: dict[str, dict] = {name: {"wall_s": [], "cpu_s": [], "samples": [], "prompt_tokens_computed": 0,
-                                   "prompt_tokens_reused": 0} for name in HF_ENGINES}
+                                   "prompt_tokens_reused": 0, "calls": 0} for name in HF_ENGINES}
     names = list(HF_ENGINES)
-    for i, st in enumerate(states):
-        seed = stable_seed(args.seed, st.trajectory_id, st.turn)
+    for i, group in enumerate(_by_trajectory(states)):
         order = names[i % len(names):] + names[: i % len(names)]
         for name in order:
-            kw = HF_ENGINES[name]
-            before = dataclass_copy(policy.prefix_cache.stats)
+            kw, batched = HF_ENGINES[name]
+            calls = [group] if batched else [[st] for st in group]
+            policy.clear_prefix_cache()  # each engine sees the trajectory fresh (none gets another's KV)
+            before = dataclasses.replace(policy.prefix_cache.stats)
             w0, c0 = time.perf_counter(), time.process_time()
-            (group,) = policy.generate([st.prompt], args.k, seed=seed, **_sample_kwargs(args), **kw)
+            for call in calls:
+                out = policy.generate([st.prompt for st in call], args.k, seeds=_seeds(args, call),
+                                      **_sample_kwargs(args), **kw)
+                res[name]["samples"].extend([(c.token_ids, c.logprobs) for c in g] for g in out)
             res[name]["wall_s"].append(time.perf_counter() - w0)
             res[name]["cpu_s"].append(time.process_time() - c0)
-            res[name]["samples"].append([(c.token_ids, c.logprobs) for c in group])
+            res[name]["calls"] += len(calls)
             if kw["prefix_reuse"]:
                 after = policy.prefix_cache.stats
                 res[name]["prompt_tokens_reused"] += after.reused_tokens - before.reused_tokens
                 res[name]["prompt_tokens_computed"] += after.computed_tokens - before.computed_tokens
             else:
-                res[name]["prompt_tokens_computed"] += len(st.prompt)
-        print(f"  state {i + 1}/{len(states)} ({st.trajectory_id} turn {st.turn}, {len(st.prompt)} prompt tokens): "
-              + ", ".join(f"{n} {res[n]['wall_s'][-1]:.2f} s" for n in names), flush=True)
-    return res
-
-
-def dataclass_copy(obj):
-    return dataclasses.replace(obj)
-
-
-def run_batched(args: argparse.Namespace, policy, states) -> dict:
-    """The new sampler with each trajectory's visited turns in ONE generate call (what a profiler that
-    batched a trajectory's states would do): the K rows of every turn share each decode step's weight
-    reads. Not the profiler's current call pattern; shown for what batching would add."""
-    policy.clear_prefix_cache()
-    by_traj: dict[str, list] = {}
-    for st in states:
-        by_traj.setdefault(st.trajectory_id, []).append(st)
-    res: dict = {"wall_s": [], "cpu_s": [], "samples": []}
-    for tid, group in by_traj.items():
-        w0, c0 = time.perf_counter(), time.process_time()
-        out = policy.generate([st.prompt for st in group], args.k, seed=stable_seed(args.seed, tid),
-                              **_sample_kwargs(args))
-        res["wall_s"].append(time.perf_counter() - w0)
-        res["cpu_s"].append(time.process_time() - c0)
-        res["samples"].extend([(c.token_ids, c.logprobs) for c in g] for g in out)
-        print(f"  batched {tid}: {len(group)} turns in one call, {res['wall_s'][-1]:.2f} s", flush=True)
+                res[name]["prompt_tokens_computed"] += sum(len(st.prompt) for st in group)
+        print(f"  trajectory {group[0].trajectory_id} ({len(group)} states, prompts "
+              f"{min(len(st.prompt) for st in group)}-{max(len(st.prompt) for st in group)} tokens): "
+              + ", ".join(f"{n} {res[n]['wall_s'][-1]:.2f} s" for n in names) + f"; load {os.getloadavg()[0]:.2f}",
+              flush=True)
     return res
 
 
@@ -154,13 +158,20 @@ def vllm_worker(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     gen.generate([states[0]["prompt"][:48]], 2, max_new_tokens=4, seed=0)
     first_call_s = time.perf_counter() - t0
-    wall, samples = [], []
-    for st in states:
-        seed = stable_seed(args.seed, st["trajectory_id"], st["turn"])
+    wall: list[float] = []
+    samples: list[list] = []
+    groups: list[list[dict]] = []
+    for st in states:  # one call per trajectory (vLLM batches the requests and caches their prefixes)
+        if groups and groups[-1][0]["trajectory_id"] == st["trajectory_id"]:
+            groups[-1].append(st)
+        else:
+            groups.append([st])
+    for group in groups:
+        seeds = [stable_seed(args.seed, st["trajectory_id"], st["turn"]) for st in group]
         w0 = time.perf_counter()
-        (group,) = gen.generate([st["prompt"]], args.k, seed=seed, **_sample_kwargs(args))
+        out = gen.generate([st["prompt"] for st in group], args.k, seeds=seeds, **_sample_kwargs(args))
         wall.append(time.perf_counter() - w0)
-        samples.append([(c.token_ids, c.logprobs) for c in group])
+        samples.extend([(c.token_ids, c.logprobs) for c in g] for g in out)
     # Agreement: HF's log-probs of vLLM's samples on the first state (same weights, same temperature).
     with torch.no_grad():
         scored = policy.group_logprobs(states[0]["prompt"], [ids for ids, _ in samples[0]],
@@ -173,38 +184,45 @@ def vllm_worker(args: argparse.Namespace) -> None:
                       "mean_abs_logprob_diff_vs_hf_first_state": sum(diffs) / len(diffs)}))
 
 
-def run_profiler_phase(args: argparse.Namespace, policy, states) -> dict[str, dict]:
+def run_profiler_phase(args: argparse.Namespace, policy, states) -> dict[str, Any]:
     """`pivot_algo.profiler.profile` itself on the same states (sampling + the env's verifier, local
-    sandbox), once with the old sampler and once with the new, alternating which goes first."""
+    sandbox): `before` = the profiler as it was (one call per state, legacy engine, no reuse),
+    `after` = today's default (a trajectory's states per call, shared-prefix engine, reuse). The
+    two write the same profile (same per-state seeds): checked line by line."""
     import gymnasium as gym
 
     import pivot_envs  # noqa: F401  (registers the envs)
     from pivot_algo.policy.prefix_cache import PrefixKVCache
-    from pivot_algo.profiler import ProfileConfig, profile
+    from pivot_algo.profiler import ProfileConfig, profile, read_profile
     from pivot_algo.rollout import Rollouts, StartState
 
     trajectories = {s.trajectory_id: s.trajectory.to_dict() for s in states}  # each once, in order
     env = gym.make("PivotTerminal-v0", trajectories=list(trajectories.values()), sandbox="local")
-    config = ProfileConfig(k=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                           seed=args.seed)
     start_states = [StartState(s.trajectory_id, s.turn) for s in states]
-    out: dict[str, dict] = {}
+    out: dict[str, Any] = {}
+    lines = {}
     saved_engine, saved_cache = policy.engine, policy.prefix_cache
+    sides = ("before", "after") if args.profiler_first == "before" else ("after", "before")
     try:
-        for name in ("before", "after"):
+        for name in sides:
             policy.engine = "legacy" if name == "before" else "shared_prefix"
             policy.prefix_cache = PrefixKVCache(0 if name == "before" else 8)
+            config = ProfileConfig(k=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                   seed=args.seed, states_per_call=1 if name == "before" else 16)
             with tempfile.TemporaryDirectory(prefix="pivotrl-prof-") as tmp:
                 c0 = time.process_time()
                 report = profile(Rollouts(policy, env), start_states, config, Path(tmp) / "profile.jsonl",
                                  progress=False)
+                lines[name] = read_profile(Path(tmp) / "profile.jsonl")
             out[name] = {"seconds": report.seconds, "cpu_s": time.process_time() - c0,
                          "samples": report.samples, "mean_reward": report.mean_reward,
-                         "pivots_kept": report.pivots_kept}
-            print(f"  profiler {name}: {report.seconds:.1f} s for {len(states)} states", flush=True)
+                         "pivots_kept": report.pivots_kept, "load_1min_after": os.getloadavg()[0]}
+            print(f"  profiler {name}: {report.seconds:.1f} s for {len(states)} states; load {os.getloadavg()[0]:.2f}",
+                  flush=True)
     finally:
         policy.engine, policy.prefix_cache = saved_engine, saved_cache
         env.close()
+    out["same_profile_lines"] = lines["before"] == lines["after"]
     out["speedup"] = {"wall": out["before"]["seconds"] / out["after"]["seconds"],
                       "cpu": out["before"]["cpu_s"] / out["after"]["cpu_s"]}
     return out
@@ -215,12 +233,12 @@ def summarise(name: str, r: dict, reference: dict | None) -> dict:
     samples = sum(len(g) for g in r["samples"])
     tokens = sum(len(ids) for g in r["samples"] for ids, _ in g)
     out = {"wall_s": wall, "samples": samples, "generated_tokens": tokens, "samples_per_s": samples / wall,
-           "tokens_per_s": tokens / wall, "per_state_wall_s": r["wall_s"]}
-    for key in ("cpu_s", "prompt_tokens_computed", "prompt_tokens_reused", "engine_start_s", "first_call_s",
+           "tokens_per_s": tokens / wall, "per_call_group_wall_s": r["wall_s"]}
+    for key in ("cpu_s", "calls", "prompt_tokens_computed", "prompt_tokens_reused", "engine_start_s", "first_call_s",
                 "max_abs_logprob_diff_vs_hf_first_state", "mean_abs_logprob_diff_vs_hf_first_state"):
         if key in r:
             out[key] = sum(r[key]) if key == "cpu_s" else r[key]
-    if reference is not None and name not in ("vllm", "after_batched_turns"):
+    if reference is not None:
         same = diff = 0
         max_lp = 0.0
         for g_ref, g in zip(reference["samples"], r["samples"]):
@@ -230,26 +248,25 @@ def summarise(name: str, r: dict, reference: dict | None) -> dict:
                     max_lp = max([max_lp] + [abs(a - b) for a, b in zip(lp_ref, lp)])
                 else:
                     diff += 1
-        out["samples_identical_to_before"] = f"{same}/{same + diff}"
-        out["max_abs_logprob_diff_vs_before"] = max_lp
+        out["samples_identical_to_legacy"] = f"{same}/{same + diff}"
+        out["max_abs_logprob_diff_vs_legacy"] = max_lp
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m", help="'smollm2-135m' (default), 'tiny' or a saved policy dir")
-    ap.add_argument("--trajectories", type=int, default=4)
-    ap.add_argument("--last-turns", type=int, default=3, help="consecutive turns per trajectory (its last ones)")
+    ap.add_argument("--trajectories", type=int, default=2)
+    ap.add_argument("--last-turns", type=int, default=5, help="consecutive turns per trajectory (its last ones)")
     ap.add_argument("--k", type=int, default=8, help="samples per state (profiling K)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--temperature", type=float, default=0.8, help="the smollm_terminal preset's profiling temperature")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the smollm_terminal preset uses 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vllm", choices=["auto", "off", "require"], default="auto")
-    ap.add_argument("--batched", action="store_true",
-                    help="also time the new sampler with each trajectory's turns batched into one call")
-    ap.add_argument("--profiler", action="store_true",
-                    help="instead: time pivot_algo.profiler.profile (sampling + verifier) before vs after")
+    ap.add_argument("--profiler", choices=["on", "off"], default="on",
+                    help="also time pivot_algo.profiler.profile (sampling + verifier) before vs after")
+    ap.add_argument("--profiler-first", choices=["before", "after"], default="before")
     ap.add_argument("--vllm-timeout", type=int, default=1800)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
     ap.add_argument("--worker", choices=["vllm"], help=argparse.SUPPRESS)
@@ -267,38 +284,28 @@ def main() -> None:
     print(f"{len(states)} states ({args.trajectories} trajectories x last {args.last_turns} turns), prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); K={args.k} x "
           f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.threads} threads; load {load['start']}")
-    if args.profiler:
-        prof = run_profiler_phase(args, policy, states)
-        print(f"profiling phase: before {prof['before']['seconds']:.1f} s, after {prof['after']['seconds']:.1f} s -> "
-              f"{prof['speedup']['wall']:.2f}x wall, {prof['speedup']['cpu']:.2f}x CPU; load {os.getloadavg()}")
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": args.model, "profiler_phase": prof, "load_start": load["start"],
-                                   "load_end": os.getloadavg(), "states": len(states)}, indent=1))
-        print(f"wrote {out}")
-        return
     hf = run_hf(args, policy, states)
-    if args.batched:
-        hf["after_batched_turns"] = run_batched(args, policy, states)
     load["after_hf"] = os.getloadavg()
+    prof = run_profiler_phase(args, policy, states) if args.profiler == "on" else None
+    load["after_profiler"] = os.getloadavg()
     vllm = run_vllm_subprocess(args, states)
     load["end"] = os.getloadavg()
 
-    summary = {name: summarise(name, r, hf["before"]) for name, r in hf.items()}
+    summary = {name: summarise(name, r, hf["legacy"]) for name, r in hf.items()}
     if vllm is not None and "skipped" not in vllm:
         summary["vllm"] = summarise("vllm", vllm, None)
-    base = summary["before"]["samples_per_s"]
+    base = summary["legacy"]["samples_per_s"]
     for s in summary.values():
-        s["speedup_vs_before"] = s["samples_per_s"] / base
+        s["speedup_vs_legacy"] = s["samples_per_s"] / base
 
-    headers = ["engine", "samples/s", "tokens/s", "wall s", "CPU s", "prompt tok computed/reused", "x before",
-               "same samples as before"]
+    headers = ["engine", "calls", "samples/s", "tokens/s", "wall s", "CPU s", "prompt tok computed/reused",
+               "x legacy", "same samples as legacy"]
     print(" | ".join(headers))
     for name, s in summary.items():
-        print(" | ".join([name, f"{s['samples_per_s']:.2f}", f"{s['tokens_per_s']:.1f}", f"{s['wall_s']:.1f}",
-                          f"{s.get('cpu_s', float('nan')):.1f}",
+        print(" | ".join([name, str(s.get("calls", "-")), f"{s['samples_per_s']:.2f}", f"{s['tokens_per_s']:.1f}",
+                          f"{s['wall_s']:.1f}", f"{s.get('cpu_s', float('nan')):.1f}",
                           f"{s.get('prompt_tokens_computed', '-')}/{s.get('prompt_tokens_reused', '-')}",
-                          f"{s['speedup_vs_before']:.2f}x", s.get("samples_identical_to_before", "-")]))
+                          f"{s['speedup_vs_legacy']:.2f}x", s.get("samples_identical_to_legacy", "-")]))
     if "vllm" in summary:
         v = summary["vllm"]
         print(f"vllm engine start {v['engine_start_s']:.1f} s (not in its wall time), first call {v['first_call_s']:.1f} s; "
@@ -306,13 +313,18 @@ def main() -> None:
               f"(mean {v['mean_abs_logprob_diff_vs_hf_first_state']:.2e})")
     elif vllm is not None:
         print(f"vllm: skipped: {vllm['skipped'][:300]}")
-    print(f"load average (1/5/15 min): start {load['start']}, after HF {load['after_hf']}, end {load['end']}")
+    if prof is not None:
+        print(f"profiling phase (profiler.profile, sampling + local verifier): before {prof['before']['seconds']:.1f} s, "
+              f"after {prof['after']['seconds']:.1f} s -> {prof['speedup']['wall']:.2f}x wall, "
+              f"{prof['speedup']['cpu']:.2f}x CPU; same profile lines: {prof['same_profile_lines']}")
+    print(f"load average (1/5/15 min): {load}")
 
     report = {"model": args.model, "k": args.k, "max_new_tokens": args.max_new_tokens,
               "temperature": args.temperature, "threads": args.threads,
               "states": [{"trajectory_id": s.trajectory_id, "turn": s.turn, "prompt_tokens": len(s.prompt)}
                          for s in states],
-              "engines": HF_ENGINES, "summary": summary, "vllm_note": (vllm or {}).get("skipped"),
+              "engines": {n: {"generate": kw, "one_call_per_trajectory": b} for n, (kw, b) in HF_ENGINES.items()},
+              "summary": summary, "profiler_phase": prof, "vllm_note": (vllm or {}).get("skipped"),
               "load_avg": load, "method": __doc__.split("\n\n")[1],
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}}
     out = Path(args.out)

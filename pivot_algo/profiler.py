@@ -8,6 +8,11 @@ states are dropped). Masked samples (infra failures) are left out of the statist
 Results go to a JSONL file, one line per state, flushed as each state finishes: an interrupted run
 started again with the same file skips the states already there. Each state's samples use a seed
 derived from (seed, trajectory id, turn), so the file is the same whether or not the run was split.
+
+The states of one trajectory are sampled together (up to `states_per_call` per `generate` call): they
+share the conversation's KV cache and every decode step, and because seeding is per (state,
+sample) the file is the same as with one call per state (tested). A batch's lines are written
+when its verdicts are in, so a kill loses at most one batch.
 """
 
 from __future__ import annotations
@@ -42,12 +47,18 @@ class ProfileConfig:
     """Sampling temperature of the start policy."""
     seed: int = 0
     """Base of the per-state sampling seeds."""
+    states_per_call: int = 16
+    """Most states of one trajectory sampled in one `generate` call (they share the conversation's
+    KV and every decode step's weight reads). Results do not depend on it (per-state seeds); it
+    bounds memory together with the policy's own `max_batch_tokens` cap."""
 
     def __post_init__(self) -> None:
         if self.k < 2:
             raise ConfigError(f"profiling needs k >= 2 samples per state to see any variance, got k={self.k}")
         if not 0 < self.lambda_diff <= 1:
             raise ConfigError(f"lambda_diff must be in (0, 1], got {self.lambda_diff}")
+        if self.states_per_call < 1:
+            raise ConfigError(f"states_per_call must be >= 1, got {self.states_per_call}")
         if self.max_new_tokens < 1 or not self.temperature > 0:
             raise ConfigError(f"need max_new_tokens >= 1 and temperature > 0, got {self.max_new_tokens}, {self.temperature}")
 
@@ -165,6 +176,17 @@ def load_pivots(path: str | Path, lambda_diff: float) -> list[StartState]:
     return [p.state for p in read_profile(path) if p.is_pivot(lambda_diff)]
 
 
+def trajectory_batches(states: Sequence[StartState], states_per_call: int) -> list[list[StartState]]:
+    """Consecutive runs of states of one trajectory, at most `states_per_call` each, in the given order."""
+    batches: list[list[StartState]] = []
+    for s in states:
+        if batches and batches[-1][-1].trajectory_id == s.trajectory_id and len(batches[-1]) < states_per_call:
+            batches[-1].append(s)
+        else:
+            batches.append([s])
+    return batches
+
+
 def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileConfig, out_path: str | Path, *,
             progress: bool = True, max_states: int | None = None) -> ProfileReport:
     """Profile `states` (skipping those already in `out_path`) and return the report over all of them.
@@ -177,14 +199,17 @@ def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileCon
     costs0 = rollouts.costs()
     judge0 = rollouts.judge_seconds
     t0 = time.perf_counter()
-    with out_path.open("a", encoding="utf-8") as fh:
-        for state in tqdm(todo, desc="profiling", disable=not progress, unit="state"):
-            (group,) = rollouts.sample([state], config.k, max_new_tokens=config.max_new_tokens,
-                                       temperature=config.temperature,
-                                       seed=stable_seed(config.seed, state.trajectory_id, state.turn))
-            prof = build_state_profile(state, group.verdicts, group.is_tool_call, group.is_invalid)
-            append_profile(fh, prof)
-            done[(state.trajectory_id, state.turn)] = prof
+    with out_path.open("a", encoding="utf-8") as fh, \
+            tqdm(total=len(todo), desc="profiling", disable=not progress, unit="state") as bar:
+        for batch in trajectory_batches(todo, config.states_per_call):
+            groups = rollouts.sample(batch, config.k, max_new_tokens=config.max_new_tokens,
+                                     temperature=config.temperature,
+                                     seeds=[stable_seed(config.seed, s.trajectory_id, s.turn) for s in batch])
+            for state, group in zip(batch, groups):
+                prof = build_state_profile(state, group.verdicts, group.is_tool_call, group.is_invalid)
+                append_profile(fh, prof)
+                done[(state.trajectory_id, state.turn)] = prof
+            bar.update(len(batch))
     seconds = time.perf_counter() - t0
     costs1 = rollouts.costs()
     profiles = [done[(s.trajectory_id, s.turn)] for s in states if (s.trajectory_id, s.turn) in done]

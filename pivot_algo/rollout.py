@@ -136,13 +136,23 @@ class Rollouts:
 
     # ------------------------------------------------------------------ local rollouts (pivot mode)
     def sample(self, states: Sequence[StartState], n: int, *, max_new_tokens: int, temperature: float = 1.0,
-               top_p: float = 1.0, seed: int | None = None, judge: LocalJudge | None = None) -> list[SampledGroup]:
-        """n completions per state in one batched `generate` call, then verdicts per state."""
+               top_p: float = 1.0, seed: int | None = None, seeds: Sequence[int] | None = None,
+               judge: LocalJudge | None = None) -> list[SampledGroup]:
+        """n completions per state in one batched `generate` call, then verdicts per state.
+
+        Seeding is per state: `seeds[i]` for state i, or, from `seed`, stable_seed(seed, trajectory,
+        turn); so a state's samples do not depend on which other states share the call. States of
+        one trajectory in one call share their conversation's KV (HFPolicy.generate)."""
         if not states:
             return []
+        if seeds is not None and len(seeds) != len(states):
+            raise ValueError(f"seeds needs one seed per state: got {len(seeds)} for {len(states)} states")
+        if seeds is None and seed is not None:
+            seeds = [stable_seed(seed, s.trajectory_id, s.turn) for s in states]
         prompts = [self.prompt(s) for s in states]
+        seeding: dict[str, Any] = {} if seeds is None else {"seeds": list(seeds)}
         generated = self.policy.generate(prompts, n, max_new_tokens=max_new_tokens, temperature=temperature,
-                                         top_p=top_p, seed=seed)
+                                         top_p=top_p, **seeding)
         groups = []
         t0 = time.perf_counter()
         for state, prompt, completions in zip(states, prompts, generated):

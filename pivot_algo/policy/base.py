@@ -56,9 +56,12 @@ class Policy(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None) -> list[list[Completion]]:
+                 top_p: float = 1.0, seed: int | None = None, seeds: Sequence[int] | None = None
+                 ) -> list[list[Completion]]:
         """Sample `n` completions for each prompt (token ids). Returns one list of n per prompt.
-        `temperature=0` is greedy. Backends may take extra keywords (e.g. `max_batch_tokens`)."""
+        `temperature=0` is greedy. `seeds` (one per prompt) seeds each prompt on its own, so that
+        its samples do not depend on the other prompts of the call; `seed` seeds the call.
+        Backends may take extra keywords (e.g. `max_batch_tokens`)."""
 
     @abc.abstractmethod
     def group_logprobs(self, prompt: list[int], completions: Sequence[list[int]], *,

@@ -11,8 +11,14 @@ calls visit consecutive turns of one conversation:
   rows); only generated tokens are stored per row, in a buffer allocated once. The previous engine,
   `"legacy"` (copy the prompt KV into every row, left-pad prompts into one merged cache, decode with
   the model's SDPA), stays selectable: `generate(..., engine="legacy", prefix_reuse=False)` is the
-  sampler as it was before prefix reuse. Both engines draw the same random numbers in the same
-  order, so the same seed gives the same samples (tested); log-probs agree to float rounding.
+  sampler as it was before prefix reuse. Both engines use the same per-(prompt, sample) random
+  numbers (`batching.py`), so the same seeds give the same samples (tested); log-probs agree to
+  float rounding.
+- **Batched turns** (`batching.py`): prompts of one call that are token prefixes of another
+  (earlier turns of one trajectory) share its KV: one prefill of the longest, one KV copy, every
+  row reading its own prompt's length of it; rows that finished leave the decode batch. Seeding is
+  per (prompt, sample), so a trajectory's states sampled in one call give exactly what one call
+  per state gives: callers (the profiler, PivotRL, evaluation) batch freely.
 - **The loss** (`group_logprobs`) runs the prompt once with gradients, broadcasts its keys/values to
   the G completions (`expand` along the batch: the prefix is computed once, and its gradient is the
   sum over the G completions, flowing back through the prefix once), and runs the right-padded
@@ -40,6 +46,13 @@ import torch.nn.functional as F
 
 from pivot_algo.policy import chat_template as ct
 from pivot_algo.policy.base import Completion, GroupLogprobs, Policy
+from pivot_algo.policy.batching import (
+    legacy_chunks,
+    prompt_roots,
+    prompt_seed,
+    row_uniforms,
+    shared_chunks,
+)
 from pivot_algo.policy.errors import PolicyError
 from pivot_algo.policy.hf_compat import output_cache, with_cache
 from pivot_algo.policy.prefix_cache import PrefixKVCache
@@ -114,14 +127,26 @@ class HFPolicy(Policy):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, max_batch_tokens: int = 32768,
-                 engine: str | None = None, prefix_reuse: bool = True) -> list[list[Completion]]:
+                 top_p: float = 1.0, seed: int | None = None, seeds: Sequence[int] | None = None,
+                 max_batch_tokens: int = 32768, engine: str | None = None, prefix_reuse: bool = True
+                 ) -> list[list[Completion]]:
         """Sample `n` completions per prompt, stopping at `<|im_end|>` ("stop", token included) or after
-        `max_new_tokens` ("length"). Each prompt is prefilled once (reusing the longest stored prefix
-        when `prefix_reuse`); the n rows of as many prompts as fit in `max_batch_tokens` (rows x
-        (longest prompt + max_new_tokens), the size of the legacy decode KV cache) decode together.
-        `engine` overrides `self.engine` for this call. Same seed + same inputs -> same samples,
-        whatever the engine and reuse. Log-probs: see the module docstring."""
+        `max_new_tokens` ("length"). `engine` overrides `self.engine` for this call.
+
+        Seeding is per (prompt, sample): sample j of prompt i draws its random numbers from its own
+        generator, seeded from (prompt seed i, j). Prompt seed i is `seeds[i]` when given, else
+        derived from (`seed`, i) with prompt 0 getting `seed` itself (so `generate([p], seed=s)`
+        equals p's samples in `generate([..., p, ...], seeds=[..., s, ...])`), else drawn from torch's
+        global generator. So the samples of a prompt do not depend on the engine, on prefix reuse,
+        on which other prompts share the call, or on how the call is chunked (tested).
+
+        Shared-prefix engine: prompts that are token prefixes of another prompt of the call (earlier
+        turns of one trajectory) share that prompt's KV: it is prefilled once (reusing the longest
+        stored prefix when `prefix_reuse`) with next-token logits at every member prompt's end, and
+        all their rows decode together against that one copy. Rows that finished leave the batch.
+        Memory: a chunk holds at most `max_batch_tokens` KV positions (distinct roots' prompt tokens
+        + rows x max_new_tokens; legacy: rows x (longest prompt + max_new_tokens), its merged cache).
+        Log-probs: see the module docstring."""
         engine = self.engine if engine is None else engine
         if engine not in ENGINES:
             raise PolicyError(f"unknown sampling engine {engine!r}; use one of {ENGINES}")
@@ -132,29 +157,39 @@ class HFPolicy(Policy):
             raise PolicyError(f"generate needs n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:
             raise PolicyError(f"temperature must be >= 0 and top_p in (0, 1]; got temperature={temperature}, top_p={top_p}")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise PolicyError(f"seeds needs one seed per prompt: got {len(seeds)} seeds for {len(prompts)} prompts")
         if not prompts:
             return []
         for i, p in enumerate(prompts):
             if len(p) == 0:
                 raise PolicyError(f"prompts[{i}] is empty; build prompts with policy.prompt_ids(messages, tools)")
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(seed)
-        chunks: list[list[list[int]]] = [[]]
-        for p in prompts:  # greedy chunking in order (deterministic for the same inputs)
-            longest = max([len(q) for q in chunks[-1]] + [len(p)])
-            if chunks[-1] and (len(chunks[-1]) + 1) * n * (longest + max_new_tokens) > max_batch_tokens:
-                chunks.append([])
-            chunks[-1].append(p)
+        if seeds is None:
+            seeds = ([prompt_seed(seed, i) for i in range(len(prompts))] if seed is not None
+                     else torch.randint(0, 2**31 - 1, (len(prompts),)).tolist())
+        # The random numbers of every row, drawn up front: [prompts * n, max_new_tokens].
+        uniforms = row_uniforms(seeds, n, max_new_tokens).to(self.device)
+        if engine == "shared_prefix":
+            chunks = shared_chunks(prompts, n, max_new_tokens, max_batch_tokens)
+        else:
+            chunks = legacy_chunks(prompts, n, max_new_tokens, max_batch_tokens)
+        results: list[list[Completion] | None] = [None] * len(prompts)
         was_training = self.model.training
         self.model.eval()
         try:
-            decode = self._decode_shared if engine == "shared_prefix" else self._decode_legacy
-            return [group for chunk in chunks
-                    for group in decode(chunk, n, max_new_tokens, temperature, top_p, gen, prefix_reuse)]
+            for chunk in chunks:
+                chunk_prompts = [prompts[i] for i in chunk]
+                rows = torch.tensor([i * n + j for i in chunk for j in range(n)], device=self.device)
+                u = uniforms.index_select(0, rows)
+                if engine == "shared_prefix":
+                    groups = self._decode_shared(chunk_prompts, n, max_new_tokens, temperature, top_p, u, prefix_reuse)
+                else:
+                    groups = self._decode_legacy(chunk_prompts, n, max_new_tokens, temperature, top_p, u, prefix_reuse)
+                for i, group in zip(chunk, groups):
+                    results[i] = group
         finally:
             self.model.train(was_training)
+        return [g for g in results if g is not None]
 
     def _prefill(self, prompts: Sequence[list[int]], prefix_reuse: bool
                  ) -> tuple[list[list[tuple[torch.Tensor, torch.Tensor]]], list[torch.Tensor]]:
@@ -171,34 +206,51 @@ class HFPolicy(Policy):
         return per_prompt_kv, last_logits
 
     def _decode_shared(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
-                       top_p: float, gen: torch.Generator | None, prefix_reuse: bool) -> list[list[Completion]]:
-        """Shared-prefix engine: one KV copy per prompt, row tokens in a preallocated buffer."""
+                       top_p: float, uniforms: torch.Tensor, prefix_reuse: bool) -> list[list[Completion]]:
+        """Shared-prefix engine: one KV copy per root prompt, row tokens in a preallocated buffer,
+        finished rows dropped from the batch."""
         dev = self.device
-        per_prompt_kv, last_logits = self._prefill(prompts, prefix_reuse)
-        rows = len(prompts) * n
-        row_len = torch.tensor([len(p) for p in prompts], device=dev).repeat_interleave(n)
-        logits = torch.cat(last_logits).repeat_interleave(n, dim=0)  # [B, V]
-        # The last sampled token is never fed back, so the buffer needs max_new_tokens - 1 positions.
-        state = SharedPrefixDecode(per_prompt_kv, n, max(1, max_new_tokens - 1))
-        step_tokens, step_logps = [], []
-        finished = torch.zeros(rows, dtype=torch.bool, device=dev)
+        roots = prompt_roots(prompts)  # root prompt index -> member prompt indices (shortest first)
+        cache = self.prefix_cache if prefix_reuse else PrefixKVCache(0)
+        prefixes, first_logits, order = [], [], []
+        for root, members in roots.items():
+            pre = cache.prefill(self.model, prompts[root], [len(prompts[m]) - 1 for m in members])
+            prefixes.append(pre.kv)
+            first_logits.append(pre.logits.repeat_interleave(n, dim=0))
+            order.extend(members)
+        # Decode rows grouped by root; `row_ids[r]` is the row's place in the caller's order.
+        row_ids = torch.tensor([m * n + j for m in order for j in range(n)], device=dev)
+        logits = torch.cat(first_logits)  # [B, V]
+        row_len = torch.tensor([len(prompts[m]) for m in order], device=dev).repeat_interleave(n)
+        uniforms = uniforms.index_select(0, row_ids)
+        rows = len(row_ids)
+        state = SharedPrefixDecode(prefixes, [len(m) * n for m in roots.values()], row_len,
+                                   max(1, max_new_tokens - 1))  # the last sampled token is never fed back
+        tokens = torch.full((rows, max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
+        logps = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=dev)
         with shared_decode_attention(self.model):
             for step in range(max_new_tokens):
-                tok, lp = self._sample(logits, temperature, top_p, gen)
-                tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
-                step_tokens.append(tok)
-                step_logps.append(lp)
-                finished = finished | (tok == self.end_of_turn_id)
-                if bool(finished.all()) or step == max_new_tokens - 1:
+                tok, lp = self._sample(logits, temperature, top_p, uniforms[:, step])
+                tokens[row_ids, step] = tok
+                logps[row_ids, step] = lp
+                if step == max_new_tokens - 1:
                     break
+                done = tok == self.end_of_turn_id
+                if bool(done.any()):
+                    if bool(done.all()):
+                        break
+                    keep = (~done).nonzero().squeeze(-1)
+                    state.keep(keep)
+                    tok, row_ids, row_len, uniforms = (tok[keep], row_ids[keep], row_len[keep],
+                                                       uniforms.index_select(0, keep))
                 out = self.model(input_ids=tok[:, None], position_ids=(row_len + step)[:, None], use_cache=False,
                                  pivot_decode=state)
                 state.step()
                 logits = out.logits[:, -1].float()
-        return self._completions(len(prompts), n, torch.stack(step_tokens, 1), torch.stack(step_logps, 1))
+        return self._completions(len(prompts), n, tokens, logps)
 
     def _decode_legacy(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
-                       top_p: float, gen: torch.Generator | None, prefix_reuse: bool) -> list[list[Completion]]:
+                       top_p: float, uniforms: torch.Tensor, prefix_reuse: bool) -> list[list[Completion]]:
         """The engine as it was: prompt KV copied into every row, left-padded into one merged cache."""
         dev = self.device
 
@@ -228,7 +280,7 @@ class HFPolicy(Policy):
         logps = torch.empty(rows, 0, dtype=torch.float32, device=dev)
         finished = torch.zeros(rows, dtype=torch.bool, device=dev)
         for step in range(max_new_tokens):
-            tok, lp = self._sample(logits, temperature, top_p, gen)
+            tok, lp = self._sample(logits, temperature, top_p, uniforms[:, step])
             tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
             tokens = torch.cat([tokens, tok[:, None]], dim=1)
             logps = torch.cat([logps, lp[:, None]], dim=1)
@@ -263,8 +315,10 @@ class HFPolicy(Policy):
 
     @staticmethod
     def _sample(logits: torch.Tensor, temperature: float, top_p: float,
-                gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token per row and its log-prob under the distribution it was drawn from."""
+                uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row and its log-prob under the distribution it was drawn from. Row r takes
+        the token where the cumulative probability first exceeds `uniforms[r]` (inverse-CDF
+        sampling: each row's draw depends only on its own logits and its own random number)."""
         if temperature == 0:
             tok = logits.argmax(dim=-1)
             return tok, torch.zeros(tok.shape, dtype=torch.float32, device=logits.device)
@@ -275,7 +329,10 @@ class HFPolicy(Policy):
             drop_sorted = (cum - sorted_lp.exp()) >= top_p  # mass before this token already reaches top_p
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             logp = torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
-        tok = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+        cdf = logp.exp().double().cumsum(dim=-1)
+        target = (uniforms.double() * cdf[:, -1])[:, None]
+        # right=True: the first token whose cdf exceeds the target; a zero-probability token never does.
+        tok = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
     # ------------------------------------------------------------------ scoring

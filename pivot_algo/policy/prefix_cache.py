@@ -41,7 +41,8 @@ def _dynamic_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]] | None, confi
 
 @dataclasses.dataclass
 class Prefill:
-    """A prompt's KV (per layer, each [1, kv_heads, len(prompt), head_dim]) and next-token logits [1, V]."""
+    """A prompt's KV (per layer, each [1, kv_heads, len(prompt), head_dim]) and next-token logits
+    [len(logit_positions), V] (one row per position asked for; [1, V] by default: the last one)."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     logits: torch.Tensor
@@ -113,10 +114,18 @@ class PrefixKVCache:
         return best, best_len
 
     @torch.no_grad()
-    def prefill(self, model: torch.nn.Module, prompt: Sequence[int]) -> Prefill:
-        """KV cache and next-token logits of `prompt` under `model`'s current weights."""
+    def prefill(self, model: torch.nn.Module, prompt: Sequence[int], logit_positions: Sequence[int] | None = None
+                ) -> Prefill:
+        """KV cache of `prompt` under `model`'s current weights, and the next-token logits at
+        `logit_positions` (default: the last position), one row per position. Every position asked
+        for is recomputed (reuse stops before the earliest one), so its logits come from a real
+        forward of the current weights."""
         if len(prompt) == 0:
             raise PolicyError("cannot prefill an empty prompt; build prompts with policy.prompt_ids(messages, tools)")
+        positions = [len(prompt) - 1] if logit_positions is None else list(logit_positions)
+        if not positions or min(positions) < 0 or max(positions) >= len(prompt):
+            raise PolicyError(f"logit_positions must be non-empty positions of the prompt (0..{len(prompt) - 1}), "
+                              f"got {positions}")
         device = next(model.parameters()).device
         tokens = torch.tensor(list(prompt), dtype=torch.long)
         self.stats.lookups += 1
@@ -124,7 +133,7 @@ class PrefixKVCache:
         if self.max_entries > 0:
             self._check_weights(model)
             entry_key, common = self._longest_match(tokens)
-            reuse = min(common, len(tokens) - 1)  # always run the last token: fresh logits
+            reuse = min(common, min(positions))  # always run the positions whose logits are returned
         if entry_key is not None and reuse > 0:
             entry = self._entries[entry_key]
             self._entries.move_to_end(entry_key)
@@ -135,14 +144,16 @@ class PrefixKVCache:
             reuse = 0
             cache = _dynamic_cache(None, model.config)
         rest = tokens[reuse:].to(device)[None, :]
-        positions = torch.arange(reuse, len(tokens), device=device)[None, :]
-        out = model(input_ids=rest, position_ids=positions, use_cache=True, logits_to_keep=1, **with_cache(model, cache))
+        pos_ids = torch.arange(reuse, len(tokens), device=device)[None, :]
+        keep: int | torch.Tensor = 1 if positions == [len(prompt) - 1] else \
+            torch.tensor([p - reuse for p in positions], device=device)
+        out = model(input_ids=rest, position_ids=pos_ids, use_cache=True, logits_to_keep=keep, **with_cache(model, cache))
         kv = [(layer.keys, layer.values) for layer in output_cache(out).layers]
         self.stats.reused_tokens += reuse
         self.stats.computed_tokens += len(tokens) - reuse
         if self.max_entries > 0:
             self._store(tokens, kv)
-        return Prefill(kv=kv, logits=out.logits[:, -1].float(), reused_tokens=reuse)
+        return Prefill(kv=kv, logits=out.logits[0].float(), reused_tokens=reuse)
 
     def _store(self, tokens: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         nbytes = sum(k.nbytes + v.nbytes for k, v in kv)

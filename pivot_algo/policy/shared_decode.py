@@ -16,6 +16,9 @@ against its prefix are one batched matmul for all of its rows (the prefix is rea
 not n times); the softmax runs over prefix and row scores together, so the result is ordinary
 causal attention over the whole sequence.
 
+Prompts nested in one another (turns of one trajectory) share one prefix: the root's KV, with a
+-inf bias on the positions past a row's own prompt. Rows that finish are dropped (`keep`).
+
 Only models whose attention is plain full causal attention qualify (no sliding window, no soft
 cap, no per-layer attention types): `supports_shared_decode(model)` says so, and `HFPolicy` falls
 back to the old path otherwise.
@@ -34,28 +37,65 @@ DECODE_KWARG = "pivot_decode"
 
 
 class SharedPrefixDecode:
-    """The per-call decode state: each prompt's prefix KV and the rows' generated-token KV.
+    """The per-call decode state: the prefix KV of each *root* prompt and the rows' generated-token KV.
 
-    Rows are grouped by prompt: rows [i * n, (i + 1) * n) sample prompt i. `prefixes[i][layer]` is
-    (keys, values), each [1, kv_heads, P_i, head_dim]. `step()` must be called after each forward
-    (all layers wrote the same position)."""
+    A root is a prompt that no other prompt of the call extends; every prompt of the call is a token
+    prefix of exactly one root (turn k of a trajectory is a prefix of turn k+1), so one KV copy of
+    the root serves the rows of all its prompts: a row of a prompt of length L attends to the
+    root's first L positions only (a -inf bias on the rest). Rows are grouped by root, contiguously:
+    `root_rows[r]` rows of root r, in order. `prefixes[r][layer]` is (keys, values), each
+    [1, kv_heads, P_r, head_dim]; `row_prompt_len` [rows] is each row's prompt length.
+    `step()` must be called after each forward (all layers wrote the same position); `keep(index)`
+    drops every row not in `index` (finished rows stop costing compute)."""
 
-    def __init__(self, prefixes: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows_per_prompt: int,
-                 max_tokens: int) -> None:
-        if not prefixes or rows_per_prompt < 1 or max_tokens < 1:
-            raise ValueError("SharedPrefixDecode needs >= 1 prompt, >= 1 row per prompt and max_tokens >= 1")
+    def __init__(self, prefixes: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], root_rows: Sequence[int],
+                 row_prompt_len: torch.Tensor, max_tokens: int) -> None:
+        if not prefixes or len(root_rows) != len(prefixes) or min(root_rows) < 1 or max_tokens < 1:
+            raise ValueError("SharedPrefixDecode needs >= 1 root, >= 1 row per root and max_tokens >= 1")
         self.prefixes = [[(k[0], v[0]) for k, v in layers] for layers in prefixes]  # drop the batch dim of 1
-        self.n = rows_per_prompt
-        self.rows = len(prefixes) * rows_per_prompt
+        self.rows = int(sum(root_rows))
+        if row_prompt_len.shape != (self.rows,):
+            raise ValueError(f"row_prompt_len must have one length per row ({self.rows}), got {tuple(row_prompt_len.shape)}")
         k0, v0 = prefixes[0][0]
         kv_heads, head_dim, v_dim = k0.shape[1], k0.shape[-1], v0.shape[-1]
         layers = len(prefixes[0])
         self.keys = [k0.new_empty(self.rows, kv_heads, max_tokens, head_dim) for _ in range(layers)]
         self.values = [v0.new_empty(self.rows, kv_heads, max_tokens, v_dim) for _ in range(layers)]
         self.length = 0  # row tokens written (the same for every row: rows decode in lock-step)
+        self._root_of_row = torch.repeat_interleave(torch.arange(len(root_rows)), torch.tensor(list(root_rows)))
+        self._row_prompt_len = row_prompt_len.to("cpu")
+        self._layout()
+
+    def _layout(self) -> None:
+        """Row range and prefix bias of each root with rows left (after construction or `keep`)."""
+        self.groups: list[tuple[int, int, int, torch.Tensor | None]] = []  # (root, first row, end row, bias)
+        counts = torch.bincount(self._root_of_row, minlength=len(self.prefixes)).tolist()
+        start = 0
+        for root, count in enumerate(counts):
+            if count == 0:
+                continue
+            plen = self.prefixes[root][0][0].shape[1]
+            lengths = self._row_prompt_len[start:start + count]
+            bias = None
+            if bool((lengths < plen).any()):  # rows of shorter prompts must not see the root's later tokens
+                device = self.prefixes[root][0][0].device
+                hidden = torch.arange(plen)[None, :] >= lengths[:, None]
+                bias = torch.zeros(count, plen).masked_fill(hidden, float("-inf")).to(device)
+            self.groups.append((root, start, start + count, bias))
+            start += count
 
     def step(self) -> None:
         self.length += 1
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only rows `index` (ascending row numbers), e.g. the ones not finished yet."""
+        cpu_index = index.to("cpu")
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self._root_of_row = self._root_of_row.index_select(0, cpu_index)
+        self._row_prompt_len = self._row_prompt_len.index_select(0, cpu_index)
+        self.rows = len(cpu_index)
+        self._layout()
 
 
 def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -83,19 +123,23 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     q = query.reshape(rows, kv_heads, group, dim)
     row_scores = torch.matmul(q, row_keys.transpose(-1, -2)) * scale  # [B, Hkv, group, t+1]
     outputs = []
-    n = state.n
-    for i, layers in enumerate(state.prefixes):
-        pk, pv = layers[layer]  # [Hkv, P, D]
-        qi = q[i * n: (i + 1) * n].permute(1, 0, 2, 3).reshape(kv_heads, n * group, dim)
+    for root, a, b, bias in state.groups:
+        n = b - a
+        pk, pv = state.prefixes[root][layer]  # [Hkv, P, D]
+        qi = q[a:b].permute(1, 0, 2, 3).reshape(kv_heads, n * group, dim)
         prefix_scores = torch.matmul(qi, pk.transpose(-1, -2)) * scale  # [Hkv, n*group, P]: one read of the prefix
-        rs = row_scores[i * n: (i + 1) * n].permute(1, 0, 2, 3).reshape(kv_heads, n * group, t + 1)
+        if bias is not None:
+            plen = prefix_scores.shape[-1]
+            prefix_scores = (prefix_scores.view(kv_heads, n, group, plen) + bias[None, :, None, :]
+                             ).view(kv_heads, n * group, plen)
+        rs = row_scores[a:b].permute(1, 0, 2, 3).reshape(kv_heads, n * group, t + 1)
         peak = torch.maximum(prefix_scores.amax(-1, keepdim=True), rs.amax(-1, keepdim=True))
         prefix_w = torch.exp(prefix_scores - peak)
         row_w = torch.exp(rs - peak)
         total = prefix_w.sum(-1, keepdim=True) + row_w.sum(-1, keepdim=True)
         out = torch.matmul(prefix_w, pv)  # [Hkv, n*group, D]
         row_w = row_w.reshape(kv_heads, n, group, t + 1).permute(1, 0, 2, 3)  # [n, Hkv, group, t+1]
-        row_out = torch.matmul(row_w, row_values[i * n: (i + 1) * n])  # [n, Hkv, group, D]
+        row_out = torch.matmul(row_w, row_values[a:b])  # [n, Hkv, group, D]
         out = out.reshape(kv_heads, n, group, dim).permute(1, 0, 2, 3) + row_out
         outputs.append(out / total.reshape(kv_heads, n, group, 1).permute(1, 0, 2, 3))
     attn = torch.cat(outputs) if len(outputs) > 1 else outputs[0]

@@ -147,9 +147,11 @@ class VLLMGenerator:
 
     # ------------------------------------------------------------------ sampling
     def generate(self, prompts: Sequence[list[int]], n: int, *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, **_: Any) -> list[list[Completion]]:
+                 top_p: float = 1.0, seed: int | None = None, seeds: Sequence[int] | None = None,
+                 **_: Any) -> list[list[Completion]]:
         """Same contract as `HFPolicy.generate` (stops at <|im_end|>, which is kept in token_ids).
-        Extra keywords of the HF backend (max_batch_tokens, engine, prefix_reuse) are accepted and
+        `seeds` gives each prompt its own request seed (vLLM's RNG, so not HF's tokens). Extra
+        keywords of the HF backend (max_batch_tokens, engine, prefix_reuse) are accepted and
         ignored: vLLM batches and caches by itself."""
         if self.llm is None:
             raise PolicyError("this VLLMGenerator was closed; make a new one")
@@ -162,9 +164,12 @@ class VLLMGenerator:
                 raise PolicyError(f"prompts[{i}] is empty; build prompts with policy.prompt_ids(messages, tools)")
         if not prompts:
             return []
-        params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                           seed=seed, stop_token_ids=[self.end_of_turn_id], ignore_eos=True,
-                                           logprobs=0, skip_special_tokens=True)
+        if seeds is not None and len(seeds) != len(prompts):
+            raise PolicyError(f"seeds needs one seed per prompt: got {len(seeds)} seeds for {len(prompts)} prompts")
+        per_prompt = [seed] * len(prompts) if seeds is None else list(seeds)
+        params = [self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                            seed=s, stop_token_ids=[self.end_of_turn_id], ignore_eos=True,
+                                            logprobs=0, skip_special_tokens=True) for s in per_prompt]
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         results = []
         for out in outputs:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pivot_algo import cli
+from pivot_algo.algorithms.base import ConfigError
 from pivot_algo.policy import load_policy
 from pivot_algo.profiler import ProfileConfig, profile, read_profile
 from pivot_algo.rollout import Rollouts
@@ -65,7 +68,7 @@ def test_profiler_resumes_where_it_stopped(tiny_policy, adder_env, tmp_path):
     # Same per-state results as one uninterrupted run.
     whole = profile(Rollouts(tiny_policy, AdderEnv(make_trajectories(range(12)))), states, cfg, tmp_path / "w.jsonl",
                     progress=False)
-    by_state = lambda rows: {(r.trajectory_id, r.turn): r for r in rows}  # noqa: E731
+    by_state = lambda rows: {(r.trajectory_id, r.turn): r for r in rows}
     assert by_state(read_profile(path)) == by_state(read_profile(tmp_path / "w.jsonl"))
     assert whole.samples == len(states) * 4 and 0 <= whole.cache_hit_rate <= 1 and whole.verdicts_per_s > 0
 
@@ -98,3 +101,47 @@ def test_cli_profile_on_the_adder_env(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["candidate_states"] == 8 * 3 and out["samples"] == 8 * 3 * 2
     assert (tmp_path / "tiny" / "profile.jsonl").exists()
+
+
+def test_profiler_batches_a_trajectorys_states_and_writes_the_same_file(tiny_policy, tmp_path):
+    """states_per_call=16 (a trajectory's states in one generate call) vs 1 (one call per state, as the
+    Ray profiler samples): the same lines; and a run stopped in the middle of a trajectory resumes
+    to the same file."""
+    from pivot_algo.profiler import trajectory_batches
+
+    states_of = lambda r: r.states(r.trajectory_ids()[:4])
+    rollouts = Rollouts(tiny_policy, AdderEnv(make_trajectories(range(12))))
+    states = states_of(rollouts)
+    assert [len(b) for b in trajectory_batches(states, 16)] == [3, 3, 3, 3]
+    assert [len(b) for b in trajectory_batches(states, 2)] == [2, 1] * 4
+    calls: list[int] = []
+    samples: dict[int, dict] = {16: {}, 1: {}}
+    real_generate = tiny_policy.generate
+
+    def counting_generate(prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        out = real_generate(prompts, *args, **kwargs)
+        for p, g in zip(prompts, out):
+            samples[states_per_call][tuple(p)] = [c.token_ids for c in g]
+        return out
+
+    rows = {}
+    for states_per_call in (16, 1):
+        calls.clear()
+        cfg = ProfileConfig(k=4, max_new_tokens=8, seed=3, temperature=1.3, states_per_call=states_per_call)
+        rollouts.policy.generate = counting_generate  # type: ignore[method-assign]
+        try:
+            profile(rollouts, states, cfg, tmp_path / f"b{states_per_call}.jsonl", progress=False)
+        finally:
+            del rollouts.policy.generate
+        assert calls == ([3] * 4 if states_per_call == 16 else [1] * 12)
+        rows[states_per_call] = read_profile(tmp_path / f"b{states_per_call}.jsonl")
+    assert rows[16] == rows[1] and len(rows[16]) == 12
+    assert samples[16] == samples[1] and len(samples[16]) == 12  # token for token, not only the rewards
+    cfg = ProfileConfig(k=4, max_new_tokens=8, seed=3, temperature=1.3)
+    part = tmp_path / "part.jsonl"
+    profile(rollouts, states, cfg, part, progress=False, max_states=5)  # stops after turn 1 of the 2nd trajectory
+    resumed = profile(rollouts, states, cfg, part, progress=False)
+    assert resumed.resumed_states == 5 and read_profile(part)[5:] == rows[16][5:] and read_profile(part)[:5] == rows[16][:5]
+    with pytest.raises(ConfigError, match="states_per_call"):
+        ProfileConfig(states_per_call=0)
