@@ -215,6 +215,10 @@ class RunConfig:
     """Output subdirectory name."""
     model: str = "tiny"
     """`pivot_algo.policy.load_policy` spec: tiny, smollm2-135m, or a saved policy directory."""
+    sampler: str = "shared_prefix"
+    """HF sampling path (`HFPolicy.use_sampler`): "shared_prefix" (shared-prefix decoding, prefix
+    reuse across calls, a trajectory's turns in one decode) or "legacy" (the sampler before those:
+    prompt KV copied per row, every prompt prefilled from scratch). Same samples; only speed differs."""
     seed: int = 0
     """Seeds training and sampling (profiling too, unless profile.seed is given)."""
     output_dir: str = "runs"
@@ -239,6 +243,10 @@ class RunConfig:
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     raw: dict = dataclasses.field(default_factory=dict, repr=False)
     """The preset tree as loaded (overrides applied), saved with every run."""
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("shared_prefix", "legacy"):
+            raise ConfigError(f"sampler must be 'shared_prefix' or 'legacy', got {self.sampler!r}")
 
     def trainer(self, algorithm: str) -> TrainerSection:
         """The preset's section for `algorithm` (an empty one = TrainConfig defaults)."""

@@ -76,6 +76,8 @@ def make_env(cfg: RunConfig, mode: str, trajectories: Any = None, **extra_kwargs
 
 
 def make_rollouts(cfg: RunConfig, policy: Any, **env_kwargs: Any) -> Rollouts:
+    if hasattr(policy, "use_sampler"):
+        policy.use_sampler(cfg.sampler)
     env = make_env(cfg, "pivot", **env_kwargs)
     trajectories = env.unwrapped.trajectories
     return Rollouts(policy, env, episode_env_factory=lambda: make_env(cfg, "episode", trajectories))

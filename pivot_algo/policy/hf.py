@@ -121,6 +121,20 @@ class HFPolicy(Policy):
         return ct.render(self.tokenizer, messages, tools, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ sampling
+    def use_sampler(self, name: str) -> None:
+        """Select the sampling path for later `generate` calls: "shared_prefix" (the default engine
+        with prefix reuse across calls) or "legacy" (the legacy engine, no reuse: the sampler as it
+        was). The samples are the same; `pivotrl run ... sampler=legacy` times the old path.
+        A model without full causal attention keeps the legacy engine under "shared_prefix"."""
+        if name == "legacy":
+            self.engine, self.prefix_cache = "legacy", PrefixKVCache(0)
+        elif name == "shared_prefix":  # models it cannot serve keep the legacy engine (as in __init__)
+            self.engine = "shared_prefix" if supports_shared_decode(self.model) else "legacy"
+            if self.prefix_cache.max_entries == 0:
+                self.prefix_cache = PrefixKVCache()
+        else:
+            raise PolicyError(f"unknown sampler {name!r}; use 'shared_prefix' or 'legacy'")
+
     def clear_prefix_cache(self) -> None:
         """Drop every stored prompt KV (needed only after writing weights through `param.data`)."""
         self.prefix_cache.clear()

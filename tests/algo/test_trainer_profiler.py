@@ -145,3 +145,23 @@ def test_profiler_batches_a_trajectorys_states_and_writes_the_same_file(tiny_pol
     assert resumed.resumed_states == 5 and read_profile(part)[5:] == rows[16][5:] and read_profile(part)[:5] == rows[16][:5]
     with pytest.raises(ConfigError, match="states_per_call"):
         ProfileConfig(states_per_call=0)
+
+
+def test_the_sampler_key_reaches_the_policy(tmp_path):
+    """`sampler=legacy` (how the main job's before/after is timed) selects the old sampling path."""
+    from pivot_algo.config import load_run_config
+    from pivot_algo.pipeline import close_rollouts, make_rollouts
+
+    env_id = f"{AdderEnv.__module__}:AdderEnv"
+    from pivot_envs import save_jsonl
+
+    save_jsonl(make_trajectories(range(2)), tmp_path / "adder.jsonl")
+    overrides = [f"env.id={env_id}", "env.kwargs={}", f"env.trajectories={tmp_path / 'adder.jsonl'}"]
+    policy = load_policy("tiny")
+    for sampler, engine in (("legacy", "legacy"), ("shared_prefix", "shared_prefix")):
+        cfg = load_run_config("tiny", [*overrides, f"sampler={sampler}"])
+        rollouts = make_rollouts(cfg, policy)
+        close_rollouts(rollouts)
+        assert policy.engine == engine and (policy.prefix_cache.max_entries == 0) == (sampler == "legacy")
+    with pytest.raises(ConfigError, match="sampler must be"):
+        load_run_config("tiny", ["sampler=fast"])

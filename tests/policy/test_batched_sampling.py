@@ -175,3 +175,19 @@ def test_row_uniforms_are_per_prompt_and_sample():
     torch.testing.assert_close(row_uniforms([6], 3, 4), u[3:])  # prompt 6's rows, whatever comes before
     torch.testing.assert_close(row_uniforms([5], 2, 4), u[:2])  # sample j's stream does not depend on n
     assert not torch.equal(u[0], u[1])
+
+
+def test_use_sampler_switches_the_path_and_keeps_the_samples(fresh_tiny):
+    policy = fresh_tiny
+    prompts = _trajectory_prompts(policy, 1)[:2]
+    new = policy.generate(prompts, 3, max_new_tokens=8, seed=4)
+    policy.use_sampler("legacy")
+    assert policy.engine == "legacy" and policy.prefix_cache.max_entries == 0
+    stats = policy.prefix_cache.stats
+    old = policy.generate(prompts, 3, max_new_tokens=8, seed=4)
+    assert stats.reused_tokens == 0  # nothing reused on the legacy path
+    _assert_same(new, old)
+    policy.use_sampler("shared_prefix")
+    assert policy.engine == "shared_prefix" and policy.prefix_cache.max_entries > 0
+    with pytest.raises(PolicyError, match="unknown sampler"):
+        policy.use_sampler("fast")
