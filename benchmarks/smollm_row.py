@@ -1,0 +1,553 @@
+"""The real-model row of issue 10: SmolLM2-135M on the terminal domain, SFT vs PivotRL from one start.
+
+    nohup .venv/bin/python benchmarks/smollm_row.py > /tmp/smollm_row.log 2>&1 &   # resumable
+    .venv/bin/python benchmarks/smollm_row.py --report-only     # the table from the stages done so far
+
+Protocol (DESIGN.md, the paper's Table 1): the base emits no valid action, so both arms start from one
+SFT warm-up on a disjoint split; pivots are profiled once with that start; SFT and PivotRL each train
+from it on the same trajectories with the same optimiser-step budget. Four models -- base, start, SFT,
+PivotRL -- are each evaluated on
+  (a) in-domain: every turn of the held-out trajectories as a pivot-mode state (verifier reward of
+      `eval.pivot_samples` samples each; the subset that the independent profile found to be pivots of the
+      start is reported apart), and every held-out trajectory as a greedy episode (task success);
+  (b) out-of-domain: IFBench, HumanEval, BFCL single-turn, the same items for every model, greedy.
+Every number carries its n and a 95% interval: Wilson for proportions, a bootstrap over states for the
+state reward (samples of one state are not independent); the PivotRL-minus-SFT and each-minus-start
+differences are paired (same items / states): a paired bootstrap interval, and for 0/1 outcomes the
+exact McNemar p-value of the discordant pairs.
+
+Resumable: every stage writes its output under the run directory (`runs/smollm_row/stages/*.json`, the
+checkpoints next to it) and a rerun skips what is there, so a killed run continues where it stopped.
+
+Sizes, and why (measured on this 2-core machine, torch at 1 thread, SmolLM2 fp32):
+- OOD: 100 items per suite (the issue's minimum), max_new_tokens 200 / 256 / 96 (IFBench / HumanEval /
+  BFCL), batches of 32 prompts sorted by length. Throughput probe (5-item passes, batch 5, load ~1.5-2):
+  BFCL 4.2 s/item, IFBench 5.2 s/item, HumanEval 8.4 s/item; a 32-item batch cuts this by the amounts
+  recorded in results.json (`throughput_probe`). 300 items x 4 models is the largest part of the row.
+- Training: the main job's sizes (warm-up 12 steps x 2 conversations, SFT 8 steps x 2 conversations,
+  PivotRL 8 steps x 2 pivots x G=8): they fit and were known to leave pivots (9 in 63 states). More
+  steps do not fit next to the OOD evaluation of four models.
+- In-domain: the 6 held-out trajectories (~30 states x 8 samples at T=0.8, 6 greedy episodes of <= 4
+  turns): profiling costs ~5 s per state, so a larger held-out split would be paid four times.
+- One seed: three do not fit in 60 minutes (training + in-domain alone is ~25 minutes per seed). The
+  intervals are over items and states of that one seed; they do not cover seed-to-seed variation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pivot_algo import pipeline
+from pivot_algo.config import RunConfig, load_run_config
+from pivot_algo.rollout import StartState, stable_seed
+
+log = logging.getLogger("smollm_row")
+
+RESULTS_DIR = REPO / "benchmarks" / "results" / "smollm_row"
+ARMS = ("base", "start", "sft", "pivotrl")
+ARM_LABELS = {"base": "base", "start": "start (SFT warm-up)", "sft": "SFT", "pivotrl": "PivotRL"}
+# The differences the row is about: PivotRL vs SFT, each arm vs the start both trained from, the warm-up itself.
+COMPARISONS = (("pivotrl", "sft"), ("sft", "start"), ("pivotrl", "start"), ("start", "base"))
+OOD_TOKENS = {"ifbench": 200, "humaneval": 256, "bfcl_single": 96}
+
+
+@dataclasses.dataclass
+class RowSizes:
+    """What the row adds to the preset: the OOD evaluation and the statistics."""
+
+    ood_limit: int = 100
+    ood_suites: tuple[str, ...] = ("ifbench", "bfcl_single", "humaneval")
+    ood_max_new_tokens: dict[str, int] = dataclasses.field(default_factory=lambda: dict(OOD_TOKENS))
+    ood_batch_size: int = 16
+    state_batch: int = 8  # held-out states per batched sampling call
+    bootstrap_reps: int = 2000
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion; (nan, nan) when n == 0."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Exact two-sided McNemar test on paired 0/1 outcomes: the discordant pairs (a only, b only)
+    are binomial(n_discordant, 1/2) under 'no difference'."""
+    a_only = sum(bool(x) and not bool(y) for x, y in zip(a, b))
+    b_only = sum(bool(y) and not bool(x) for x, y in zip(a, b))
+    n = a_only + b_only
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, 2 * tail)}
+
+
+def bootstrap_mean(values: Sequence[float], reps: int, seed: int) -> tuple[float, float]:
+    """Percentile 95% interval of the mean of `values` resampled with replacement (the unit is one value:
+    an item, or a state's mean reward)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return (math.nan, math.nan)
+    idx = np.random.default_rng(seed).integers(0, arr.size, size=(reps, arr.size))
+    means = arr[idx].mean(axis=1)
+    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+
+
+def paired(a: dict[str, float], b: dict[str, float], reps: int, seed: int, binary: bool) -> dict[str, Any]:
+    """a - b on the keys both have: mean difference, paired bootstrap interval, n (and McNemar when 0/1)."""
+    keys = sorted(set(a) & set(b))
+    diffs = [a[k] - b[k] for k in keys]
+    out: dict[str, Any] = {"n": len(keys), "diff": float(np.mean(diffs)) if diffs else math.nan}
+    out["lo"], out["hi"] = bootstrap_mean(diffs, reps, seed)
+    if binary:
+        out["mcnemar"] = mcnemar_exact([a[k] > 0.5 for k in keys], [b[k] > 0.5 for k in keys])
+    out["inside_noise"] = bool(not keys or out["lo"] <= 0 <= out["hi"])
+    return out
+
+
+# ----------------------------------------------------------------------------- stage cache
+
+class Stages:
+    """Stage outputs as JSON files under `root/stages`; a stage that has its file is not run again."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ran: list[str] = []  # stages computed by this process (the rest were read back)
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        p = self.path(name)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        cached = self.get(name)
+        if cached is not None:
+            log.info("stage %s: cached", name)
+            return cached
+        load0, t0 = os.getloadavg()[0], time.perf_counter()
+        log.info("stage %s: running (load %.2f)", name, load0)
+        out = fn()
+        out["stage"] = {"wall_s": round(time.perf_counter() - t0, 2), "load_start": load0,
+                        "load_end": os.getloadavg()[0], "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        tmp = self.path(name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, indent=1, default=str))
+        tmp.rename(self.path(name))  # atomic: a killed run never leaves a half-written stage
+        self.ran.append(name)
+        log.info("stage %s: done in %.0f s", name, out["stage"]["wall_s"])
+        return out
+
+
+# ----------------------------------------------------------------------------- evaluation stages
+
+def _states(pairs: Sequence[Sequence[Any]]) -> list[StartState]:
+    return [StartState(str(t), int(k)) for t, k in pairs]
+
+
+def eval_states(cfg: RunConfig, model: str, states: Sequence[StartState], sizes: RowSizes) -> dict[str, Any]:
+    """Verifier rewards of `eval.pivot_samples` samples at each held-out state (masked samples left out).
+    The sampling seed depends on the chunk only, so every model is asked with the same seeds."""
+    ec = cfg.eval
+    rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(model))
+    before, t0 = rollouts.costs(), time.perf_counter()
+    per_state: dict[str, list[float]] = {}
+    masked = 0
+    try:
+        for i in range(0, len(states), sizes.state_batch):
+            chunk = list(states[i:i + sizes.state_batch])
+            for g in rollouts.sample(chunk, ec.pivot_samples, max_new_tokens=ec.max_new_tokens,
+                                     temperature=ec.pivot_temperature, seed=stable_seed(cfg.seed, "row-states", i)):
+                per_state[f"{g.state.trajectory_id}#{g.state.turn}"] = [r for r, m in zip(g.rewards, g.masked) if not m]
+                masked += sum(g.masked)
+        costs = pipeline.paper_costs(_delta(before, rollouts.costs()), wall_seconds=time.perf_counter() - t0)
+    finally:
+        pipeline.close_rollouts(rollouts)
+    return {"per_state": per_state, "masked_samples": masked, "costs": costs}
+
+
+def eval_episodes(cfg: RunConfig, model: str, ids: Sequence[str]) -> dict[str, Any]:
+    """Greedy episodes on the held-out trajectories, all advanced in lock-step (one batched call a turn)."""
+    from pivot_algo.eval.in_domain import episode_success
+
+    ec = cfg.eval
+    rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(model))
+    try:
+        ep = episode_success(rollouts, list(ids), max_new_tokens=ec.max_new_tokens, temperature=ec.temperature,
+                             samples_per_task=ec.samples_per_task, seed=cfg.seed, tasks_per_batch=max(1, len(ids)))
+    finally:
+        pipeline.close_rollouts(rollouts)
+    per_task = {tid: v for tid, v in zip(ep["task_ids"], ep["per_task"]) if v is not None}
+    model_calls = round(ep["mean_turns"] * (ep["episodes"] + ep["masked"]))  # one completion per episode turn
+    return {"per_task": per_task, "masked": ep["masked"], "mean_turns": ep["mean_turns"],
+            "costs": {**ep["costs"], "model_calls": model_calls}}
+
+
+def eval_ood(model: str, suite: str, sizes: RowSizes, seed: int) -> dict[str, Any]:
+    """One OOD suite, greedy, batched; the items are chosen by (suite, limit, seed), so every model gets
+    the same ones. Per-item verdicts are kept for the paired statistics."""
+    from pivot_algo.eval.ood import PolicyGenerateFn, run_ood_eval
+
+    policy = pipeline.load_model(model)
+    generate = PolicyGenerateFn(policy, max_new_tokens=sizes.ood_max_new_tokens[suite], batch_size=sizes.ood_batch_size)
+    report = run_ood_eval(generate, benchmarks=[suite], limit_per_benchmark=sizes.ood_limit, seed=seed, model=model)
+    result = report.results[suite].to_dict(include_items=True)
+    result["per_item"] = {it["item_id"]: it["correct"] for it in result["items"] if it["correct"] is not None}
+    result["max_new_tokens"] = sizes.ood_max_new_tokens[suite]
+    return result
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
+
+
+# ----------------------------------------------------------------------------- the row
+
+def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> Stages:
+    """Run (or resume) every stage; `stop_after` ends after the named stage (used to test resumption)."""
+    t_total = time.perf_counter()
+    splits, out = pipeline.prepare(cfg)
+    stages = Stages(out)
+
+    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        result = stages.run(name, fn)
+        if stop_after == name:
+            raise StopAfter(name)
+        return result
+
+    def split_stage() -> dict[str, Any]:
+        return {"splits": splits}
+
+    recorded = stage("splits", split_stage)["splits"]
+    if recorded != splits:
+        raise RuntimeError(f"{out}: the cached stages used another split ({recorded}) than this config ({splits}); "
+                           "use another run directory (--run-dir) or delete the old one")
+
+    def warmup() -> dict[str, Any]:
+        if not cfg.warmup.enabled:
+            return {"policy": cfg.model, "costs": {}, "steps": 0}
+        return pipeline.run_train(cfg, "sft", cfg.model, splits["warmup"], [], out, "warmup_sft",
+                                  section=cfg.warmup.trainer)
+
+    start = stage("train_warmup", warmup)["policy"]
+
+    def profile_stage() -> dict[str, Any]:
+        # The training split only: held-out states are evaluated for every model below, and profiling them
+        # as well (~5 s a state) does not fit the hour.
+        t0 = time.perf_counter()
+        rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(start))
+        try:
+            report = pipeline.run_profile(cfg, rollouts, rollouts.states(splits["train"]), out / "profile.jsonl")
+            costs = pipeline.paper_costs(rollouts.costs(), wall_seconds=time.perf_counter() - t0)
+        finally:
+            pipeline.close_rollouts(rollouts)
+        return {"report": report.summary(), "costs": costs,
+                "train_pivots": [[p.trajectory_id, p.turn] for p in report.pivots], "heldout_pivots": []}
+
+    prof = stage("profile", profile_stage)
+
+    def train(algo: str) -> Callable[[], dict[str, Any]]:
+        def fn() -> dict[str, Any]:
+            pivots = _states(prof["train_pivots"])
+            if algo == "pivotrl" and not pivots:
+                return {"policy": None, "skipped": "profiling kept no pivots on the training split"}
+            return pipeline.run_train(cfg, algo, start, splits["train"], pivots, out, algo)
+        return fn
+
+    models = {"base": cfg.model, "start": start,
+              "sft": stage("train_sft", train("sft"))["policy"],
+              "pivotrl": stage("train_pivotrl", train("pivotrl"))["policy"]}
+    ready = [a for a in ARMS if models[a]]
+    held_states = [StartState(t, k) for t in splits["heldout"] for k in range(_num_turns(cfg, t))]
+    evals = {"states": functools.partial(eval_states, cfg, states=held_states, sizes=sizes),
+             "episodes": functools.partial(eval_episodes, cfg, ids=splits["heldout"])}
+    evals.update({suite: functools.partial(eval_ood, suite=suite, sizes=sizes, seed=cfg.seed) for suite in sizes.ood_suites})
+    for kind, arm in eval_order(sizes.ood_suites, ready):
+        stage(f"eval_{kind}_{arm}" if kind in ("states", "episodes") else f"ood_{kind}_{arm}",
+              functools.partial(evals[kind], model=models[arm]))
+    log.info("row finished (%.0f s in this process)", time.perf_counter() - t_total)
+    return stages
+
+
+def eval_order(suites: Sequence[str], arms: Sequence[str]) -> list[tuple[str, str]]:
+    """(evaluation, arm) in priority order, so that a run cut short by the clock has the comparisons that
+    matter: in-domain of the compared arms (SFT, PivotRL, their start), then the first OOD suite for every
+    arm (IFBench: the one suite where SmolLM2-135M is off the floor), then the base's in-domain, then the
+    other suites, one whole suite (all arms, paired) at a time."""
+    compared = [a for a in ("sft", "pivotrl", "start") if a in arms]
+    order = [(kind, a) for kind in ("states", "episodes") for a in compared]
+    order += [(suites[0], a) for a in arms] if suites else []
+    order += [(kind, "base") for kind in ("states", "episodes") if "base" in arms]
+    order += [(suite, a) for suite in suites[1:] for a in arms]
+    return order
+
+
+class StopAfter(Exception):
+    """Raised by run_row(stop_after=...) after the named stage."""
+
+
+_TURNS: dict[str, int] = {}
+
+
+def _num_turns(cfg: RunConfig, trajectory_id: str) -> int:
+    if not _TURNS:
+        env = pipeline.make_env(cfg, "pivot")
+        try:
+            _TURNS.update({t.id: t.num_turns for t in env.unwrapped.trajectories})
+        finally:
+            env.close()
+    return _TURNS[trajectory_id]
+
+
+# ----------------------------------------------------------------------------- the table
+
+def _fmt_p(p: float | None) -> str:
+    return "-" if p is None or math.isnan(p) else f"{100 * p:.1f}"
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "-" if math.isnan(lo) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _proportion(k: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else math.nan, "lo": lo, "hi": hi}
+
+
+def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]:
+    """Every cell of the row from the stage files (a stage not yet run leaves its cells None)."""
+    get = stages.get
+    prof = get("profile") or {}
+    held_pivots = {f"{t}#{k}" for t, k in prof.get("heldout_pivots", [])}
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in ARMS:
+        row: dict[str, Any] = {"label": ARM_LABELS[arm]}
+        st = get(f"eval_states_{arm}")
+        if st:
+            per_state = {k: v for k, v in st["per_state"].items() if v}
+            means = {k: float(np.mean(v)) for k, v in per_state.items()}
+            samples = sum(len(v) for v in per_state.values())
+            row["state_reward"] = {"mean": float(np.mean([r for v in per_state.values() for r in v])) if samples else math.nan,
+                                   "states": len(per_state), "samples": samples, "masked": st["masked_samples"]}
+            row["state_reward"]["lo"], row["state_reward"]["hi"] = bootstrap_mean(
+                list(means.values()), sizes.bootstrap_reps, 1)
+            piv = {k: v for k, v in means.items() if k in held_pivots}
+            row["pivot_state_reward"] = {"mean": float(np.mean(list(piv.values()))) if piv else math.nan,
+                                         "states": len(piv)}
+            row["pivot_state_reward"]["lo"], row["pivot_state_reward"]["hi"] = bootstrap_mean(
+                list(piv.values()), sizes.bootstrap_reps, 2)
+            row["_state_means"] = means
+            row["eval_costs_states"] = st["costs"]
+        ep = get(f"eval_episodes_{arm}")
+        if ep:
+            per_task = {k: float(v) for k, v in ep["per_task"].items()}
+            row["episode_success"] = _proportion(int(sum(v > 0.5 for v in per_task.values())), len(per_task))
+            row["episode_success"]["masked"] = ep["masked"]
+            row["_episodes"] = per_task
+            row["eval_costs_episodes"] = ep["costs"]
+        for suite in sizes.ood_suites:
+            res = get(f"ood_{suite}_{arm}")
+            if res:
+                items = {k: 1.0 if v else 0.0 for k, v in res["per_item"].items()}
+                row[suite] = {**_proportion(int(sum(items.values())), len(items)),
+                              "unavailable": res.get("n_unavailable", 0), "infra_failed": res.get("n_infra_failed", 0),
+                              "wall_s": res.get("wall_s"), "max_new_tokens": res.get("max_new_tokens")}
+                row[f"_{suite}"] = items
+        if all(f"_{s}" in row for s in sizes.ood_suites):
+            row["ood_mean"] = float(np.mean([row[s]["rate"] for s in sizes.ood_suites]))
+        train = {"start": get("train_warmup"), "sft": get("train_sft"), "pivotrl": get("train_pivotrl")}.get(arm)
+        costs = dict((train or {}).get("costs") or {})
+        if arm == "pivotrl" and train and train.get("policy"):
+            costs = pipeline.add_costs(prof.get("costs"), costs)  # PivotRL pays for its profiling
+            row["pivots_kept"] = len(prof.get("train_pivots", []))
+        row["train_steps"] = (train or {}).get("steps")  # trainer steps; optimiser steps can be fewer (skipped updates)
+        if train and train.get("skipped"):
+            row["note"] = train["skipped"]
+        row["train_costs"] = {k: costs.get(k) for k in (*pipeline.COST_COLUMNS, "trained_tokens")} if costs else {}
+        arms[arm] = row
+
+    diffs: dict[str, dict[str, Any]] = {}
+    for a, b in COMPARISONS:
+        ra, rb = arms[a], arms[b]
+        d: dict[str, Any] = {}
+        seed = 10
+        if "_state_means" in ra and "_state_means" in rb:
+            d["state_reward"] = paired(ra["_state_means"], rb["_state_means"], sizes.bootstrap_reps, seed, binary=False)
+        if "_episodes" in ra and "_episodes" in rb:
+            d["episode_success"] = paired(ra["_episodes"], rb["_episodes"], sizes.bootstrap_reps, seed + 1, binary=True)
+        for j, suite in enumerate(sizes.ood_suites):
+            if f"_{suite}" in ra and f"_{suite}" in rb:
+                d[suite] = paired(ra[f"_{suite}"], rb[f"_{suite}"], sizes.bootstrap_reps, seed + 2 + j, binary=True)
+        if all(s in d for s in sizes.ood_suites):
+            d["ood_mean"] = _paired_ood_mean(ra, rb, sizes)
+        diffs[f"{a}-{b}"] = d
+    loads = [s["stage"]["load_start"] for s in (get(p.stem) for p in sorted(stages.dir.glob("*.json"))) if s]
+    walls = {p.stem: (get(p.stem) or {}).get("stage", {}).get("wall_s") for p in sorted(stages.dir.glob("*.json"))}
+    return {"arms": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in arms.items()},
+            "per_item": {k: {kk: vv for kk, vv in v.items() if kk.startswith("_")} for k, v in arms.items()},
+            "differences": diffs, "profile": prof.get("report"),
+            "heldout_pivots": sorted(held_pivots), "splits": (get("splits") or {}).get("splits"),
+            "sizes": dataclasses.asdict(sizes), "config": cfg.raw, "stage_wall_s": walls,
+            "total_stage_wall_s": round(sum(v for v in walls.values() if v), 1),
+            "load": {"stage_starts_min": min(loads, default=math.nan), "stage_starts_max": max(loads, default=math.nan),
+                     "stage_starts_mean": float(np.mean(loads)) if loads else math.nan},
+            "torch_threads": cfg.torch_threads, "seeds": [cfg.seed]}
+
+
+def _paired_ood_mean(ra: dict[str, Any], rb: dict[str, Any], sizes: RowSizes) -> dict[str, Any]:
+    """Difference of the unweighted mean over the suites; the bootstrap resamples items within each suite."""
+    rng = np.random.default_rng(99)
+    per_suite = []
+    for suite in sizes.ood_suites:
+        keys = sorted(set(ra[f"_{suite}"]) & set(rb[f"_{suite}"]))
+        per_suite.append(np.array([ra[f"_{suite}"][k] - rb[f"_{suite}"][k] for k in keys]))
+    point = float(np.mean([x.mean() if x.size else math.nan for x in per_suite]))
+    boots = np.zeros(sizes.bootstrap_reps)
+    for x in per_suite:
+        if x.size:
+            boots += x[rng.integers(0, x.size, size=(sizes.bootstrap_reps, x.size))].mean(axis=1)
+    boots /= len(per_suite)
+    lo, hi = float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    return {"diff": point, "lo": lo, "hi": hi, "n": [int(x.size) for x in per_suite], "inside_noise": lo <= 0 <= hi}
+
+
+def format_table(s: dict[str, Any], sizes: RowSizes) -> str:
+    suites = sizes.ood_suites
+    head = (["model", "held-out state reward % [95% CI] (states x samples)", "on start's held-out pivots %",
+             "episode success k/n [Wilson]"] + [f"{x} % k/n [Wilson]" for x in suites]
+            + ["OOD mean %", "optimiser steps", "model calls (rollout turns)", "generated tokens", "trained tokens",
+               "train wall s"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm in ARMS:
+        r = s["arms"][arm]
+        cells = [r["label"]]
+        sr = r.get("state_reward")
+        cells.append(f"{_fmt_p(sr['mean'])} {_interval(sr['lo'], sr['hi'])} ({sr['states']} x "
+                     f"{sr['samples'] // max(sr['states'], 1)})" if sr else "not run")
+        pr = r.get("pivot_state_reward")
+        cells.append(f"{_fmt_p(pr['mean'])} {_interval(pr['lo'], pr['hi'])} (n={pr['states']})" if pr else "not run")
+        es = r.get("episode_success")
+        cells.append(f"{es['k']}/{es['n']} {_interval(es['lo'], es['hi'])}" if es else "not run")
+        for suite in suites:
+            x = r.get(suite)
+            cells.append(f"{_fmt_p(x['rate'])} ({x['k']}/{x['n']}) {_interval(x['lo'], x['hi'])}" if x else "not run")
+        cells.append(_fmt_p(r.get("ood_mean")))
+        c = r.get("train_costs") or {}
+        for key in ("optimizer_steps", "rollout_turns", "generated_tokens", "trained_tokens", "wall_seconds"):
+            v = c.get(key)
+            cells.append("-" if v is None else f"{v:.0f}")
+        if r.get("note"):
+            cells[1] = f"not trained: {r['note']}"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", ("Paired differences (same states / items; percentage points, 95% paired bootstrap interval; "
+                   "McNemar: discordant pairs a-only/b-only and exact p):"), "",
+              "| comparison | metric | difference [95% CI] | n | McNemar | inside the noise? |", "|---|---|---|---|---|---|"]
+    for name, d in s["differences"].items():
+        a, b = name.split("-")
+        for metric, v in d.items():
+            mc = v.get("mcnemar")
+            mct = f"{mc['a_only']}/{mc['b_only']}, p={mc['p']:.3f}" if mc else "-"
+            lines.append(f"| {ARM_LABELS[a]} - {ARM_LABELS[b]} | {metric} | {100 * v['diff']:+.1f} "
+                         f"{_interval(v['lo'], v['hi'])} | {v['n']} | {mct} | {'yes' if v['inside_noise'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def notes(s: dict[str, Any], sizes: RowSizes) -> list[str]:
+    prof = s.get("profile") or {}
+    sp = s.get("splits") or {}
+    out = [(f"model {s['config'].get('model')}, env {s['config'].get('env', {}).get('id')}, seeds {s['seeds']} "
+            f"(one seed: the intervals are over states / items, not over seeds), torch threads {s['torch_threads']}"),
+           (f"splits: warm-up {len(sp.get('warmup', []))}, train {len(sp.get('train', []))}, "
+            f"held-out {len(sp.get('heldout', []))} trajectories (disjoint)")]
+    if prof:
+        out.append(f"profile of the start (train + held-out states): {prof.get('candidate_states')} states, "
+                   f"{prof.get('pivots_kept')} pivots ({len(s['heldout_pivots'])} of them held out), mean reward "
+                   f"{prof.get('mean_reward', 0):.3f}, tool-call ratio {prof.get('tool_call_ratio', 0):.2f}")
+    out.append(f"OOD: {sizes.ood_limit} items per suite (same items for every model), greedy, max_new_tokens "
+               + ", ".join(f"{k} {sizes.ood_max_new_tokens[k]}" for k in sizes.ood_suites)
+               + f", batches of {sizes.ood_batch_size}")
+    out.append("costs: PivotRL's include its profiling; 'model calls' are completions generated (the paper's rollout "
+               "turns); the start's are the warm-up's")
+    ld = s["load"]
+    out.append(f"load average (1 min) at stage starts: min {ld['stage_starts_min']:.2f}, mean "
+               f"{ld['stage_starts_mean']:.2f}, max {ld['stage_starts_max']:.2f}; sum of stage wall times "
+               f"{s['total_stage_wall_s']:.0f} s")
+    return out
+
+
+def write_results(cfg: RunConfig, sizes: RowSizes, stages: Stages, results_dir: Path,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = summarise(cfg, sizes, stages)
+    s.update(extra or {})
+    table = format_table(s, sizes)
+    s["table"] = table
+    s["notes"] = notes(s, sizes)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results.json").write_text(json.dumps(s, indent=1, default=str))
+    (results_dir / "table.md").write_text(table + "\n\n" + "\n".join(f"- {n}" for n in s["notes"]) + "\n")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="smollm_row", help="preset name or YAML path (default smollm_row)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="preset overrides")
+    parser.add_argument("--ood-limit", type=int, default=RowSizes.ood_limit, help="items per OOD suite")
+    parser.add_argument("--ood-suites", nargs="+", default=list(RowSizes.ood_suites))
+    parser.add_argument("--ood-tokens", nargs="*", default=[], metavar="SUITE=N", help="max_new_tokens per suite")
+    parser.add_argument("--ood-batch-size", type=int, default=RowSizes.ood_batch_size)
+    parser.add_argument("--bootstrap-reps", type=int, default=RowSizes.bootstrap_reps)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--stop-after", default=None, help="end after this stage (resumption tests)")
+    parser.add_argument("--report-only", action="store_true", help="write the table from the stages already done")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    cfg = load_run_config(args.config, args.set)
+    tokens = dict(OOD_TOKENS)
+    for item in args.ood_tokens:
+        suite, _, n = item.partition("=")
+        tokens[suite] = int(n)
+    sizes = RowSizes(ood_limit=args.ood_limit, ood_suites=tuple(args.ood_suites), ood_max_new_tokens=tokens,
+                     ood_batch_size=args.ood_batch_size, bootstrap_reps=args.bootstrap_reps)
+    unknown = [s for s in sizes.ood_suites if s not in tokens]
+    if unknown:
+        parser.error(f"no max_new_tokens for OOD suite(s) {unknown}: give --ood-tokens SUITE=N")
+    if args.report_only:
+        pipeline.torch_threads(cfg)
+        stages = Stages(Path(cfg.output_dir) / (cfg.name or cfg.env.name))
+    else:
+        try:
+            stages = run_row(cfg, sizes, stop_after=args.stop_after)
+        except StopAfter as stop:
+            log.info("stopped after stage %s (--stop-after); rerun to continue", stop)
+            return 0
+    s = write_results(cfg, sizes, stages, args.results_dir, {"stages_run_by_last_process": stages.ran})
+    print(s["table"])
+    print("\n".join(f"- {n}" for n in s["notes"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
