@@ -11,10 +11,11 @@ Description:
     - group B (in-domain target, "second group"): `times N`, `add N twice`;
     - tool use (out-of-domain): group A's operations, but applied by calling the `apply` tool
       (`<tool_call>{"name": "apply", "arguments": {"expr": "x+3"}}</tool_call>`), whose output is the
-      new x; the report is a plain message.
+      new x and the next operation ("x = 7. Next: subtract 4", as the user states it in the other
+      families: the skill differs in its syntax, not in tracking a plan); the report is a plain message.
 
     Demonstrations of the pre-training mix write each expression in one of several equivalent forms
-    ("x+3", "3+x", "x+1+2"); the in-domain training trajectories (what SFT and PivotRL see) always use
+    ("x+3", "3+x", "(x+3)"); the in-domain training trajectories (what SFT and PivotRL see) always use
     the canonical one. So a functional verifier can credit a correct variant that strict matching
     rejects: the property the paper's functional reward relies on.
 
@@ -53,6 +54,9 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
+WORLD_VERSION = 2
+"""Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
+
 GROUP_A = ("add", "subtract")
 GROUP_B = ("times", "add_twice")
 FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": GROUP_A}
@@ -84,10 +88,12 @@ def _apply(op: str, n: int, x: int) -> int:
 
 def _expression(op: str, n: int, rng: random.Random | None) -> str:
     """The demonstration's expression: canonical when rng is None, else one of the equivalent forms."""
-    forms = {"add": [f"x+{n}", f"{n}+x"] + ([f"x+1+{n - 1}"] if n > 1 else []),
-             "subtract": [f"x-{n}", f"x-1-{n - 1}" if n > 1 else f"x-{n}"],
-             "times": [f"x*{n}", f"{n}*x"],
-             "add_twice": [f"x+{n}+{n}", f"x+{2 * n}", f"x+2*{n}"]}[op]
+    # Every variant only rearranges the demonstration's own symbols (no arithmetic on n: a variant such
+    # as x+1+{n-1} asks a tiny model to subtract before it can copy, and greedy decoding then picks it).
+    forms = {"add": [f"x+{n}", f"{n}+x", f"(x+{n})"],
+             "subtract": [f"x-{n}", f"(x-{n})"],
+             "times": [f"x*{n}", f"{n}*x", f"(x*{n})"],
+             "add_twice": [f"x+{n}+{n}", f"x+2*{n}", f"(x+{n})+{n}"]}[op]
     return forms[0] if rng is None else rng.choice(forms)
 
 
@@ -106,13 +112,15 @@ def make_task(family: str, seed: int, *, canonical: bool) -> dict:
     if family == "tool":
         tools = [APPLY_TOOL]
         plan = ", then ".join(_phrase(op, n) for op, n in ops)
-        messages.append({"role": "user", "content": f"x = {start}. With the apply tool: {plan}. Then report x."})
+        messages.append({"role": "user", "content": f"With the apply tool: {plan}, then report x. "
+                                                    + _instruction(start, *ops[0])})
         for i, (op, n) in enumerate(ops):
             expr = _expression(op, n, form_rng)
             messages.append({"role": "assistant", "content": "", "tool_calls": [
                 {"id": f"call_{i}", "type": "function", "function": {"name": "apply", "arguments": {"expr": expr}}}]})
             x = _apply(op, n, x)
-            messages.append({"role": "tool", "tool_call_id": f"call_{i}", "name": "apply", "content": f"x = {x}"})
+            messages.append({"role": "tool", "tool_call_id": f"call_{i}", "name": "apply",
+                             "content": _instruction(x, *(ops[i + 1] if i + 1 < len(ops) else (None, 0)))})
     else:
         for op, n in ops:
             messages += [{"role": "user", "content": _instruction(x, op, n)},
@@ -128,6 +136,53 @@ def tasks(family: str, purpose: str, phase: str, n: int, *, canonical: bool = Tr
     """n tasks of `family` for `purpose` ("pretrain", "train", "eval") in `phase` ("dev", "test")."""
     base = _SEED_BASE[(purpose, phase)] + offset
     return [make_task(family, base + i, canonical=canonical) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- the world's tokenizer
+
+def build_world_tokenizer(vocab_size: int = 1024) -> Any:
+    """A byte-level BPE tokenizer for this world, with every digit its own token.
+
+    Why not the tiny model's tokenizer: it merges digits by context (" 384" in "x = 384" is ' 3' '84',
+    the report "384" is '38' '4'), so copying a number means learning a different token mapping per
+    number, and its corpus (shell text) leaves the world's markup (tool schema, call JSON) in ~370
+    tokens per tool-use conversation. Here digits split individually before BPE (the same tokens in
+    every context), newlines and minus signs are never merged, and the merges are learnt on the
+    world's own conversations (pre-training tasks of the dev phase only, so no evaluation text), so
+    the schema and the call markup are a few tokens each. Deterministic."""
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    from pivot_algo.policy import tiny
+    from pivot_algo.policy.chat_template import chat_template
+
+    render = tiny.build_tokenizer(0)  # only its chat template is used, to render the corpus as text
+    conversations = [t for fam in ("A", "B", "tool") for t in tasks(fam, "pretrain", "dev", 300, canonical=False)]
+    corpus = [chat_template()] + [render.apply_chat_template(t["messages"], tools=t["tools"] or None, tokenize=False)
+                                  for t in conversations]
+    tok = Tokenizer(models.BPE())
+    # Newlines stand alone: the generation prompt ends at "assistant\n", so no merge may cross one; so
+    # does the minus sign (else "x = -" merges and -4 is other tokens in the prompt than in the report).
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"),
+                                                 pre_tokenizers.Split("-", behavior="isolated"),
+                                                 pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  special_tokens=tiny.SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in tiny.MARKUP_TOKENS])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token=None)
+    fast.chat_template = chat_template()
+    return fast
 
 
 @dataclasses.dataclass
@@ -248,7 +303,10 @@ class MiniWorldEnv(PivotEnv):
                             "content": "error: apply takes expr, an arithmetic expression over x"})
                 continue
             self._advance(state, value)
-            out.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": f"x = {state.x}"})
+            ops = self._ops(state.trajectory)
+            step = ops[state.done] if state.done < len(ops) else (None, 0)
+            out.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                        "content": _instruction(state.x, *step)})
         return out
 
     def _advance(self, state: RegisterState, value: int) -> None:

@@ -4,6 +4,9 @@ whole episodes scored by the task, and disjoint task splits."""
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from pivot_algo import miniworld
@@ -88,3 +91,62 @@ def test_env_passes_gymnasiums_checker():
 
 def test_powers_are_not_evaluated():
     assert miniworld.evaluate("9**9**9", 1) is None and miniworld.evaluate("x*3", 2) == 6
+
+
+@pytest.fixture(scope="module")
+def world_policy():
+    from pivot_algo.policy.hf import HFPolicy
+    from pivot_algo.policy.tiny import build_model
+
+    tokenizer = miniworld.build_world_tokenizer()
+    return HFPolicy(build_model(len(tokenizer), 0), tokenizer, name="tiny")
+
+
+def test_world_tokenizer_writes_a_number_with_the_same_tokens_in_prompt_and_answer(world_policy):
+    # The report copies x from "x = 384. Next: report": that is learnable only if 384 is the same
+    # tokens in both places (the tiny model's tokenizer writes ' 3' '84' in the prompt, '38' '4' after).
+    for family in ("A", "B", "tool"):
+        for t in miniworld.tasks(family, "eval", "dev", 10):
+            k = sum(m["role"] == "assistant" for m in t["messages"]) - 1  # the report turn
+            assistant_msgs = [i for i, m in enumerate(t["messages"]) if m["role"] == "assistant"]
+            prefix = t["messages"][: assistant_msgs[k]]
+            prompt = world_policy.prompt_ids(prefix, t["tools"])
+            answer = world_policy.completion_ids(prefix, t["messages"][assistant_msgs[k]], t["tools"])[:-1]
+            assert len(answer) == len(str(t["task"]["result"]))  # one token per digit (and sign)
+            windows = {tuple(prompt[i:i + len(answer)]) for i in range(len(prompt) - len(answer) + 1)}
+            assert tuple(answer) in windows, (t["id"], world_policy.tokenizer.convert_ids_to_tokens(answer))
+
+
+def test_world_tokenizer_keeps_the_generation_prompt_a_prefix_of_every_turn(world_policy):
+    # prompt_and_completion_ids raises when the prompt's tokens are not a prefix of prompt + answer
+    # (a merge across "assistant\n" and the answer's first characters would make sampling and
+    # training see different tokens); every turn must also end with the end-of-turn token.
+    end = world_policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for family in ("A", "B", "tool"):
+        for t in miniworld.tasks(family, "pretrain", "dev", 20, canonical=False):
+            for i, m in enumerate(t["messages"]):
+                if m["role"] == "assistant":
+                    ids = world_policy.completion_ids(t["messages"][:i], m, t["tools"])
+                    assert ids[-1] == end and end not in ids[:-1]
+
+
+def test_equivalent_forms_only_rearrange_the_operand():
+    # A variant must not need arithmetic on n (x+1+{n-1} did): every form holds n as written.
+    for op in ("add", "subtract", "times", "add_twice"):
+        for n in range(2, 10):
+            for form in {miniworld._expression(op, n, random.Random(s)) for s in range(40)}:
+                assert set(re.findall(r"\d+", form)) <= {str(n), "2"}, form
+                assert miniworld.evaluate(form, 5) == miniworld._apply(op, n, 5), form
+
+
+def test_episode_tool_output_is_what_the_demonstration_shows():
+    # Pivot mode replays the trajectory's tool messages; episode mode makes its own: they must agree,
+    # or profiling and evaluation would see different conversations.
+    for t in miniworld.tasks("tool", "eval", "dev", 5):
+        env = MiniWorldEnv([t], mode="episode")
+        env.reset(options={"trajectory": t["id"], "turn": 0})
+        shown = [m["content"] for m in t["messages"] if m["role"] == "tool"]
+        for i, m in enumerate(m for m in t["messages"] if m["role"] == "assistant" and m.get("tool_calls")):
+            obs, *_ = env.step(m)
+            assert obs["messages"][-1]["content"] == shown[i]
+        env.close()
