@@ -4,33 +4,40 @@
     .venv/bin/python benchmarks/smollm_row.py --report-only     # the table from the stages done so far
 
 Protocol (DESIGN.md, the paper's Table 1): the base emits no valid action, so both arms start from one
-SFT warm-up on a disjoint split; pivots are profiled once with that start; SFT and PivotRL each train
-from it on the same trajectories with the same optimiser-step budget. Four models -- base, start, SFT,
-PivotRL -- are each evaluated on
+SFT warm-up on a disjoint split; pivots are profiled once with that start on the training split; SFT
+and PivotRL each train from it on the same trajectories with the same step budget. Four models --
+base, start, SFT, PivotRL -- are each evaluated on
   (a) in-domain: every turn of the held-out trajectories as a pivot-mode state (verifier reward of
-      `eval.pivot_samples` samples each; the subset that the independent profile found to be pivots of the
-      start is reported apart), and every held-out trajectory as a greedy episode (task success);
-  (b) out-of-domain: IFBench, HumanEval, BFCL single-turn, the same items for every model, greedy.
+      `eval.pivot_samples` samples each, the same sampling seeds for every model), and every held-out
+      trajectory as a greedy episode (the task's own check);
+  (b) out-of-domain: IFBench, BFCL single-turn, HumanEval: the same items for every model, greedy.
 Every number carries its n and a 95% interval: Wilson for proportions, a bootstrap over states for the
-state reward (samples of one state are not independent); the PivotRL-minus-SFT and each-minus-start
+state reward (the samples of one state are not independent); the PivotRL-minus-SFT and each-minus-start
 differences are paired (same items / states): a paired bootstrap interval, and for 0/1 outcomes the
 exact McNemar p-value of the discordant pairs.
 
-Resumable: every stage writes its output under the run directory (`runs/smollm_row/stages/*.json`, the
+Resumable: every stage writes its output under the run directory (`runs/smollm_row/stages/*.json`,
 checkpoints next to it) and a rerun skips what is there, so a killed run continues where it stopped.
+The evaluations run in priority order (`eval_order`), so a run cut short by the clock still holds the
+comparisons that matter; `--report-only` writes the table from whatever stages are done.
 
-Sizes, and why (measured on this 2-core machine, torch at 1 thread, SmolLM2 fp32):
-- OOD: 100 items per suite (the issue's minimum), max_new_tokens 200 / 256 / 96 (IFBench / HumanEval /
-  BFCL), batches of 32 prompts sorted by length. Throughput probe (5-item passes, batch 5, load ~1.5-2):
-  BFCL 4.2 s/item, IFBench 5.2 s/item, HumanEval 8.4 s/item; a 32-item batch cuts this by the amounts
-  recorded in results.json (`throughput_probe`). 300 items x 4 models is the largest part of the row.
-- Training: the main job's sizes (warm-up 12 steps x 2 conversations, SFT 8 steps x 2 conversations,
-  PivotRL 8 steps x 2 pivots x G=8): they fit and were known to leave pivots (9 in 63 states). More
-  steps do not fit next to the OOD evaluation of four models.
-- In-domain: the 6 held-out trajectories (~30 states x 8 samples at T=0.8, 6 greedy episodes of <= 4
-  turns): profiling costs ~5 s per state, so a larger held-out split would be paid four times.
-- One seed: three do not fit in 60 minutes (training + in-domain alone is ~25 minutes per seed). The
-  intervals are over items and states of that one seed; they do not cover seed-to-seed variation.
+Sizes, and why (measured here 2026-12-01, torch at 1 thread, SmolLM2 fp32 on CPU, the machine shared
+with two other long jobs, load 3.5-5 on 2 cores, so this process got ~40-50% of a core):
+- OOD: 100 items per suite (the issue's minimum), max_new_tokens 200 / 96 / 256 (IFBench / BFCL /
+  HumanEval), batches of 16 prompts sorted by length (batch 16 was 2.0x the throughput of batch 4 in a
+  side-by-side probe; 32 was no faster). Measured at load ~3.7: IFBench 5.0 s/item, BFCL 3.7 s/item;
+  HumanEval 8.4 s/item at batch 5. So one model's three suites cost ~25 min here and four models ~100
+  min: more than the hour. IFBench runs first for every model because it is the one suite where
+  SmolLM2-135M is off the floor (25% on 16 items; BFCL 0/16, HumanEval 0/5), i.e. where post-training
+  can visibly damage or keep a skill; BFCL and HumanEval follow while the clock allows.
+- Training: the main job's sizes (warm-up 12 steps x 2 conversations, ~32 s a step here; SFT 8 steps
+  x 2 conversations; PivotRL 8 steps x 2 pivots x G=8), which were known to leave pivots (9 in 63
+  states). Profiling only the 6 training trajectories (~30 states, K=8).
+- In-domain: the 6 held-out trajectories: ~30 states x 4 samples at T=0.8 (8 samples do not fit next to
+  the OOD suites) and 6 greedy episodes of <= 4 turns.
+- One seed: three do not fit (training alone is ~25 minutes a seed here). The intervals are over items
+  and states of that one seed; they say nothing about seed-to-seed variation, which for 8-step runs
+  on 6 trajectories is likely of the same order as the differences measured.
 """
 
 from __future__ import annotations
@@ -264,7 +271,7 @@ def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> S
         finally:
             pipeline.close_rollouts(rollouts)
         return {"report": report.summary(), "costs": costs,
-                "train_pivots": [[p.trajectory_id, p.turn] for p in report.pivots], "heldout_pivots": []}
+                "train_pivots": [[p.trajectory_id, p.turn] for p in report.pivots]}
 
     prof = stage("profile", profile_stage)
 
@@ -340,7 +347,6 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
     """Every cell of the row from the stage files (a stage not yet run leaves its cells None)."""
     get = stages.get
     prof = get("profile") or {}
-    held_pivots = {f"{t}#{k}" for t, k in prof.get("heldout_pivots", [])}
     arms: dict[str, dict[str, Any]] = {}
     for arm in ARMS:
         row: dict[str, Any] = {"label": ARM_LABELS[arm]}
@@ -353,11 +359,6 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
                                    "states": len(per_state), "samples": samples, "masked": st["masked_samples"]}
             row["state_reward"]["lo"], row["state_reward"]["hi"] = bootstrap_mean(
                 list(means.values()), sizes.bootstrap_reps, 1)
-            piv = {k: v for k, v in means.items() if k in held_pivots}
-            row["pivot_state_reward"] = {"mean": float(np.mean(list(piv.values()))) if piv else math.nan,
-                                         "states": len(piv)}
-            row["pivot_state_reward"]["lo"], row["pivot_state_reward"]["hi"] = bootstrap_mean(
-                list(piv.values()), sizes.bootstrap_reps, 2)
             row["_state_means"] = means
             row["eval_costs_states"] = st["costs"]
         ep = get(f"eval_episodes_{arm}")
@@ -382,6 +383,8 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
         if arm == "pivotrl" and train and train.get("policy"):
             costs = pipeline.add_costs(prof.get("costs"), costs)  # PivotRL pays for its profiling
             row["pivots_kept"] = len(prof.get("train_pivots", []))
+        evals = [get(f"eval_{k}_{arm}") for k in ("states", "episodes")] + [get(f"ood_{x}_{arm}") for x in sizes.ood_suites]
+        row["eval_wall_s"] = round(sum(e["stage"]["wall_s"] for e in evals if e), 1)
         row["train_steps"] = (train or {}).get("steps")  # trainer steps; optimiser steps can be fewer (skipped updates)
         if train and train.get("skipped"):
             row["note"] = train["skipped"]
@@ -408,7 +411,7 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
     return {"arms": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in arms.items()},
             "per_item": {k: {kk: vv for kk, vv in v.items() if kk.startswith("_")} for k, v in arms.items()},
             "differences": diffs, "profile": prof.get("report"),
-            "heldout_pivots": sorted(held_pivots), "splits": (get("splits") or {}).get("splits"),
+            "splits": (get("splits") or {}).get("splits"),
             "sizes": dataclasses.asdict(sizes), "config": cfg.raw, "stage_wall_s": walls,
             "total_stage_wall_s": round(sum(v for v in walls.values() if v), 1),
             "load": {"stage_starts_min": min(loads, default=math.nan), "stage_starts_max": max(loads, default=math.nan),
@@ -435,10 +438,9 @@ def _paired_ood_mean(ra: dict[str, Any], rb: dict[str, Any], sizes: RowSizes) ->
 
 def format_table(s: dict[str, Any], sizes: RowSizes) -> str:
     suites = sizes.ood_suites
-    head = (["model", "held-out state reward % [95% CI] (states x samples)", "on start's held-out pivots %",
-             "episode success k/n [Wilson]"] + [f"{x} % k/n [Wilson]" for x in suites]
-            + ["OOD mean %", "optimiser steps", "model calls (rollout turns)", "generated tokens", "trained tokens",
-               "train wall s"])
+    head = (["model", "held-out state reward % [95% CI] (states x samples)", "episode success k/n [Wilson]"] + [f"{x} % k/n [Wilson]" for x in suites]
+            + ["OOD mean %", "train steps", "optimiser steps", "model calls (rollout turns)", "generated tokens", "trained tokens",
+               "train wall s", "eval wall s"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm in ARMS:
         r = s["arms"][arm]
@@ -446,8 +448,6 @@ def format_table(s: dict[str, Any], sizes: RowSizes) -> str:
         sr = r.get("state_reward")
         cells.append(f"{_fmt_p(sr['mean'])} {_interval(sr['lo'], sr['hi'])} ({sr['states']} x "
                      f"{sr['samples'] // max(sr['states'], 1)})" if sr else "not run")
-        pr = r.get("pivot_state_reward")
-        cells.append(f"{_fmt_p(pr['mean'])} {_interval(pr['lo'], pr['hi'])} (n={pr['states']})" if pr else "not run")
         es = r.get("episode_success")
         cells.append(f"{es['k']}/{es['n']} {_interval(es['lo'], es['hi'])}" if es else "not run")
         for suite in suites:
@@ -455,9 +455,11 @@ def format_table(s: dict[str, Any], sizes: RowSizes) -> str:
             cells.append(f"{_fmt_p(x['rate'])} ({x['k']}/{x['n']}) {_interval(x['lo'], x['hi'])}" if x else "not run")
         cells.append(_fmt_p(r.get("ood_mean")))
         c = r.get("train_costs") or {}
+        cells.append("-" if r.get("train_steps") is None else str(r["train_steps"]))
         for key in ("optimizer_steps", "rollout_turns", "generated_tokens", "trained_tokens", "wall_seconds"):
             v = c.get(key)
             cells.append("-" if v is None else f"{v:.0f}")
+        cells.append(f"{r['eval_wall_s']:.0f}")
         if r.get("note"):
             cells[1] = f"not trained: {r['note']}"
         lines.append("| " + " | ".join(cells) + " |")
@@ -482,8 +484,8 @@ def notes(s: dict[str, Any], sizes: RowSizes) -> list[str]:
            (f"splits: warm-up {len(sp.get('warmup', []))}, train {len(sp.get('train', []))}, "
             f"held-out {len(sp.get('heldout', []))} trajectories (disjoint)")]
     if prof:
-        out.append(f"profile of the start (train + held-out states): {prof.get('candidate_states')} states, "
-                   f"{prof.get('pivots_kept')} pivots ({len(s['heldout_pivots'])} of them held out), mean reward "
+        out.append(f"profile of the start (training split): {prof.get('candidate_states')} states, "
+                   f"{prof.get('pivots_kept')} pivots, mean reward "
                    f"{prof.get('mean_reward', 0):.3f}, tool-call ratio {prof.get('tool_call_ratio', 0):.2f}")
     out.append(f"OOD: {sizes.ood_limit} items per suite (same items for every model), greedy, max_new_tokens "
                + ", ".join(f"{k} {sizes.ood_max_new_tokens[k]}" for k in sizes.ood_suites)
