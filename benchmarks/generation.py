@@ -6,15 +6,16 @@ states), each state seeded from (trajectory, turn) as the profiler seeds it, the
 engine, so every HF engine must sample the same tokens (checked).
 
 Engines (HF engines in this process, interleaved trajectory by trajectory so load from other
-processes hits them alike; each trajectory starts from an empty prefix cache for each engine):
+processes hits them alike; each engine starts every batch from an empty prefix cache):
 - `legacy`: the sampler as it was (engine="legacy", prefix_reuse=False), one call per state: each
   prompt prefilled from scratch, its KV copied into the K rows, decoded with the model's SDPA.
 - `reuse`: shared-prefix decoding + prefix reuse across calls, one call per state.
-- `reuse_batched`: the same, with a trajectory's states in ONE call (the profiler's path now):
-  the longest prompt is prefilled once, every turn's rows read their prefix of its KV, all rows
-  share each decode step's weight reads, and finished rows leave the batch.
+- `reuse_batched`: the same, with up to --states-per-call consecutive states in ONE call (the
+  profiler's path now; all 10 by default): each trajectory's longest prompt is prefilled once,
+  every turn's rows read their prefix of its KV, all rows share each decode step's weight reads,
+  and finished rows leave the batch.
 - `vllm`: vLLM's offline engine (CPU build, its own venv `.venv-vllm`, `make vllm-venv`), in a
-  subprocess after the HF engines, one call per trajectory, same prompts and per-state seeds
+  subprocess after the HF engines, one call per profiler batch, same prompts and per-state seeds
   (vLLM's own RNG: different tokens); engine start reported separately. Skipped (and said so) when
   `.venv-vllm` is absent, unless --vllm require.
 - The profiling phase: `pivot_algo.profiler.profile` on the same states (sampling + the local
@@ -67,14 +68,9 @@ def _sample_kwargs(args: argparse.Namespace) -> dict:
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
 
 
-def _by_trajectory(states) -> list[list]:
-    groups: list[list] = []
-    for st in states:
-        if groups and groups[-1][0].trajectory_id == st.trajectory_id:
-            groups[-1].append(st)
-        else:
-            groups.append([st])
-    return groups
+def _profiler_batches(states, states_per_call: int) -> list[list]:
+    """The profiler's batches: consecutive states, `states_per_call` at most (profiler.state_batches)."""
+    return [list(states[i:i + states_per_call]) for i in range(0, len(states), states_per_call)]
 
 
 def _seeds(args: argparse.Namespace, states) -> list[int]:
@@ -83,20 +79,20 @@ def _seeds(args: argparse.Namespace, states) -> list[int]:
 
 
 def run_hf(args: argparse.Namespace, policy, states) -> dict[str, dict]:
-    """All HF engines, interleaved trajectory by trajectory (rotating which goes first). Per-state
-    engines make one call per state; `reuse_batched` one call per trajectory (the profiler's path)."""
+    """All HF engines, interleaved profiler batch by profiler batch (rotating which goes first).
+    Per-state engines make one call per state; `reuse_batched` one call per batch (the profiler's path)."""
     warm = states[0].prompt[:48]
     for kw, _ in HF_ENGINES.values():  # warm the code paths (short prompt) before timing
         policy.generate([warm], 2, max_new_tokens=4, seed=0, **kw)
     res: dict[str, dict] = {name: {"wall_s": [], "cpu_s": [], "samples": [], "prompt_tokens_computed": 0,
                                    "prompt_tokens_reused": 0, "calls": 0} for name in HF_ENGINES}
     names = list(HF_ENGINES)
-    for i, group in enumerate(_by_trajectory(states)):
+    for i, group in enumerate(_profiler_batches(states, args.states_per_call)):
         order = names[i % len(names):] + names[: i % len(names)]
         for name in order:
             kw, batched = HF_ENGINES[name]
             calls = [group] if batched else [[st] for st in group]
-            policy.clear_prefix_cache()  # each engine sees the trajectory fresh (none gets another's KV)
+            policy.clear_prefix_cache()  # each engine starts fresh (none gets another's KV)
             before = dataclasses.replace(policy.prefix_cache.stats)
             w0, c0 = time.perf_counter(), time.process_time()
             for call in calls:
@@ -112,7 +108,7 @@ def run_hf(args: argparse.Namespace, policy, states) -> dict[str, dict]:
                 res[name]["prompt_tokens_computed"] += after.computed_tokens - before.computed_tokens
             else:
                 res[name]["prompt_tokens_computed"] += sum(len(st.prompt) for st in group)
-        print(f"  trajectory {group[0].trajectory_id} ({len(group)} states, prompts "
+        print(f"  batch {i + 1} ({len(group)} states of {len({st.trajectory_id for st in group})} trajectories, prompts "
               f"{min(len(st.prompt) for st in group)}-{max(len(st.prompt) for st in group)} tokens): "
               + ", ".join(f"{n} {res[n]['wall_s'][-1]:.2f} s" for n in names) + f"; load {os.getloadavg()[0]:.2f}",
               flush=True)
@@ -132,7 +128,8 @@ def run_vllm_subprocess(args: argparse.Namespace, states) -> dict | None:
                                       for s in states]))
         cmd = [str(VLLM_PYTHON), __file__, "--worker", "vllm", "--inputs", str(inputs), "--model", args.model,
                "--k", str(args.k), "--max-new-tokens", str(args.max_new_tokens), "--temperature",
-               str(args.temperature), "--threads", str(args.threads), "--seed", str(args.seed)]
+               str(args.temperature), "--threads", str(args.threads), "--seed", str(args.seed),
+               "--states-per-call", str(args.states_per_call)]
         # vLLM's CPU worker ignores torch.set_num_threads: pin its OpenMP threads to as many cores.
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
             "VLLM_CPU_OMP_THREADS_BIND", "0" if args.threads == 1 else f"0-{args.threads - 1}")}
@@ -160,13 +157,8 @@ def vllm_worker(args: argparse.Namespace) -> None:
     first_call_s = time.perf_counter() - t0
     wall: list[float] = []
     samples: list[list] = []
-    groups: list[list[dict]] = []
-    for st in states:  # one call per trajectory (vLLM batches the requests and caches their prefixes)
-        if groups and groups[-1][0]["trajectory_id"] == st["trajectory_id"]:
-            groups[-1].append(st)
-        else:
-            groups.append([st])
-    for group in groups:
+    # The profiler's batches, one call each (vLLM batches the requests and caches their prefixes).
+    for group in _profiler_batches(states, args.states_per_call):
         seeds = [stable_seed(args.seed, st["trajectory_id"], st["turn"]) for st in group]
         w0 = time.perf_counter()
         out = gen.generate([st["prompt"] for st in group], args.k, seeds=seeds, **_sample_kwargs(args))
@@ -208,7 +200,7 @@ def run_profiler_phase(args: argparse.Namespace, policy, states) -> dict[str, An
             policy.engine = "legacy" if name == "before" else "shared_prefix"
             policy.prefix_cache = PrefixKVCache(0 if name == "before" else 8)
             config = ProfileConfig(k=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                   seed=args.seed, states_per_call=1 if name == "before" else 16)
+                                   seed=args.seed, states_per_call=1 if name == "before" else args.states_per_call)
             with tempfile.TemporaryDirectory(prefix="pivotrl-prof-") as tmp:
                 c0 = time.process_time()
                 report = profile(Rollouts(policy, env), start_states, config, Path(tmp) / "profile.jsonl",
@@ -263,6 +255,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8, help="the smollm_terminal preset's profiling temperature")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the smollm_terminal preset uses 2)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--states-per-call", type=int, default=16, help="the profiler's batch (profile.states_per_call)")
     ap.add_argument("--vllm", choices=["auto", "off", "require"], default="auto")
     ap.add_argument("--profiler", choices=["on", "off"], default="on",
                     help="also time pivot_algo.profiler.profile (sampling + verifier) before vs after")

@@ -9,9 +9,9 @@ Results go to a JSONL file, one line per state, flushed as each state finishes: 
 started again with the same file skips the states already there. Each state's samples use a seed
 derived from (seed, trajectory id, turn), so the file is the same whether or not the run was split.
 
-The states of one trajectory are sampled together (up to `states_per_call` per `generate` call): they
-share the conversation's KV cache and every decode step, and because seeding is per (state,
-sample) the file is the same as with one call per state (tested). A batch's lines are written
+Consecutive states are sampled together (up to `states_per_call` per `generate` call): the turns
+of a trajectory share the conversation's KV cache, every row shares each decode step, and because
+seeding is per (state, sample) the file is the same as with one call per state (tested). A batch's lines are written
 when its verdicts are in, so a kill loses at most one batch.
 """
 
@@ -48,9 +48,10 @@ class ProfileConfig:
     seed: int = 0
     """Base of the per-state sampling seeds."""
     states_per_call: int = 16
-    """Most states of one trajectory sampled in one `generate` call (they share the conversation's
-    KV and every decode step's weight reads). Results do not depend on it (per-state seeds); it
-    bounds memory together with the policy's own `max_batch_tokens` cap."""
+    """Most states sampled in one `generate` call, consecutive in visiting order: the turns of a
+    trajectory in one call share the conversation's KV, and all rows of the call share each decode
+    step's weight reads. Results do not depend on it (per-state seeds); memory is bounded by the
+    policy's own `max_batch_tokens` cap as well."""
 
     def __post_init__(self) -> None:
         if self.k < 2:
@@ -176,15 +177,10 @@ def load_pivots(path: str | Path, lambda_diff: float) -> list[StartState]:
     return [p.state for p in read_profile(path) if p.is_pivot(lambda_diff)]
 
 
-def trajectory_batches(states: Sequence[StartState], states_per_call: int) -> list[list[StartState]]:
-    """Consecutive runs of states of one trajectory, at most `states_per_call` each, in the given order."""
-    batches: list[list[StartState]] = []
-    for s in states:
-        if batches and batches[-1][-1].trajectory_id == s.trajectory_id and len(batches[-1]) < states_per_call:
-            batches[-1].append(s)
-        else:
-            batches.append([s])
-    return batches
+def state_batches(states: Sequence[StartState], states_per_call: int) -> list[list[StartState]]:
+    """Consecutive states, at most `states_per_call` per batch, in the given order (trajectory by
+    trajectory, turn by turn, so a batch holds whole runs of a trajectory's turns)."""
+    return [list(states[i:i + states_per_call]) for i in range(0, len(states), states_per_call)]
 
 
 def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileConfig, out_path: str | Path, *,
@@ -201,7 +197,7 @@ def profile(rollouts: Rollouts, states: Sequence[StartState], config: ProfileCon
     t0 = time.perf_counter()
     with out_path.open("a", encoding="utf-8") as fh, \
             tqdm(total=len(todo), desc="profiling", disable=not progress, unit="state") as bar:
-        for batch in trajectory_batches(todo, config.states_per_call):
+        for batch in state_batches(todo, config.states_per_call):
             groups = rollouts.sample(batch, config.k, max_new_tokens=config.max_new_tokens,
                                      temperature=config.temperature,
                                      seeds=[stable_seed(config.seed, s.trajectory_id, s.turn) for s in batch])

@@ -83,6 +83,19 @@ class SharedPrefixDecode:
                 bias = torch.zeros(count, plen).masked_fill(hidden, float("-inf")).to(device)
             self.groups.append((root, start, start + count, bias))
             start += count
+        self._bias_per_head: dict[tuple[int, int], torch.Tensor] = {}
+
+    def query_bias(self, group_index: int, query_heads_per_kv: int) -> torch.Tensor | None:
+        """The bias of group `group_index` repeated for each query head of a KV head: [rows * q, P]
+        (built once per layout; every layer uses it)."""
+        bias = self.groups[group_index][3]
+        if bias is None:
+            return None
+        key = (group_index, query_heads_per_kv)
+        if key not in self._bias_per_head:
+            rows, plen = bias.shape
+            self._bias_per_head[key] = bias[:, None, :].expand(rows, query_heads_per_kv, plen).reshape(-1, plen)
+        return self._bias_per_head[key]
 
     def step(self) -> None:
         self.length += 1
@@ -119,22 +132,22 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     state.values[layer][:, :, t] = value[:, :, 0]
     row_keys = state.keys[layer][:, :, : t + 1]  # [B, Hkv, t+1, D]
     row_values = state.values[layer][:, :, : t + 1]
-    # Query head h reads key/value head h // group (the grouping `repeat_kv` uses).
-    q = query.reshape(rows, kv_heads, group, dim)
-    row_scores = torch.matmul(q, row_keys.transpose(-1, -2)) * scale  # [B, Hkv, group, t+1]
+    # Query head h reads key/value head h // group (the grouping `repeat_kv` uses). The scale is
+    # applied to the (small) query, not to the scores.
+    q = (query * scale).reshape(rows, kv_heads, group, dim)
+    row_scores = torch.matmul(q, row_keys.transpose(-1, -2))  # [B, Hkv, group, t+1]
     outputs = []
-    for root, a, b, bias in state.groups:
+    for gi, (root, a, b, _) in enumerate(state.groups):
         n = b - a
         pk, pv = state.prefixes[root][layer]  # [Hkv, P, D]
         qi = q[a:b].permute(1, 0, 2, 3).reshape(kv_heads, n * group, dim)
-        prefix_scores = torch.matmul(qi, pk.transpose(-1, -2)) * scale  # [Hkv, n*group, P]: one read of the prefix
-        if bias is not None:
-            plen = prefix_scores.shape[-1]
-            prefix_scores = (prefix_scores.view(kv_heads, n, group, plen) + bias[None, :, None, :]
-                             ).view(kv_heads, n * group, plen)
+        bias = state.query_bias(gi, group)
+        # [Hkv, n*group, P]: one read of the prefix for all rows (plus the length bias, fused).
+        prefix_scores = (torch.bmm(qi, pk.transpose(-1, -2)) if bias is None
+                         else torch.baddbmm(bias, qi, pk.transpose(-1, -2)))
         rs = row_scores[a:b].permute(1, 0, 2, 3).reshape(kv_heads, n * group, t + 1)
         peak = torch.maximum(prefix_scores.amax(-1, keepdim=True), rs.amax(-1, keepdim=True))
-        prefix_w = torch.exp(prefix_scores - peak)
+        prefix_w = prefix_scores.sub_(peak).exp_()  # in place: the scores are not needed again
         row_w = torch.exp(rs - peak)
         total = prefix_w.sum(-1, keepdim=True) + row_w.sum(-1, keepdim=True)
         out = torch.matmul(prefix_w, pv)  # [Hkv, n*group, D]

@@ -103,17 +103,17 @@ def test_cli_profile_on_the_adder_env(tmp_path, capsys):
     assert (tmp_path / "tiny" / "profile.jsonl").exists()
 
 
-def test_profiler_batches_a_trajectorys_states_and_writes_the_same_file(tiny_policy, tmp_path):
-    """states_per_call=16 (a trajectory's states in one generate call) vs 1 (one call per state, as the
-    Ray profiler samples): the same lines; and a run stopped in the middle of a trajectory resumes
+def test_profiler_batches_states_and_writes_the_same_file(tiny_policy, tmp_path):
+    """states_per_call=16 (all 12 states, 4 trajectories, in one generate call) vs 1 (one call per
+    state, as the Ray profiler samples): the same lines; and a run stopped in the middle of a trajectory resumes
     to the same file."""
-    from pivot_algo.profiler import trajectory_batches
+    from pivot_algo.profiler import state_batches
 
     states_of = lambda r: r.states(r.trajectory_ids()[:4])
     rollouts = Rollouts(tiny_policy, AdderEnv(make_trajectories(range(12))))
     states = states_of(rollouts)
-    assert [len(b) for b in trajectory_batches(states, 16)] == [3, 3, 3, 3]
-    assert [len(b) for b in trajectory_batches(states, 2)] == [2, 1] * 4
+    assert [len(b) for b in state_batches(states, 16)] == [12]
+    assert [len(b) for b in state_batches(states, 5)] == [5, 5, 2]
     calls: list[int] = []
     samples: dict[int, dict] = {16: {}, 1: {}}
     real_generate = tiny_policy.generate
@@ -134,7 +134,7 @@ def test_profiler_batches_a_trajectorys_states_and_writes_the_same_file(tiny_pol
             profile(rollouts, states, cfg, tmp_path / f"b{states_per_call}.jsonl", progress=False)
         finally:
             del rollouts.policy.generate
-        assert calls == ([3] * 4 if states_per_call == 16 else [1] * 12)
+        assert calls == ([12] if states_per_call == 16 else [1] * 12)
         rows[states_per_call] = read_profile(tmp_path / f"b{states_per_call}.jsonl")
     assert rows[16] == rows[1] and len(rows[16]) == 12
     assert samples[16] == samples[1] and len(samples[16]) == 12  # token for token, not only the rewards
