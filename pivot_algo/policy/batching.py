@@ -1,8 +1,8 @@
 """How one `HFPolicy.generate` call is laid out: per-row random numbers, shared prompt roots, chunks.
 
 - **Seeds per (prompt, sample).** Row j of prompt i draws all its random numbers from its own
-  generator, seeded from (prompt seed i, j), so a prompt's samples do not depend on which other
-  prompts share the call, on their order, or on how the call is chunked. Batching the states of a
+  generator, seeded from (prompt seed i, j) (`RowNoise`), so a prompt's samples do not depend on
+  which other prompts share the call, on their order, or on how the call is chunked. Batching the states of a
   trajectory into one call therefore samples exactly what one call per state samples.
 - **Roots.** Turn k of a trajectory renders as a token prefix of turn k+1. A prompt that is a prefix
   of another prompt of the call needs no KV of its own: it reads the first len(prompt) positions of
@@ -32,15 +32,29 @@ def prompt_seed(seed: int, index: int) -> int:
     return seed if index == 0 else _mix(seed, index) & 0x7FFFFFFF
 
 
-def row_uniforms(seeds: Sequence[int], n: int, steps: int) -> torch.Tensor:
-    """[len(seeds) * n, steps] float64 uniforms in [0, 1); row i * n + j from generator (seeds[i], j)."""
-    out = torch.empty(len(seeds) * n, steps, dtype=torch.float64)
-    gen = torch.Generator()
-    for i, s in enumerate(seeds):
-        for j in range(n):
-            gen.manual_seed(_mix(int(s), j) & 0x7FFFFFFFFFFFFFFF)
-            out[i * n + j] = torch.rand(steps, generator=gen, dtype=torch.float64)
-    return out
+class RowNoise:
+    """One random stream per row of a call: row i * n + j draws from a generator seeded from
+    (seeds[i], j), and only when it samples a token, so its draws do not depend on the other rows.
+
+    `gumbel(rows, vocab)` is the next step's Gumbel noise of those rows, [len(rows), vocab]: adding
+    it to the log-probs and taking the argmax samples from them (the Gumbel-max trick). Unlike an
+    inverse-CDF draw, whose outcome moves when any of the ~50k cumulative sums moves by a rounding
+    error, the argmax only changes when two perturbed scores tie within that rounding, so engines
+    whose logits differ in the last bits still sample the same tokens."""
+
+    def __init__(self, seeds: Sequence[int], n: int) -> None:
+        self.generators = []
+        for s in seeds:
+            for j in range(n):
+                gen = torch.Generator()
+                gen.manual_seed(_mix(int(s), j) & 0x7FFFFFFFFFFFFFFF)
+                self.generators.append(gen)
+
+    def gumbel(self, rows: Sequence[int], vocab: int) -> torch.Tensor:
+        out = torch.empty(len(rows), vocab)
+        for k, r in enumerate(rows):
+            torch.rand(vocab, generator=self.generators[r], out=out[k])
+        return out.log_().neg_().log_().neg_()  # -log(-log u); u = 0 gives -inf (never chosen)
 
 
 def _is_prefix(short: Sequence[int], long: Sequence[int]) -> bool:

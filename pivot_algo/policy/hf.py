@@ -47,10 +47,10 @@ import torch.nn.functional as F
 from pivot_algo.policy import chat_template as ct
 from pivot_algo.policy.base import Completion, GroupLogprobs, Policy
 from pivot_algo.policy.batching import (
+    RowNoise,
     legacy_chunks,
     prompt_roots,
     prompt_seed,
-    row_uniforms,
     shared_chunks,
 )
 from pivot_algo.policy.errors import PolicyError
@@ -72,6 +72,19 @@ def _cache_cls():
     from transformers import DynamicCache
 
     return DynamicCache
+
+
+class _RowDraw:
+    """The noise of one chunk's rows: `draw(local_rows, logits)` -> their next Gumbel noise, or
+    None when sampling is greedy (no random numbers drawn)."""
+
+    def __init__(self, noise: RowNoise, chunk_rows: list[int], temperature: float) -> None:
+        self.noise, self.chunk_rows, self.greedy = noise, chunk_rows, temperature == 0
+
+    def __call__(self, local_rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor | None:
+        if self.greedy:
+            return None
+        return self.noise.gumbel([self.chunk_rows[r] for r in local_rows], logits.shape[-1])
 
 
 def _layer_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -148,7 +161,7 @@ class HFPolicy(Policy):
         `max_new_tokens` ("length"). `engine` overrides `self.engine` for this call.
 
         Seeding is per (prompt, sample): sample j of prompt i draws its random numbers from its own
-        generator, seeded from (prompt seed i, j). Prompt seed i is `seeds[i]` when given, else
+        generator, seeded from (prompt seed i, j) (Gumbel-max sampling, `batching.RowNoise`). Prompt seed i is `seeds[i]` when given, else
         derived from (`seed`, i) with prompt 0 getting `seed` itself (so `generate([p], seed=s)`
         equals p's samples in `generate([..., p, ...], seeds=[..., s, ...])`), else drawn from torch's
         global generator. So the samples of a prompt do not depend on the engine, on prefix reuse,
@@ -181,8 +194,7 @@ class HFPolicy(Policy):
         if seeds is None:
             seeds = ([prompt_seed(seed, i) for i in range(len(prompts))] if seed is not None
                      else torch.randint(0, 2**31 - 1, (len(prompts),)).tolist())
-        # The random numbers of every row, drawn up front: [prompts * n, max_new_tokens].
-        uniforms = row_uniforms(seeds, n, max_new_tokens).to(self.device)
+        noise = RowNoise(seeds, n)  # one random stream per row
         if engine == "shared_prefix":
             chunks = shared_chunks(prompts, n, max_new_tokens, max_batch_tokens)
         else:
@@ -193,12 +205,11 @@ class HFPolicy(Policy):
         try:
             for chunk in chunks:
                 chunk_prompts = [prompts[i] for i in chunk]
-                rows = torch.tensor([i * n + j for i in chunk for j in range(n)], device=self.device)
-                u = uniforms.index_select(0, rows)
+                draw = _RowDraw(noise, [i * n + j for i in chunk for j in range(n)], temperature)
                 if engine == "shared_prefix":
-                    groups = self._decode_shared(chunk_prompts, n, max_new_tokens, temperature, top_p, u, prefix_reuse)
+                    groups = self._decode_shared(chunk_prompts, n, max_new_tokens, temperature, top_p, draw, prefix_reuse)
                 else:
-                    groups = self._decode_legacy(chunk_prompts, n, max_new_tokens, temperature, top_p, u, prefix_reuse)
+                    groups = self._decode_legacy(chunk_prompts, n, max_new_tokens, temperature, top_p, draw, prefix_reuse)
                 for i, group in zip(chunk, groups):
                     results[i] = group
         finally:
@@ -220,7 +231,7 @@ class HFPolicy(Policy):
         return per_prompt_kv, last_logits
 
     def _decode_shared(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
-                       top_p: float, uniforms: torch.Tensor, prefix_reuse: bool) -> list[list[Completion]]:
+                       top_p: float, draw: _RowDraw, prefix_reuse: bool) -> list[list[Completion]]:
         """Shared-prefix engine: one KV copy per root prompt, row tokens in a preallocated buffer,
         finished rows dropped from the batch."""
         dev = self.device
@@ -236,7 +247,7 @@ class HFPolicy(Policy):
         row_ids = torch.tensor([m * n + j for m in order for j in range(n)], device=dev)
         logits = torch.cat(first_logits)  # [B, V]
         row_len = torch.tensor([len(prompts[m]) for m in order], device=dev).repeat_interleave(n)
-        uniforms = uniforms.index_select(0, row_ids)
+        active = row_ids.tolist()  # chunk rows still decoding, in decode order
         rows = len(row_ids)
         state = SharedPrefixDecode(prefixes, [len(m) * n for m in roots.values()], row_len,
                                    max(1, max_new_tokens - 1))  # the last sampled token is never fed back
@@ -244,7 +255,7 @@ class HFPolicy(Policy):
         logps = torch.zeros(rows, max_new_tokens, dtype=torch.float32, device=dev)
         with shared_decode_attention(self.model):
             for step in range(max_new_tokens):
-                tok, lp = self._sample(logits, temperature, top_p, uniforms[:, step])
+                tok, lp = self._sample(logits, temperature, top_p, draw(active, logits))
                 tokens[row_ids, step] = tok
                 logps[row_ids, step] = lp
                 if step == max_new_tokens - 1:
@@ -255,8 +266,8 @@ class HFPolicy(Policy):
                         break
                     keep = (~done).nonzero().squeeze(-1)
                     state.keep(keep)
-                    tok, row_ids, row_len, uniforms = (tok[keep], row_ids[keep], row_len[keep],
-                                                       uniforms.index_select(0, keep))
+                    tok, row_ids, row_len = tok[keep], row_ids[keep], row_len[keep]
+                    active = [active[k] for k in keep.tolist()]
                 out = self.model(input_ids=tok[:, None], position_ids=(row_len + step)[:, None], use_cache=False,
                                  pivot_decode=state)
                 state.step()
@@ -264,7 +275,7 @@ class HFPolicy(Policy):
         return self._completions(len(prompts), n, tokens, logps)
 
     def _decode_legacy(self, prompts: Sequence[list[int]], n: int, max_new_tokens: int, temperature: float,
-                       top_p: float, uniforms: torch.Tensor, prefix_reuse: bool) -> list[list[Completion]]:
+                       top_p: float, draw: _RowDraw, prefix_reuse: bool) -> list[list[Completion]]:
         """The engine as it was: prompt KV copied into every row, left-padded into one merged cache."""
         dev = self.device
 
@@ -294,7 +305,7 @@ class HFPolicy(Policy):
         logps = torch.empty(rows, 0, dtype=torch.float32, device=dev)
         finished = torch.zeros(rows, dtype=torch.bool, device=dev)
         for step in range(max_new_tokens):
-            tok, lp = self._sample(logits, temperature, top_p, uniforms[:, step])
+            tok, lp = self._sample(logits, temperature, top_p, draw(range(rows), logits))
             tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
             tokens = torch.cat([tokens, tok[:, None]], dim=1)
             logps = torch.cat([logps, lp[:, None]], dim=1)
@@ -329,11 +340,10 @@ class HFPolicy(Policy):
 
     @staticmethod
     def _sample(logits: torch.Tensor, temperature: float, top_p: float,
-                uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token per row and its log-prob under the distribution it was drawn from. Row r takes
-        the token where the cumulative probability first exceeds `uniforms[r]` (inverse-CDF
-        sampling: each row's draw depends only on its own logits and its own random number)."""
-        if temperature == 0:
+                gumbel: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per row and its log-prob under the distribution it was drawn from: the argmax
+        of log-probs + the row's Gumbel noise (`batching.RowNoise`), a draw from softmax(logp)."""
+        if temperature == 0 or gumbel is None:
             tok = logits.argmax(dim=-1)
             return tok, torch.zeros(tok.shape, dtype=torch.float32, device=logits.device)
         logp = torch.log_softmax(logits / temperature, dim=-1)
@@ -343,10 +353,7 @@ class HFPolicy(Policy):
             drop_sorted = (cum - sorted_lp.exp()) >= top_p  # mass before this token already reaches top_p
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             logp = torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)
-        cdf = logp.exp().double().cumsum(dim=-1)
-        target = (uniforms.double() * cdf[:, -1])[:, None]
-        # right=True: the first token whose cdf exceeds the target; a zero-probability token never does.
-        tok = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+        tok = (logp + gumbel.to(logp.device)).argmax(dim=-1)  # a dropped token (-inf) is never chosen
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
     # ------------------------------------------------------------------ scoring

@@ -15,9 +15,9 @@ import torch
 
 from pivot_algo.policy import PolicyError, load_policy
 from pivot_algo.policy.batching import (
+    RowNoise,
     prompt_roots,
     prompt_seed,
-    row_uniforms,
     shared_chunks,
 )
 from pivot_algo.policy.hf import HFPolicy
@@ -149,14 +149,13 @@ def test_finished_rows_leave_the_batch_and_samples_stay_the_same(fresh_tiny, mon
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.7])
-def test_inverse_cdf_sampler_draws_from_the_distribution(top_p):
+def test_gumbel_sampler_draws_from_the_distribution(top_p):
     """20k draws from a fixed 6-token distribution: frequencies within 4 standard errors of the
     (nucleus-renormalised) probabilities, dropped tokens never drawn, log-probs exact."""
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
     draws = 20000
-    gen = torch.Generator().manual_seed(0)
-    u = torch.rand(draws, generator=gen, dtype=torch.float64)
-    tok, lp = HFPolicy._sample(logits.expand(draws, -1), 0.8, top_p, u)
+    noise = RowNoise([0], draws).gumbel(range(draws), 6)
+    tok, lp = HFPolicy._sample(logits.expand(draws, -1), 0.8, top_p, noise)
     probs = torch.softmax(logits[0] / 0.8, -1)
     if top_p < 1:
         keep = (probs.cumsum(0) - probs) < top_p
@@ -169,12 +168,16 @@ def test_inverse_cdf_sampler_draws_from_the_distribution(top_p):
     torch.testing.assert_close(lp, probs.log()[tok].float(), atol=1e-5, rtol=0)
 
 
-def test_row_uniforms_are_per_prompt_and_sample():
-    u = row_uniforms([5, 6], 3, 4)
-    assert u.shape == (6, 4) and bool(((u >= 0) & (u < 1)).all())
-    torch.testing.assert_close(row_uniforms([6], 3, 4), u[3:])  # prompt 6's rows, whatever comes before
-    torch.testing.assert_close(row_uniforms([5], 2, 4), u[:2])  # sample j's stream does not depend on n
-    assert not torch.equal(u[0], u[1])
+def test_row_noise_streams_are_per_prompt_and_sample():
+    a = RowNoise([5, 6], 3)
+    first = a.gumbel(range(6), 10)
+    torch.testing.assert_close(RowNoise([6], 3).gumbel(range(3), 10), first[3:])  # prompt 6's rows, whatever precedes
+    torch.testing.assert_close(RowNoise([5], 2).gumbel(range(2), 10), first[:2])  # sample j's stream ignores n
+    assert not torch.equal(first[0], first[1])
+    # A row draws only when it samples: its next draw is the same whatever other rows did meanwhile.
+    b = RowNoise([5, 6], 3)
+    b.gumbel([4], 10)
+    torch.testing.assert_close(a.gumbel([4], 10), b.gumbel([4], 10))
 
 
 def test_use_sampler_switches_the_path_and_keeps_the_samples(fresh_tiny):
