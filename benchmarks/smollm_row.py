@@ -302,12 +302,13 @@ def eval_order(suites: Sequence[str], arms: Sequence[str]) -> list[tuple[str, st
     """(evaluation, arm) in priority order, so that a run cut short by the clock has the comparisons that
     matter: in-domain of the compared arms (SFT, PivotRL, their start), then the first OOD suite for every
     arm (IFBench: the one suite where SmolLM2-135M is off the floor), then the base's in-domain, then the
-    other suites, one whole suite (all arms, paired) at a time."""
+    other suites, one whole suite at a time; within a suite the compared arms come first, the base last."""
     compared = [a for a in ("sft", "pivotrl", "start") if a in arms]
+    everyone = compared + (["base"] if "base" in arms else [])
     order = [(kind, a) for kind in ("states", "episodes") for a in compared]
-    order += [(suites[0], a) for a in arms] if suites else []
+    order += [(suites[0], a) for a in everyone] if suites else []
     order += [(kind, "base") for kind in ("states", "episodes") if "base" in arms]
-    order += [(suite, a) for suite in suites[1:] for a in arms]
+    order += [(suite, a) for suite in suites[1:] for a in everyone]
     return order
 
 
