@@ -41,6 +41,7 @@ import difflib
 import json
 import random
 import re
+import warnings
 from typing import Any
 
 from pivot_envs.base_env import PivotEnv
@@ -70,7 +71,9 @@ def evaluate(expression: Any, x: int) -> int | None:
     if not isinstance(expression, str) or not _EXPR.match(expression.strip()) or "**" in expression:
         return None  # digits, x, + - * and brackets only; no powers (9**9**9 would never finish)
     try:
-        value = eval(expression.strip(), {"__builtins__": {}}, {"x": x})
+        with warnings.catch_warnings():  # "2(x+3)" compiles with a SyntaxWarning before its TypeError
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = eval(expression.strip(), {"__builtins__": {}}, {"x": x})
     except (SyntaxError, ArithmeticError, TypeError, NameError, ValueError):
         return None
     return value if isinstance(value, int) and abs(value) < 10**9 else None

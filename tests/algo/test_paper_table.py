@@ -85,3 +85,31 @@ def test_ci_preset_fills_every_cell_with_finite_numbers(paper_table, tmp_path):
     table = (tmp_path / "out" / "ci" / "table.md").read_text()
     for label in paper_table.LABELS.values():
         assert f"| {label} |" in table
+
+
+def _cells(paper_table, success, turns):
+    """Synthetic finished cells: `success[method]` is every task's outcome on every suite."""
+    cells = {}
+    for s in (0, 1):
+        for m in paper_table.METHODS:
+            per = [float(success[m])] * 30
+            cells[(s, m)] = {"seed": s, "method": m, "note": None, "pivots": None,
+                             "eval": {k: {"success": per[0], "per_task": per} for k in ("in_domain", "ood_group_a", "ood_tool")},
+                             "costs": {"rollout_turns": turns.get(m, 0), "sandbox_executions": 0, "generated_tokens": 0,
+                                       "sandbox_seconds": 0, "wall_seconds": 0, "optimizer_steps": 0}}
+    return cells
+
+
+def test_claims_follow_the_paired_intervals(paper_table):
+    preset = dataclasses.replace(paper_table.PRESETS["ci"], seeds=(0, 1))
+    good = {"base": 1, "sft": 0, "pivotrl": 1, "pivotrl_paper": 0, "pivotrl_exact_match": 0, "pivotrl_random_turns": 0,
+            "e2e_grpo": 1}
+    verdicts = {c["claim"][:2]: c["verdict"] for c in paper_table.claims(preset, _cells(paper_table, good,
+                                                                                       {"pivotrl": 100, "e2e_grpo": 400}))}
+    assert verdicts == {"1.": "supported", "2.": "supported", "3.": "supported", "4.": "supported"}
+    bad = {**{m: 1 for m in paper_table.METHODS}, "pivotrl": 0}  # PivotRL worst everywhere, and costlier than E2E
+    claims = paper_table.claims(preset, _cells(paper_table, bad, {"pivotrl": 400, "e2e_grpo": 100}))
+    assert [c["verdict"] for c in claims] == ["contradicted"] * 6
+    same = {m: 1 for m in paper_table.METHODS}  # no differences: nothing is decided
+    claims = paper_table.claims(preset, _cells(paper_table, same, {"pivotrl": 100, "e2e_grpo": 150}))
+    assert {c["verdict"] for c in claims} == {"inconclusive"}
