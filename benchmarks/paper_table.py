@@ -569,7 +569,7 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
     t0 = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
     with (out_root / "log.jsonl").open("a", encoding="utf-8") as fh:  # every configuration ever run
-        fh.write(json.dumps({"event": "start", "preset": preset_name, "key": preset.key(), "commit": _git_commit(),
+        fh.write(json.dumps({"event": "start", "preset": preset_name, "key": preset.key(), "world": miniworld.WORLD_VERSION, "commit": _git_commit(),
                              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": load_start,
                              "config": dataclasses.asdict(preset)}) + "\n")
     tasks = world(preset)
@@ -640,7 +640,7 @@ def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root:
     cand_total = sum(r["candidate_states"] for r in rows)
     share = pivot_total / max(cand_total, 1)
     half = 1.96 * math.sqrt(share * (1 - share) / max(cand_total, 1))  # normal approximation over states
-    summary = {"event": "world_check", "preset": preset_name, "key": preset.key(), "commit": _git_commit(),
+    summary = {"event": "world_check", "preset": preset_name, "key": preset.key(), "world": miniworld.WORLD_VERSION, "commit": _git_commit(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": dataclasses.asdict(preset),
                "rows": rows, "pivot_share": share, "pivot_share_ci95": [max(0.0, share - half), min(1.0, share + half)],
                "seconds": time.perf_counter() - t0, "load": [round(x, 2) for x in os.getloadavg()]}
