@@ -83,8 +83,10 @@ class GridPreset:
     """Task seed ranges: "dev" while designing the world, "test" for the final table."""
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = METHODS
-    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 300, "tool": 200, "group_b": 40})
-    pretrain_steps: int = 500
+    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 300, "tool": 200, "group_b": 60})
+    pretrain_steps: int = 700
+    """Long enough for the copy circuit to form: on dev, seed 0's loss broke from ~0.75 to ~0.4 near step 200,
+    seed 1's near step 350-400, and a variant world's not within 500 (see log.jsonl)."""
     pretrain_lr: float = 3e-3
     pretrain_batch: int = 16
     """Sequences per pre-training step."""
