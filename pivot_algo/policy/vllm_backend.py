@@ -45,6 +45,7 @@ from pivot_algo.policy.hf import HFPolicy
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
+STEP_TOKENS = 32768  # vLLM's max_num_batched_tokens (see _start_engine)
 
 
 def _import_vllm() -> Any:
@@ -85,9 +86,12 @@ class VLLMGenerator:
         policy.save(path)
         self.close_engine()
         dtype = next(policy.model.parameters()).dtype
+        # A seeded request whose prefill is split over engine steps crashes vLLM's CPU worker ("CPU
+        # Generator does not use offset": it rewinds the generator); a step budget well above one
+        # call's prompt tokens, and `generate` keeping each engine call under it, avoid the split.
         kwargs = {"enable_prefix_caching": True, "logprobs_mode": "processed_logprobs",
                   "dtype": str(dtype).removeprefix("torch."), "seed": self._seed, "max_model_len": 4096,
-                  **self._engine_kwargs}
+                  "max_num_batched_tokens": STEP_TOKENS, **self._engine_kwargs}
         t0 = time.perf_counter()
         self.llm = self._vllm.LLM(model=str(path), tokenizer=str(path), **kwargs)
         self.engine_start_s = time.perf_counter() - t0
@@ -170,7 +174,17 @@ class VLLMGenerator:
         params = [self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
                                             seed=s, stop_token_ids=[self.end_of_turn_id], ignore_eos=True,
                                             logprobs=0, skip_special_tokens=True) for s in per_prompt]
-        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        budget = int(self._engine_kwargs.get("max_num_batched_tokens", STEP_TOKENS)) // 2
+        outputs: list[Any] = []
+        start = 0
+        while start < len(prompts):  # engine calls whose prompts fit in one step (per-request seeds: same result)
+            end, used = start, 0
+            while end < len(prompts) and (end == start or used + len(prompts[end]) <= budget):
+                used += len(prompts[end])
+                end += 1
+            outputs.extend(self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts[start:end]],
+                                             params[start:end], use_tqdm=False))
+            start = end
         results = []
         for out in outputs:
             group = []

@@ -115,3 +115,18 @@ def test_after_an_update_the_engine_samples_from_the_new_weights(engine):
             p.copy_(new_weights[n])
     assert stale > 1e-2, f"the update barely moved the log-probs ({stale:.2e}); the check above would be blind"
     assert seconds < 30  # in place, not an engine restart
+
+
+@pytest.mark.vllm
+def test_seeded_calls_of_many_prompts_run_and_do_not_depend_on_the_batch(engine):
+    """Ten seeded prompts in one call (more prompt tokens than one engine step took by default:
+    vLLM's CPU worker crashed rewinding a seeded generator across a split prefill) give each
+    prompt what a call of its own gives."""
+    policy, gen = engine
+    trajs = load_trajectories(builtin_trajectories("train", n=2))
+    prompts = [policy.prompt_ids(t.prefix(k), t.tools) for t in trajs for k in range(min(5, t.num_turns))]
+    seeds = [100 + i for i in range(len(prompts))]
+    together = gen.generate(prompts, 4, max_new_tokens=12, temperature=0.8, seeds=seeds)
+    alone = [gen.generate([p], 4, max_new_tokens=12, temperature=0.8, seeds=[s])[0] for p, s in zip(prompts[:3], seeds)]
+    assert len(together) == len(prompts) and all(len(g) == 4 for g in together)
+    assert [[c.token_ids for c in g] for g in together[:3]] == [[c.token_ids for c in g] for g in alone]
