@@ -194,3 +194,17 @@ def test_use_sampler_switches_the_path_and_keeps_the_samples(fresh_tiny):
     assert policy.engine == "shared_prefix" and policy.prefix_cache.max_entries > 0
     with pytest.raises(PolicyError, match="unknown sampler"):
         policy.use_sampler("fast")
+
+
+@pytest.mark.smollm
+@pytest.mark.slow
+def test_smollm_batched_turns_sample_what_legacy_samples_per_state(smollm_policy):
+    """SmolLM2 (grouped-query attention, real ~400-900-token prompts): a trajectory's five turns
+    in one shared-prefix call vs the legacy sampler one state at a time, token for token."""
+    smollm_policy.clear_prefix_cache()
+    prompts = _trajectory_prompts(smollm_policy, 1)[:5]
+    seeds = [11 * i for i in range(len(prompts))]
+    kw = {"max_new_tokens": 8, "temperature": 0.8}
+    batched = smollm_policy.generate(prompts, 3, seeds=seeds, **kw)
+    legacy = [smollm_policy.generate([p], 3, seed=s, **LEGACY, **kw)[0] for p, s in zip(prompts, seeds)]
+    _assert_same(batched, legacy, atol=1e-4)
