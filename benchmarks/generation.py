@@ -260,6 +260,8 @@ def main() -> None:
     ap.add_argument("--profiler", choices=["on", "off"], default="on",
                     help="also time pivot_algo.profiler.profile (sampling + verifier) before vs after")
     ap.add_argument("--profiler-first", choices=["before", "after"], default="before")
+    ap.add_argument("--hf", choices=["on", "off"], default="on",
+                    help="off: only the vLLM engine (its numbers then have no side-by-side HF ratio)")
     ap.add_argument("--vllm-timeout", type=int, default=1800)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
     ap.add_argument("--worker", choices=["vllm"], help=argparse.SUPPRESS)
@@ -277,9 +279,9 @@ def main() -> None:
     print(f"{len(states)} states ({args.trajectories} trajectories x last {args.last_turns} turns), prompts "
           f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}); K={args.k} x "
           f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.threads} threads; load {load['start']}")
-    hf = run_hf(args, policy, states)
+    hf = run_hf(args, policy, states) if args.hf == "on" else {}
     load["after_hf"] = os.getloadavg()
-    prof = run_profiler_phase(args, policy, states) if args.profiler == "on" else None
+    prof = run_profiler_phase(args, policy, states) if args.profiler == "on" and args.hf == "on" else None
     load["after_profiler"] = os.getloadavg()
     vllm = run_vllm_subprocess(args, states)
     load["end"] = os.getloadavg()
@@ -287,7 +289,7 @@ def main() -> None:
     summary = {name: summarise(name, r, hf["legacy"]) for name, r in hf.items()}
     if vllm is not None and "skipped" not in vllm:
         summary["vllm"] = summarise("vllm", vllm, None)
-    base = summary["legacy"]["samples_per_s"]
+    base = summary["legacy"]["samples_per_s"] if "legacy" in summary else float("nan")
     for s in summary.values():
         s["speedup_vs_legacy"] = s["samples_per_s"] / base
 
