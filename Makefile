@@ -1,13 +1,14 @@
 # Two commands do all set-up on a fresh machine (see README):
-#   make demo   - the main job: SFT vs PivotRL on the built-in terminal suite with SmolLM2-135M (CPU)
+#   make demo   - the main job: the paper's Table 1 in miniature (every method, held-out tasks, intervals; CPU)
 #   make test   - the test suite (provisions Docker + the sandbox image when missing)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= pivot_algo/presets/smollm_terminal.yaml
+TABLE_PRESET ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: venv vllm-venv test-vllm provision demo env-demo test test-slow lint bench clean-docker
+.PHONY: venv vllm-venv test-vllm provision demo demo-smollm env-demo test test-slow lint bench clean-docker
 
 venv: $(VENV)/.installed
 
@@ -44,7 +45,13 @@ test-vllm: $(VLLM_VENV)/.installed
 provision:
 	bash sandboxes/provision_docker.sh
 
+# The main job: `pivotrl table --preset demo` (the miniature world needs no sandbox; provision is kept
+# so that this one command also leaves the machine ready for `make test` and `make demo-smollm`).
 demo: venv provision
+	$(PY) -m pivot_algo.cli table --preset $(TABLE_PRESET)
+
+# SFT vs PivotRL with SmolLM2-135M on the built-in terminal suite (local sandbox).
+demo-smollm: venv provision
 	$(PY) -m pivot_algo.cli run --config $(PRESET)
 
 env-demo: venv provision
