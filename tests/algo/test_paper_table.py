@@ -104,12 +104,32 @@ def test_claims_follow_the_paired_intervals(paper_table):
     preset = dataclasses.replace(paper_table.PRESETS["ci"], seeds=(0, 1))
     good = {"base": 1, "sft": 0, "pivotrl": 1, "pivotrl_paper": 0, "pivotrl_exact_match": 0, "pivotrl_random_turns": 0,
             "e2e_grpo": 1}
-    verdicts = {c["claim"][:2]: c["verdict"] for c in paper_table.claims(preset, _cells(paper_table, good,
-                                                                                       {"pivotrl": 100, "e2e_grpo": 400}))}
-    assert verdicts == {"1.": "supported", "2.": "supported", "3.": "supported", "4.": "supported"}
+    verdicts = {c["claim"].split()[0]: c["verdict"] for c in paper_table.claims(preset, _cells(paper_table, good,
+                                                                                              {"pivotrl": 100, "e2e_grpo": 400}))}
+    assert verdicts == {"1.": "supported", "2a.": "supported", "2b.": "supported", "3.": "supported", "4.": "supported"}
     bad = {**{m: 1 for m in paper_table.METHODS}, "pivotrl": 0}  # PivotRL worst everywhere, and costlier than E2E
     claims = paper_table.claims(preset, _cells(paper_table, bad, {"pivotrl": 400, "e2e_grpo": 100}))
-    assert [c["verdict"] for c in claims] == ["contradicted"] * 6
+    # SFT equals the base here, so "SFT loses ground" (2a) is undecided; PivotRL below the base contradicts 2b
+    assert [c["verdict"] for c in claims] == ["contradicted", "inconclusive"] + ["contradicted"] * 5
+    half = {"base": 1, "sft": 0, "pivotrl": 0.5}  # SFT loses, PivotRL loses less but does not keep the base's skills
+    two = {c["claim"].split()[0]: c["verdict"] for c in paper_table.claims(
+        preset, _cells(paper_table, {**{m: 1 for m in paper_table.METHODS}, **half}, {"pivotrl": 100, "e2e_grpo": 150}))}
+    assert (two["2a."], two["2b."]) == ("supported", "contradicted")
     same = {m: 1 for m in paper_table.METHODS}  # no differences: nothing is decided
     claims = paper_table.claims(preset, _cells(paper_table, same, {"pivotrl": 100, "e2e_grpo": 150}))
     assert {c["verdict"] for c in claims} == {"inconclusive"}
+
+
+def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(paper_table, tmp_path):
+    preset = dataclasses.replace(paper_table.PRESETS["ci"], seeds=(0, 1))
+    cells = _cells(paper_table, {**{m: 1 for m in paper_table.METHODS}, "sft": 0}, {"pivotrl": 100, "e2e_grpo": 150})
+    meta = {"preset": "ci", "key": preset.key(), "commit": "abc", "wall_seconds": 1234.0, "cells_run": 14,
+            "cells_resumed": 0, "load_start": [1, 1, 1], "load_end": [2, 2, 2]}
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "results.json").write_text(json.dumps({
+        "meta": meta, "config": dataclasses.asdict(preset), "summary": {}, "cells": list(cells.values()), "plots": []}))
+    result = paper_table.rejudge("ci", tmp_path)
+    assert result["meta"]["wall_seconds"] == 1234.0 and "rejudged" in result["meta"]
+    table = (tmp_path / "ci" / "table.md").read_text()
+    assert "grid wall time 1234 s" in table and "2a. out-of-domain" in table
+    assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["event"] == "rejudge"
