@@ -10,6 +10,21 @@ import pytest
 import torch
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+LEGACY = {"engine": "legacy", "prefix_reuse": False}  # the sampler before prefix reuse and batching
+
+
+def sample_ids(groups):
+    """The token ids of every completion of every group."""
+    return [[c.token_ids for c in g] for g in groups]
+
+
+def assert_same_samples(a, b, atol=1e-5):
+    """Two generate() results drew the same completions, with the same finish reasons and log-probs."""
+    assert sample_ids(a) == sample_ids(b)
+    for ga, gb in zip(a, b):
+        for ca, cb in zip(ga, gb):
+            assert ca.finish_reason == cb.finish_reason
+            torch.testing.assert_close(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=atol, rtol=0)
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +34,15 @@ def tiny_policy():
     # One thread: the tiny model's ops are too small to gain from two, and on a loaded 2-core machine
     # OpenMP threads that wait on each other make small ops 10-30x slower (measured: 8x32 sampling
     # 0.95 s with 1 thread vs 19.9 s with 2 while other processes ran).
+    torch.set_num_threads(1)
+    return load_policy("tiny")
+
+
+@pytest.fixture()
+def fresh_tiny():
+    """A private tiny policy (tests that change weights or cache state)."""
+    from pivot_algo.policy import load_policy
+
     torch.set_num_threads(1)
     return load_policy("tiny")
 

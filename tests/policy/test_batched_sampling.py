@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 
-from pivot_algo.policy import PolicyError, load_policy
+from pivot_algo.policy import PolicyError
 from pivot_algo.policy.batching import (
     RowNoise,
     prompt_roots,
@@ -23,8 +23,7 @@ from pivot_algo.policy.batching import (
 from pivot_algo.policy.hf import HFPolicy
 from pivot_envs.domains.terminal.tasks.recorder import builtin_trajectories
 from pivot_envs.trajectory import load_trajectories
-
-LEGACY = {"engine": "legacy", "prefix_reuse": False}
+from tests.policy.conftest import LEGACY, assert_same_samples, sample_ids
 
 
 def _trajectory_prompts(policy, trajectories: int = 2) -> list[list[int]]:
@@ -35,24 +34,6 @@ def _trajectory_prompts(policy, trajectories: int = 2) -> list[list[int]]:
     return out
 
 
-def _ids(groups):
-    return [[c.token_ids for c in g] for g in groups]
-
-
-def _assert_same(a, b, atol=1e-5):
-    assert _ids(a) == _ids(b)
-    for ga, gb in zip(a, b):
-        for ca, cb in zip(ga, gb):
-            assert ca.finish_reason == cb.finish_reason
-            torch.testing.assert_close(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=atol, rtol=0)
-
-
-@pytest.fixture()
-def fresh_tiny():
-    torch.set_num_threads(1)
-    return load_policy("tiny")
-
-
 def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_call(fresh_tiny):
     policy = fresh_tiny
     prompts = _trajectory_prompts(policy)
@@ -61,16 +42,16 @@ def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_call(fresh_tiny):
     together = policy.generate(prompts, 4, seeds=seeds, **kw)
     policy.clear_prefix_cache()
     alone = [policy.generate([p], 4, seed=s, **kw)[0] for p, s in zip(prompts, seeds)]
-    _assert_same(together, alone)
+    assert_same_samples(together, alone)
     order = list(range(len(prompts)))
     random.Random(0).shuffle(order)
     shuffled = policy.generate([prompts[i] for i in order], 4, seeds=[seeds[i] for i in order], **kw)
-    _assert_same([shuffled[order.index(i)] for i in range(len(prompts))], together)
-    _assert_same(policy.generate(prompts, 4, seeds=seeds, max_batch_tokens=1, **kw), together)  # one prompt per chunk
-    _assert_same(policy.generate(prompts, 4, seeds=seeds, prefix_reuse=False, **kw), together)
-    _assert_same(policy.generate(prompts, 4, seeds=seeds, **LEGACY, **kw), together)
+    assert_same_samples([shuffled[order.index(i)] for i in range(len(prompts))], together)
+    assert_same_samples(policy.generate(prompts, 4, seeds=seeds, max_batch_tokens=1, **kw), together)  # one prompt per chunk
+    assert_same_samples(policy.generate(prompts, 4, seeds=seeds, prefix_reuse=False, **kw), together)
+    assert_same_samples(policy.generate(prompts, 4, seeds=seeds, **LEGACY, **kw), together)
     # Different seeds do give different samples (the check above can fail).
-    assert _ids(policy.generate(prompts, 4, seeds=[s + 1 for s in seeds], **kw)) != _ids(together)
+    assert sample_ids(policy.generate(prompts, 4, seeds=[s + 1 for s in seeds], **kw)) != sample_ids(together)
 
 
 def test_seed_of_a_call_is_prompt_zeros_seed(fresh_tiny):
@@ -79,7 +60,7 @@ def test_seed_of_a_call_is_prompt_zeros_seed(fresh_tiny):
     prompts = _trajectory_prompts(policy, 1)[:3]
     a = policy.generate(prompts, 3, max_new_tokens=8, seed=7)
     b = policy.generate(prompts, 3, max_new_tokens=8, seeds=[prompt_seed(7, i) for i in range(3)])
-    _assert_same(a, b)
+    assert_same_samples(a, b)
     assert prompt_seed(7, 0) == 7 and len({prompt_seed(7, i) for i in range(50)}) == 50
     with pytest.raises(PolicyError, match="one seed per prompt"):
         policy.generate(prompts, 3, max_new_tokens=8, seeds=[1, 2])
@@ -92,7 +73,7 @@ def test_unseeded_calls_follow_torch_manual_seed(fresh_tiny):
     torch.manual_seed(3)
     b = fresh_tiny.generate([prompt], 4, max_new_tokens=8)
     c = fresh_tiny.generate([prompt], 4, max_new_tokens=8)
-    assert _ids(a) == _ids(b) != _ids(c)
+    assert sample_ids(a) == sample_ids(b) != sample_ids(c)
 
 
 def test_a_trajectorys_turns_share_one_prefill(fresh_tiny):
@@ -142,7 +123,7 @@ def test_finished_rows_leave_the_batch_and_samples_stay_the_same(fresh_tiny, mon
     finally:
         hook.remove()
     legacy = policy.generate(prompts, 4, max_new_tokens=12, seed=0, **LEGACY)
-    _assert_same(shared, legacy)
+    assert_same_samples(shared, legacy)
     stopped = [len(c.token_ids) for g in shared for c in g if c.finish_reason == "stop"]
     assert stopped and len({len(c.token_ids) for g in shared for c in g}) > 1
     assert rows_per_step[0] == 12 and rows_per_step[-1] < 12 and rows_per_step == sorted(rows_per_step, reverse=True)
@@ -189,7 +170,7 @@ def test_use_sampler_switches_the_path_and_keeps_the_samples(fresh_tiny):
     stats = policy.prefix_cache.stats
     old = policy.generate(prompts, 3, max_new_tokens=8, seed=4)
     assert stats.reused_tokens == 0  # nothing reused on the legacy path
-    _assert_same(new, old)
+    assert_same_samples(new, old)
     policy.use_sampler("shared_prefix")
     assert policy.engine == "shared_prefix" and policy.prefix_cache.max_entries > 0
     with pytest.raises(PolicyError, match="unknown sampler"):
@@ -207,4 +188,4 @@ def test_smollm_batched_turns_sample_what_legacy_samples_per_state(smollm_policy
     kw = {"max_new_tokens": 8, "temperature": 0.8}
     batched = smollm_policy.generate(prompts, 3, seeds=seeds, **kw)
     legacy = [smollm_policy.generate([p], 3, seed=s, **LEGACY, **kw)[0] for p, s in zip(prompts, seeds)]
-    _assert_same(batched, legacy, atol=1e-4)
+    assert_same_samples(batched, legacy, atol=1e-4)

@@ -21,32 +21,12 @@ from pivot_algo.policy.shared_decode import (
 )
 from pivot_envs.domains.terminal.tasks.recorder import builtin_trajectories
 from pivot_envs.trajectory import load_trajectories
-
-LEGACY = {"engine": "legacy", "prefix_reuse": False}  # the sampler before this change
+from tests.policy.conftest import LEGACY, assert_same_samples
 
 
 def _turn_prompts(policy, trajectory_index: int = 0) -> list[list[int]]:
     traj = load_trajectories(builtin_trajectories("train", n=trajectory_index + 1))[trajectory_index]
     return [policy.prompt_ids(traj.prefix(k), traj.tools) for k in range(traj.num_turns)]
-
-
-def _ids(groups):
-    return [[c.token_ids for c in g] for g in groups]
-
-
-def _assert_same_samples(a, b, atol=1e-5):
-    assert _ids(a) == _ids(b)
-    for ga, gb in zip(a, b):
-        for ca, cb in zip(ga, gb):
-            assert [x.finish_reason for x in (ca,)] == [cb.finish_reason]
-            torch.testing.assert_close(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=atol, rtol=0)
-
-
-@pytest.fixture()
-def fresh_tiny():
-    """A private tiny policy (tests below change weights or cache state)."""
-    torch.set_num_threads(1)
-    return load_policy("tiny")
 
 
 def test_consecutive_turns_reuse_the_previous_prompt_and_sample_the_same(fresh_tiny):
@@ -62,8 +42,8 @@ def test_consecutive_turns_reuse_the_previous_prompt_and_sample_the_same(fresh_t
             assert stats.computed_tokens - computed0 == len(prompt) - len(prompts[k - 1])
         no_reuse = policy.generate([prompt], 4, max_new_tokens=10, temperature=0.8, seed=k, prefix_reuse=False)
         legacy = policy.generate([prompt], 4, max_new_tokens=10, temperature=0.8, seed=k, **LEGACY)
-        _assert_same_samples(with_reuse, no_reuse)
-        _assert_same_samples(with_reuse, legacy)
+        assert_same_samples(with_reuse, no_reuse)
+        assert_same_samples(with_reuse, legacy)
     assert len(policy.prefix_cache) == 1  # each turn's entry covered (and replaced) the previous one
 
 
@@ -76,8 +56,8 @@ def test_shared_engine_matches_legacy_on_several_prompts(tiny_policy, kwargs):
         legacy = tiny_policy.generate(prompts, 3, max_new_tokens=9, seed=5, **LEGACY, **kwargs, **extra)
         shared = tiny_policy.generate(prompts, 3, max_new_tokens=9, seed=5, prefix_reuse=False, **kwargs, **extra)
         reused = tiny_policy.generate(prompts, 3, max_new_tokens=9, seed=5, **kwargs, **extra)
-        _assert_same_samples(legacy, shared)
-        _assert_same_samples(legacy, reused)
+        assert_same_samples(legacy, shared)
+        assert_same_samples(legacy, reused)
 
 
 def test_shared_engine_logprobs_match_scoring(tiny_policy):
@@ -112,7 +92,7 @@ def test_an_optimiser_step_invalidates_the_cache(fresh_tiny):
     new, fresh = _sample_update_sample(fresh_tiny)
     stats = fresh_tiny.prefix_cache.stats
     assert stats.invalidations == 1 and stats.hits == 0  # nothing was reused across the update
-    _assert_same_samples(new, fresh)
+    assert_same_samples(new, fresh)
 
 
 def test_without_invalidation_the_samples_would_be_stale(fresh_tiny, monkeypatch):
@@ -122,7 +102,7 @@ def test_without_invalidation_the_samples_would_be_stale(fresh_tiny, monkeypatch
     new, fresh = _sample_update_sample(fresh_tiny)
     assert fresh_tiny.prefix_cache.stats.hits == 1
     with pytest.raises(AssertionError):  # the old weights' prefix shows in the log-probs
-        _assert_same_samples(new, fresh)
+        assert_same_samples(new, fresh)
 
 
 def test_stored_entries_are_never_written(tiny_policy):
@@ -210,5 +190,5 @@ def test_smollm_reuse_matches_legacy(smollm_policy):
     for k, prompt in enumerate(prompts):
         reused = smollm_policy.generate([prompt], 3, max_new_tokens=6, temperature=0.8, seed=k)
         legacy = smollm_policy.generate([prompt], 3, max_new_tokens=6, temperature=0.8, seed=k, **LEGACY)
-        _assert_same_samples(reused, legacy, atol=1e-4)
+        assert_same_samples(reused, legacy, atol=1e-4)
     assert smollm_policy.prefix_cache.stats.reused_tokens >= len(prompts[0])
