@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -35,22 +34,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import RESULTS, table, write_json
+from pivot_algo.experiments.stats import wilson
 
 CONSTANTS = ("ok", "Done.", "Could you clarify?", "Sure.", "I have completed the task.", "",
              "The weather is nice today.")
 DEMONSTRATION = "(demonstration)"
 ZERO_SHARE_REQUIRED = 0.95
 TERMINAL_SPLITS = ("train", "val", "test", "heldout_families")
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sensible at 0 and 1, unlike the normal one)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def message_turns(env: Any) -> list[tuple[str, int]]:

@@ -63,6 +63,7 @@ if str(REPO) not in sys.path:
 
 from pivot_algo import pipeline
 from pivot_algo.config import RunConfig, load_run_config
+from pivot_algo.experiments.stats import bootstrap_mean, mcnemar_exact, wilson
 from pivot_algo.rollout import StartState, stable_seed
 
 log = logging.getLogger("smollm_row")
@@ -89,38 +90,6 @@ class RowSizes:
 
 # ----------------------------------------------------------------------------- statistics
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion; (nan, nan) when n == 0."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
-    """Exact two-sided McNemar test on paired 0/1 outcomes: the discordant pairs (a only, b only)
-    are binomial(n_discordant, 1/2) under 'no difference'."""
-    a_only = sum(bool(x) and not bool(y) for x, y in zip(a, b))
-    b_only = sum(bool(y) and not bool(x) for x, y in zip(a, b))
-    n = a_only + b_only
-    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2 ** n if n else 1.0
-    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, 2 * tail)}
-
-
-def bootstrap_mean(values: Sequence[float], reps: int, seed: int) -> tuple[float, float]:
-    """Percentile 95% interval of the mean of `values` resampled with replacement (the unit is one value:
-    an item, or a state's mean reward)."""
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return (math.nan, math.nan)
-    idx = np.random.default_rng(seed).integers(0, arr.size, size=(reps, arr.size))
-    means = arr[idx].mean(axis=1)
-    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
-
-
 def paired(a: dict[str, float], b: dict[str, float], reps: int, seed: int, binary: bool) -> dict[str, Any]:
     """a - b on the keys both have: mean difference, paired bootstrap interval, n (and McNemar when 0/1)."""
     keys = sorted(set(a) & set(b))
@@ -136,7 +105,10 @@ def paired(a: dict[str, float], b: dict[str, float], reps: int, seed: int, binar
 # ----------------------------------------------------------------------------- stage cache
 
 class Stages:
-    """Stage outputs as JSON files under `root/stages`; a stage that has its file is not run again."""
+    """Stage outputs as JSON files under `root/stages`; a stage that has its file is not run again.
+
+    Not `pivot_algo.experiments.stages.StageCache`: these files are the stage's output plus a "stage"
+    block, with no spec, and the row's finished runs were resumed from them, so the format stays."""
 
     def __init__(self, root: Path) -> None:
         self.dir = root / "stages"
