@@ -21,10 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pivot_algo.eval.ood import DEFAULT_BENCHMARKS, OODReport, compare_table, policy_generate_fn, run_ood_eval  # noqa: E402
-from pivot_algo.policy import load_policy  # noqa: E402
+import torch
 
-import torch  # noqa: E402
+from pivot_algo.eval.ood import (
+    DEFAULT_BENCHMARKS,
+    OODReport,
+    compare_table,
+    policy_generate_fn,
+    run_ood_eval,
+)
+from pivot_algo.policy import load_policy
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,10 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import table, write_json
-
+from benchmarks._common import table, write_json
 from pivot_algo.distributed import FixedActions, VerifierPool, profile_with_pool
 from pivot_algo.profiler import ProfileConfig, read_profile
 from pivot_algo.rollout import StartState
@@ -98,9 +97,10 @@ def main() -> None:
     import gymnasium as gym
 
     import pivot_envs  # noqa: F401  (registers the envs)
+    from pivot_envs.base_env import pivot_env
 
     probe = gym.make(ENV_ID, sandbox="local")
-    trajs = [t for t in probe.unwrapped.trajectories if 3 <= t.num_turns <= 5][: args.trajectories]
+    trajs = [t for t in pivot_env(probe).trajectories if 3 <= t.num_turns <= 5][: args.trajectories]
     probe.close()
     states = [StartState(t.id, k) for t in trajs for k in range(t.num_turns)]
     print(f"workload: {len(trajs)} trajectories, {len(states)} states x 4 fixed actions, local sandbox; "

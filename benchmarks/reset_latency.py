@@ -25,13 +25,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gymnasium as gym
-from _common import ms, pct, table, write_json
 
 import pivot_envs  # noqa: F401
+from benchmarks._common import ms, pct, table, write_json
+from pivot_envs.base_env import pivot_env
+from pivot_envs.sandboxed_env import SandboxedEnv
 from pivot_envs.trajectory import load_trajectories
 
 
@@ -51,7 +54,7 @@ def time_resets(env, trajs, k_of, reps: int, cold: bool, first_exec: bool) -> li
 
 
 def bench_terminal(backend: str, n_traj: int, reps: int) -> list[dict]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     from pivot_envs.domains.terminal.tasks import builtin_trajectories
 
     trajs = [t for t in load_trajectories(builtin_trajectories("train"))][:n_traj]
@@ -66,7 +69,8 @@ def bench_terminal(backend: str, n_traj: int, reps: int) -> list[dict]:
                 rows.append({"env": "PivotTerminal-v0", "backend": backend, "reset": mode, "k": label,
                              "cold_p50": pct(cold, 50), "cold_p95": pct(cold, 95),
                              "warm_p50": pct(warm, 50), "warm_p95": pct(warm, 95), "n_warm": len(warm)})
-            stats = getattr(env.unwrapped.backend, "stats", None)
+            core = env.unwrapped
+            stats = getattr(core.backend, "stats", None) if isinstance(core, SandboxedEnv) else None
             if stats:
                 rows[-1]["backend_stats"] = dict(stats)
         finally:
@@ -77,7 +81,7 @@ def bench_terminal(backend: str, n_traj: int, reps: int) -> list[dict]:
 def bench_tooluse(n_traj: int, reps: int) -> list[dict]:
     rows = []
     env = gym.make("PivotToolUse-v0")
-    trajs = env.unwrapped.trajectories[:n_traj]
+    trajs = pivot_env(env).trajectories[:n_traj]
     ks = {"0": lambda t: 0, "mid": lambda t: t.num_turns // 2, "last": lambda t: t.num_turns - 1}
     try:
         for label, k_of in ks.items():
@@ -205,7 +209,7 @@ def main() -> None:
     if not args.no_tooluse:
         try:
             rows += bench_tooluse(args.trajectories, args.reps)
-        except Exception as e:  # the tool-use env is optional here
+        except Exception as e:  # noqa: BLE001 - the tool-use env is optional here
             print(f"(tool-use env skipped: {type(e).__name__}: {e})")
     out = [[r["env"], r["backend"], r["reset"], r["k"], ms(r["cold_p50"]), ms(r["cold_p95"]), ms(r["warm_p50"]),
             ms(r["warm_p95"])] for r in rows]

@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gymnasium as gym
-from _common import table, write_json
 
 import pivot_envs  # noqa: F401
+from benchmarks._common import table, write_json
 from pivot_envs.base_env import pivot_env
 from pivot_envs.parsing import render_bash_call
 from pivot_envs.trajectory import load_trajectories, tool_calls_of

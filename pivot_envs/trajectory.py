@@ -18,8 +18,9 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, NoReturn
 
 from pivot_envs.errors import TrajectoryError, TurnOutOfRangeError
 
@@ -141,7 +142,7 @@ def action_hash(actions: Iterable[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- validation
 
-def _fail(msg: str, line: int | None, field: str, source: str | None) -> None:
+def _fail(msg: str, line: int | None, field: str, source: str | None) -> NoReturn:
     raise TrajectoryError(msg, line=line, field=field, source=source)
 
 
@@ -151,7 +152,7 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
         _fail(f"expected a JSON object, got {type(rec).__name__}", line, "<record>", source)
     for key, typ in (("id", str), ("domain", str), ("task", dict), ("messages", list)):
         if key not in rec:
-            _fail(f"missing required field; a trajectory needs id, domain, task, tools, messages", line, key, source)
+            _fail("missing required field; a trajectory needs id, domain, task, tools, messages", line, key, source)
         if not isinstance(rec[key], typ):
             _fail(f"must be a {typ.__name__}, got {type(rec[key]).__name__}", line, key, source)
     if rec["domain"] not in DOMAINS:
@@ -191,9 +192,8 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
                 if not isinstance(fn.get("arguments", {}), (str, dict)):
                     _fail("arguments must be a JSON string or an object", line,
                           f"{f}.tool_calls[{j}].function.arguments", source)
-        elif role == "tool":
-            if not isinstance(content, str):
-                _fail("a tool message needs string content", line, f + ".content", source)
+        elif role == "tool" and not isinstance(content, str):
+            _fail("a tool message needs string content", line, f + ".content", source)
     if n_assistant == 0:
         _fail("the conversation has no assistant message, so it has no turns", line, "messages", source)
     return Trajectory(id=rec["id"], domain=rec["domain"], task=rec["task"], tools=list(tools),

@@ -31,15 +31,15 @@ class Verdict:
         return self.failure_kind is not None
 
     @classmethod
-    def correct(cls, reason: str, method: str, **details) -> "Verdict":
+    def correct(cls, reason: str, method: str, **details) -> Verdict:
         return cls(1.0, True, reason, None, method, details)
 
     @classmethod
-    def wrong(cls, reason: str, method: str, **details) -> "Verdict":
+    def wrong(cls, reason: str, method: str, **details) -> Verdict:
         return cls(0.0, False, reason, None, method, details)
 
     @classmethod
-    def infra(cls, kind: str, reason: str, method: str = "", **details) -> "Verdict":
+    def infra(cls, kind: str, reason: str, method: str = "", **details) -> Verdict:
         return cls(0.0, False, reason, kind, method, details)
 
     def to_dict(self) -> dict[str, Any]:

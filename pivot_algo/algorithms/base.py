@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class Batch:
     def empty(self) -> bool:
         return not self.groups
 
-    def split(self, parts: int) -> list["Batch"]:
+    def split(self, parts: int) -> list[Batch]:
         """`parts` micro-batches of whole groups (round robin), dropping empty ones."""
         chunks = [self.groups[i::parts] for i in range(parts)]
         return [Batch(c) for c in chunks if c]

@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from pivot_algo.algorithms import register_algorithm
-from pivot_algo.algorithms.base import Algorithm, Batch, CollectContext, ConfigError, TrainGroup
+from pivot_algo.algorithms.base import (
+    Algorithm,
+    Batch,
+    CollectContext,
+    ConfigError,
+    TrainGroup,
+)
 from pivot_algo.algorithms.pivotrl import clipped_policy_loss, group_advantages
 
 
@@ -68,7 +74,8 @@ class E2EGRPO(Algorithm):
         per_task = ctx.rollouts.episodes(tasks, c.group_size, max_new_tokens=c.max_new_tokens,
                                          temperature=c.temperature, seed=ctx.seed)
         # Turns that share a prompt (every episode's turn 0 of a task) become one group: prefix computed once.
-        by_prompt: dict[tuple[int, ...], TrainGroup] = {}
+        # prompt -> (prompt ids, completions, their sampling log-probs, their advantages)
+        by_prompt: dict[tuple[int, ...], tuple[list[int], list[list[int]], list[list[float]], list[float]]] = {}
         rewards_all, kept, turns = [], 0, 0
         for episodes in per_task:
             live = [e for e in episodes if not e.masked]
@@ -81,14 +88,16 @@ class E2EGRPO(Algorithm):
             adv = group_advantages(rewards, scale_std=c.scale_std, leave_one_out=c.leave_one_out and len(live) >= 3)
             for episode, a in zip(live, adv):
                 for t in episode.turns:
-                    g = by_prompt.setdefault(tuple(t.prompt_ids), TrainGroup(t.prompt_ids, [], [], []))
-                    g.completions.append(t.completion.token_ids)
-                    g.old_logprobs.append(t.completion.logprobs)
-                    g.advantages.append(float(a))
+                    _, completions, old_logprobs, advantages = by_prompt.setdefault(
+                        tuple(t.prompt_ids), (t.prompt_ids, [], [], []))
+                    completions.append(t.completion.token_ids)
+                    old_logprobs.append(t.completion.logprobs)
+                    advantages.append(float(a))
         metrics = {"charts/mean_reward": float(np.mean(rewards_all)) if rewards_all else 0.0,
                    "charts/groups_kept_frac": kept / max(len(per_task), 1),
                    "charts/episode_turns_mean": turns / max(sum(len(e) for e in per_task), 1)}
-        return Batch(list(by_prompt.values()), metrics)
+        return Batch([TrainGroup(prompt_ids=prompt, completions=comps, old_logprobs=olds, advantages=advs)
+                      for prompt, comps, olds, advs in by_prompt.values()], metrics)
 
     def loss(self, policy: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         return clipped_policy_loss(policy, batch.groups, temperature=self.config.temperature,

@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from pivot_algo.algorithms import register_algorithm
-from pivot_algo.algorithms.base import Algorithm, Batch, CollectContext, ConfigError, TrainGroup, pad_logprobs
+from pivot_algo.algorithms.base import (
+    Algorithm,
+    Batch,
+    CollectContext,
+    ConfigError,
+    TrainGroup,
+    pad_logprobs,
+)
 
 
 @dataclasses.dataclass
@@ -102,6 +109,9 @@ def clipped_policy_loss(policy: Any, groups: list[TrainGroup], *, temperature: f
     kl_sum = 0.0
     ratio_sum = 0.0
     for g in groups:
+        if g.old_logprobs is None or g.advantages is None:
+            raise ValueError("clipped_policy_loss needs old_logprobs and advantages on every group "
+                             "(a supervised group has neither)")
         kwargs = {"temperature": temperature} if temperature != 1.0 else {}
         out = policy.group_logprobs(g.prompt_ids, g.completions, **kwargs)
         logprobs, mask = out.logprobs, out.mask

@@ -22,7 +22,13 @@ from typing import Any
 import torch
 
 from pivot_algo.algorithms import register_algorithm
-from pivot_algo.algorithms.base import Algorithm, Batch, CollectContext, ConfigError, TrainGroup
+from pivot_algo.algorithms.base import (
+    Algorithm,
+    Batch,
+    CollectContext,
+    ConfigError,
+    TrainGroup,
+)
 
 
 @dataclasses.dataclass
@@ -63,7 +69,7 @@ class SFT(Algorithm):
     def _next_states(self, ctx: CollectContext) -> list[Any]:
         if not ctx.train_states:
             raise ConfigError("sft has no training states: the training split has no trajectories")
-        out = []
+        out: list[Any] = []
         while len(out) < min(self.config.states_per_step, len(ctx.train_states)):
             if self._pos >= len(self._order):  # a new epoch, freshly shuffled
                 self._order = ctx.rng.permutation(len(ctx.train_states)).tolist()
@@ -79,7 +85,7 @@ class SFT(Algorithm):
         for s in ctx.train_states:
             by_traj.setdefault(s.trajectory_id, []).append(s)
         ids = sorted(by_traj)
-        out = []
+        out: list[list[Any]] = []
         while len(out) < min(self.config.trajectories_per_step, len(ids)):
             if self._pos >= len(self._order):
                 self._order = ctx.rng.permutation(len(ids)).tolist()

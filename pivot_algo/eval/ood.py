@@ -25,10 +25,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pivot_algo.eval.ood_tasks import BENCHMARKS
-from pivot_algo.eval.ood_tasks.common import BenchmarkResult, GenerateFn, Messages, OODEvalError, Tools
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkResult,
+    GenerateFn,
+    Messages,
+    OODEvalError,
+    Tools,
+)
 
 logger = logging.getLogger(__name__)
 

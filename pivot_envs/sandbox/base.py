@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping
+from typing import Self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Sandbox(abc.ABC):
     def close(self) -> None:
         """Stop and remove everything this sandbox holds. Idempotent."""
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -718,7 +718,7 @@ class DockerBackend(SandboxBackend):
                     break
                 try:
                     container = self._start(spec, for_pool=True)
-                except Exception as e:  # image released meanwhile, daemon hiccup: stop filling it
+                except Exception as e:  # noqa: BLE001 - image released meanwhile, daemon hiccup: stop filling it
                     log.debug("pool: cannot start a container for %s: %s", spec.image, e)
                     with self._lock:
                         self._pool.pop(spec, None)
@@ -892,7 +892,7 @@ def _close_live_backends() -> None:
     for backend in list(_LIVE_BACKENDS):
         try:
             backend.close()
-        except Exception as e:  # at exit, log and go on with the next one
+        except Exception as e:  # noqa: BLE001 - at exit, log and go on with the next one
             log.warning("closing docker backend %s at exit failed: %s", backend.instance_id, e)
 
 

@@ -10,8 +10,6 @@ from pivot_algo.algorithms import get_algorithm
 from pivot_algo.algorithms.base import CollectContext
 from pivot_algo.rollout import Rollouts, StartState
 
-from .toy_env import make_trajectories
-
 
 def _ctx(rollouts, states):
     return CollectContext(step=0, rng=np.random.default_rng(0), seed=0, rollouts=rollouts,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -200,7 +201,7 @@ def test_backend_close_removes_everything(fresh_backend):
     be.close()
     be.close()
     assert be.live_resources() == [] and not os.path.exists(root)
-    assert root not in open("/proc/self/mountinfo").read()
+    assert root not in Path("/proc/self/mountinfo").read_text()
     with pytest.raises(SandboxError, match="closed"):
         open_box.exec("true")
     with pytest.raises(SandboxError, match="closed"):
@@ -216,11 +217,11 @@ def test_state_of_a_dead_backend_is_swept(tmp_path):
               "print(be.root, flush=True)\nos._exit(0)\n")
     dead_root = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__)))).stdout.strip()
-    assert dead_root in open("/proc/self/mountinfo").read()
+    assert dead_root in Path("/proc/self/mountinfo").read_text()
     be = LocalBackend(root=str(tmp_path))
     try:
         assert not os.path.exists(dead_root)
-        assert dead_root not in open("/proc/self/mountinfo").read()
+        assert dead_root not in Path("/proc/self/mountinfo").read_text()
     finally:
         be.close()
 

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+
 from tests.conftest import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,9 +8,18 @@ import json
 
 import pytest
 
-from pivot_envs.domains.terminal.tasks import (FAMILIES, HELDOUT_FAMILIES, ExpertFailedError, builtin_trajectories,
-                                               check_task, format_tool_output, generate_tasks, load_recorded,
-                                               record_trajectory, suite)
+from pivot_envs.domains.terminal.tasks import (
+    FAMILIES,
+    HELDOUT_FAMILIES,
+    ExpertFailedError,
+    builtin_trajectories,
+    check_task,
+    format_tool_output,
+    generate_tasks,
+    load_recorded,
+    record_trajectory,
+    suite,
+)
 from pivot_envs.sandbox import ExecResult
 from pivot_envs.trajectory import validate_record
 
@@ -47,10 +56,10 @@ def test_expert_phrasing_varies_with_the_seed():
 def test_splits_are_disjoint_and_heldout_families_never_train():
     ids = {s: {t.id for t in suite(s, 40)} for s in ("train", "val", "test", "heldout_families")}
     assert all(len(v) == 40 for v in ids.values())
-    for s1 in ids:
-        for s2 in ids:
+    for s1, ids1 in ids.items():
+        for s2, ids2 in ids.items():
             if s1 < s2:
-                assert not ids[s1] & ids[s2], (s1, s2)
+                assert not ids1 & ids2, (s1, s2)
     train_fams = {t.family for t in suite("train", 200)}
     assert train_fams.isdisjoint(HELDOUT_FAMILIES) and len(HELDOUT_FAMILIES) >= 2
     assert {t.family for t in suite("heldout_families", 30)} == set(HELDOUT_FAMILIES)

@@ -17,10 +17,17 @@ import importlib
 import logging
 import math
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from pivot_algo.eval.ood_tasks.common import (BenchmarkResult, EvalItem, GenerateFn, ItemVerdict, package_dir,
-                                              score_items)
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkResult,
+    EvalItem,
+    GenerateFn,
+    ItemVerdict,
+    package_dir,
+    score_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +76,7 @@ def run(generate_fn: GenerateFn, limit: int | None, seed: int,
         return ItemVerdict(item.item_id, bool(correct), reason, output=output)
 
     verdicts = score_items(NAME, generate_fn, items, score)
-    by_category = {}
+    by_category: dict[str, tuple[int, int]] = {}
     for item, verdict in zip(items, verdicts):
         cat = item.payload["category"]
         right, n = by_category.get(cat, (0, 0))

@@ -18,8 +18,9 @@ import collections
 import dataclasses
 import importlib.util
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from pivot_envs.errors import PivotError
 
@@ -96,12 +97,12 @@ class BenchmarkResult:
         return self.n_correct / self.n if self.n else None
 
     @classmethod
-    def unavailable(cls, name: str, reason: str, wall_s: float = 0.0) -> "BenchmarkResult":
+    def unavailable(cls, name: str, reason: str, wall_s: float = 0.0) -> BenchmarkResult:
         return cls(name=name, status="unavailable", note=reason, wall_s=wall_s)
 
     @classmethod
     def from_verdicts(cls, name: str, verdicts: Sequence[ItemVerdict], *, metric: str,
-                      unavailable_reasons: dict[str, int] | None = None, note: str = "") -> "BenchmarkResult":
+                      unavailable_reasons: dict[str, int] | None = None, note: str = "") -> BenchmarkResult:
         scored = [v for v in verdicts if v.correct is not None]
         infra = collections.Counter(v.failure_kind or "unknown" for v in verdicts if v.correct is None)
         unavailable_reasons = dict(unavailable_reasons or {})
@@ -127,7 +128,7 @@ def package_dir(module_name: str) -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def generate_many(generate_fn: GenerateFn, items: Sequence[EvalItem]) -> list[str | BaseException]:
@@ -174,7 +175,7 @@ def score_items(name: str, generate_fn: GenerateFn, items: Sequence[EvalItem],
             continue
         try:
             verdicts.append(score(item, out))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             logger.exception("%s scorer crashed on item %s", name, item.item_id)
             verdicts.append(ItemVerdict(item.item_id, None, f"scorer crashed: {type(e).__name__}: {e}",
                                         failure_kind="scorer_error", output=out))

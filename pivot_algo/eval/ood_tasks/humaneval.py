@@ -151,7 +151,9 @@ def _run_with_rlimits(source: str, timeout_s: float) -> ExecOutcome:
                 proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         env={"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONHASHSEED": "0"},
                                         start_new_session=True,
-                                        preexec_fn=functools.partial(_limit_child, int(timeout_s) + 1))
+                                        # preexec_fn is deliberate: rlimits must be set in the child before exec, and
+                                        # _limit_child only calls setrlimit (no locks, no imports)
+                                        preexec_fn=functools.partial(_limit_child, int(timeout_s) + 1))  # noqa: PLW1509
             except OSError as e:
                 raise ExecutorUnavailableError(f"cannot start {cmd[0]!r} to run a HumanEval program: {e}") from e
             timed_out = False

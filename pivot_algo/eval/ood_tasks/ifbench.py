@@ -27,10 +27,18 @@ import logging
 import random
 import sys
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from pivot_algo.eval.ood_tasks.common import (BenchmarkResult, BenchmarkUnavailableError, EvalItem, GenerateFn,
-                                              ItemVerdict, package_dir, score_items)
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkResult,
+    BenchmarkUnavailableError,
+    EvalItem,
+    GenerateFn,
+    ItemVerdict,
+    package_dir,
+    score_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +165,7 @@ def check_response(registry: dict[str, type], example: dict, response: str, seed
         try:
             with offline_nltk():
                 ok = bool(response.strip()) and bool(checker.check_following(response))
-        except Exception as e:  # noqa: BLE001 - see docstring
+        except Exception as e:
             if _is_missing_resource(e):
                 raise
             ok = False

@@ -15,9 +15,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from pivot_algo.eval.ood_tasks.common import BenchmarkResult, EvalItem, GenerateFn, ItemVerdict, score_items
+from pivot_algo.eval.ood_tasks.common import (
+    BenchmarkResult,
+    EvalItem,
+    GenerateFn,
+    ItemVerdict,
+    score_items,
+)
 
 NAME = "math"
 DEFAULT_SIZE = 200  # problems in the generated set; `limit` takes a prefix of it

@@ -9,11 +9,27 @@ that turns them into SFT trajectories by running them in a real sandbox.
 """
 
 from pivot_envs.domains.terminal.tasks.families import FAMILIES
-from pivot_envs.domains.terminal.tasks.format import BASH_TOOL, format_tool_output, system_prompt
-from pivot_envs.domains.terminal.tasks.generator import (HELDOUT_FAMILIES, SPLITS, family_names, generate_tasks,
-                                                         make_task, suite)
-from pivot_envs.domains.terminal.tasks.recorder import (ExpertFailedError, TaskCheck, builtin_trajectories,
-                                                        check_task, load_recorded, record_trajectory)
+from pivot_envs.domains.terminal.tasks.format import (
+    BASH_TOOL,
+    format_tool_output,
+    system_prompt,
+)
+from pivot_envs.domains.terminal.tasks.generator import (
+    HELDOUT_FAMILIES,
+    SPLITS,
+    family_names,
+    generate_tasks,
+    make_task,
+    suite,
+)
+from pivot_envs.domains.terminal.tasks.recorder import (
+    ExpertFailedError,
+    TaskCheck,
+    builtin_trajectories,
+    check_task,
+    load_recorded,
+    record_trajectory,
+)
 from pivot_envs.domains.terminal.tasks.spec import ExpertStep, TaskSpec
 
 __all__ = ["BASH_TOOL", "FAMILIES", "HELDOUT_FAMILIES", "SPLITS", "ExpertFailedError", "ExpertStep", "TaskCheck",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from pivot_envs.domains.terminal.tasks.families import FAMILIES
 from pivot_envs.domains.terminal.tasks.spec import TaskSpec
@@ -21,7 +21,7 @@ SPLITS = ("train", "val", "test", "heldout_families")
 HELDOUT_FAMILIES: tuple[str, ...] = ("sqlite_query", "checksums", "dedupe")
 # Task-seed ranges per split; `suite(..., seed=s)` takes the s-th block of the split's range.
 SPLIT_SEED_RANGES: dict[str, range] = {
-    "train": range(0, 1_000_000),
+    "train": range(1_000_000),
     "val": range(1_000_000, 2_000_000),
     "test": range(2_000_000, 3_000_000),
     "heldout_families": range(3_000_000, 4_000_000),

@@ -96,11 +96,11 @@ class SetupScript:
         self._n = 0
         self._dirs: set[str] = set()
 
-    def mkdir(self, *paths: str) -> "SetupScript":
+    def mkdir(self, *paths: str) -> SetupScript:
         self.lines.append("mkdir -p " + " ".join(q(p) for p in paths))
         return self
 
-    def file(self, path: str, text: str, mode: int | None = None) -> "SetupScript":
+    def file(self, path: str, text: str, mode: int | None = None) -> SetupScript:
         """Create `path` with exactly `text` (parents created)."""
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         if parent and parent not in self._dirs:
@@ -116,7 +116,7 @@ class SetupScript:
             self.lines.append(f"chmod {mode:o} {q(path)}")
         return self
 
-    def run(self, command: str) -> "SetupScript":
+    def run(self, command: str) -> SetupScript:
         self.lines.append(command)
         return self
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from pivot_envs.domains.terminal.tasks.spec import ExpertStep
 

@@ -6,9 +6,18 @@ import collections
 import hashlib
 import json
 import random
+from typing import Any
 
-from pivot_envs.domains.terminal.tasks.families._base import (CITIES, FIRST_NAMES, PRODUCTS, REGIONS, WORDS, Draft,
-                                                              family, names, pick)
+from pivot_envs.domains.terminal.tasks.families._base import (
+    CITIES,
+    FIRST_NAMES,
+    PRODUCTS,
+    REGIONS,
+    Draft,
+    family,
+    names,
+    pick,
+)
 from pivot_envs.domains.terminal.tasks.spec import SetupScript, fill, python_check
 
 
@@ -114,13 +123,14 @@ EOF""", t=threshold, out=out))
 @family("json_transform", "JSON wrangling")
 def json_transform(rng: random.Random) -> Draft:
     people = pick(rng, FIRST_NAMES, rng.randint(6, 10))
-    users = [{"id": i + 1, "name": p, "age": rng.randint(16, 70), "active": rng.random() < 0.6,
+    users: list[dict[str, Any]] = [{"id": i + 1, "name": p, "age": rng.randint(16, 70), "active": rng.random() < 0.6,
               "city": rng.choice(CITIES)} for i, p in enumerate(people)]
     if not any(u["active"] for u in users):
         users[0]["active"] = True
     fname = rng.choice(("users.json", "accounts.json", "members.json"))
     s = SetupScript().file(f"data/{fname}", json.dumps(users, indent=2) + "\n")
     variant = rng.choice(("names", "map", "group"))
+    want: list[str] | dict[str, int] | dict[str, list[str]]
     if variant == "names":
         out = "active_names.txt"
         want = sorted(u["name"] for u in users if u["active"])
@@ -258,7 +268,7 @@ INSERT INTO orders VALUES {rows_o};
 SQL""")
     variant = rng.choice(("top_customer", "status_counts"))
     if variant == "top_customer":
-        totals = collections.defaultdict(float)
+        totals: collections.defaultdict[int, float] = collections.defaultdict(float)
         for _, cid, amt, st in orders:
             if st != "cancelled":
                 totals[cid] += amt
@@ -283,12 +293,12 @@ assert got == WANT, f"{OUT} should be {WANT!r}, got {got!r}"
         d.step("Check.", f"cat {out}")
         return d
     counts = collections.Counter(st for *_, st in orders)
-    want = ["status,orders"] + [f"{st},{n}" for st, n in sorted(counts.items())]
+    want_rows = ["status,orders"] + [f"{st},{n}" for st, n in sorted(counts.items())]
     out = "order_status.csv"
     test = python_check("""
 got = open(OUT).read().strip().splitlines()
 assert got == WANT, f"{OUT} should be {WANT}, got {got}"
-""", OUT=out, WANT=want)
+""", OUT=out, WANT=want_rows)
     d = Draft(f"Using the SQLite database /app/{db}, count the orders per status and write /app/{out} as CSV "
               f"with the header \"status,orders\" and one row per status, sorted by status.", s.script(), test, [],
               f"Wrote the order counts per status to {out}.")

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import random
 
-from pivot_envs.domains.terminal.tasks.families._base import WORDS, Draft, family, names, pick
-from pivot_envs.domains.terminal.tasks.spec import GIT_ENV, SetupScript, fill, python_check
+from pivot_envs.domains.terminal.tasks.families._base import (
+    WORDS,
+    Draft,
+    family,
+    names,
+    pick,
+)
+from pivot_envs.domains.terminal.tasks.spec import (
+    GIT_ENV,
+    SetupScript,
+    fill,
+    python_check,
+)
 
 GIT_PRELUDE = ("git init -q -b main {repo} && cd {repo} && git config user.name 'Pivot Agent' "
                "&& git config user.email agent@example.com")
@@ -30,7 +41,7 @@ def _git_workflow(rng: random.Random) -> Draft:
     if variant == "fix_and_commit":
         bad = f"def scale(x):\n    return x + {factor}\n"
         s.file(module, bad).run(f"git add {module} && git commit -q -m 'Add scale helper'")
-        msg = rng.choice((f"Fix scale to multiply by {factor}", "Fix scale helper", f"scale: use multiplication"))
+        msg = rng.choice((f"Fix scale to multiply by {factor}", "Fix scale helper", "scale: use multiplication"))
         test = python_check("""
 import subprocess
 def git(*a):
@@ -152,7 +163,7 @@ chmod +x @name@""", name=name))
     def expect_lines(fs: dict[str, str]) -> list[str]:
         return [f"{n} {t.count(chr(10))}" for n, t in sorted(fs.items())]
 
-    hidden = {f"{w}.txt": "x\n" * rng.randint(0, 5) for w in pick(rng, WORDS, 3)}
+    hidden_files = {f"{w}.txt": "x\n" * rng.randint(0, 5) for w in pick(rng, WORDS, 3)}
     test = python_check("""
 import subprocess, tempfile
 assert os.access(SCRIPT, os.X_OK), f"{SCRIPT} must be executable"
@@ -164,7 +175,7 @@ for files, want in CASES:
         got = subprocess.run([os.path.abspath(SCRIPT), d], capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
     got = [" ".join(l.split()) for l in got]
     assert got == want, f"{SCRIPT} printed {got}, expected {want}"
-""", SCRIPT=name, CASES=[[files, expect_lines(files)], [hidden, expect_lines(hidden)]])
+""", SCRIPT=name, CASES=[[files, expect_lines(files)], [hidden_files, expect_lines(hidden_files)]])
     d = Draft(f"Write an executable bash script /app/{name} that takes a directory as its only argument and "
               f"prints, for every .txt file directly inside it (sorted by file name), a line \"<file name> "
               f"<number of lines>\". Other files are ignored. Try it on /app/{folder}.", s.script(), test, [],

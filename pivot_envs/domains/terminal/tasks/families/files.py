@@ -100,7 +100,8 @@ def find_cleanup(rng: random.Random) -> Draft:
     subdirs = rng.sample(WORDS, 3)
     variant = rng.choice(("age", "size"))
     s = SetupScript()
-    keep, delete = [], []
+    keep: list[str] = []
+    delete: list[str] = []
     for i, n in enumerate(names(rng, rng.randint(8, 12))):
         path = f"{root}/{rng.choice(subdirs)}/{n}"
         if variant == "age":
@@ -251,7 +252,7 @@ assert os.path.exists(BUNDLE), "keep the archive"
                rng.choice((f"mkdir -p {dest} && tar -xzf {bundle}.tar.gz -C {dest} --wildcards './config/*.ini'",
                            f"mkdir -p {dest} && tar -xzf {bundle}.tar.gz -C {dest} $(tar -tzf {bundle}.tar.gz | grep '^./config/.*\\.ini$')")))
         d.step("Check what was extracted.", f"find {dest} -type f | sort")
-        d.step("Look at one of them.", f"cat {dest}/{sorted(inis)[0]}")
+        d.step("Look at one of them.", f"cat {dest}/{min(inis)}")
         return d
     docs = {f"docs/{n}.md": f"# {n}\n" + _lines(rng, 2) for n in names(rng, rng.randint(3, 5))}
     extra = {f"docs/{n}.txt": _lines(rng, 1) for n in names(rng, 2)}

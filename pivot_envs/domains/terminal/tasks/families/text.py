@@ -5,7 +5,15 @@ from __future__ import annotations
 import collections
 import random
 
-from pivot_envs.domains.terminal.tasks.families._base import CITIES, FIRST_NAMES, WORDS, Draft, family, names, pick
+from pivot_envs.domains.terminal.tasks.families._base import (
+    CITIES,
+    FIRST_NAMES,
+    WORDS,
+    Draft,
+    family,
+    names,
+    pick,
+)
 from pivot_envs.domains.terminal.tasks.spec import SetupScript, fill, python_check
 
 LEVELS = ("INFO", "DEBUG", "WARN", "ERROR")
