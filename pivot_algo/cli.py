@@ -36,20 +36,10 @@ log = logging.getLogger("pivotrl")
 
 
 def _table_command(argv: list[str]) -> int:
-    """Run benchmarks/paper_table.py (it lives with the benchmarks, beside its results) from a checkout."""
-    import importlib.util
-    from pathlib import Path
+    """`pivotrl table ...`: the paper-table grid (pivot_algo/experiments/table.py), its own options."""
+    from pivot_algo.experiments.table import main as table_main
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_table.py"
-    if not path.exists():
-        print(f"pivotrl table: {path} not found; `pivotrl table` runs from a source checkout", file=sys.stderr)
-        return 2
-    spec = importlib.util.spec_from_file_location("pivotrl_paper_table", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return int(module.main(argv))
+    return int(table_main(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,7 +55,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 2
+WORLD_VERSION = 5
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
@@ -63,7 +63,8 @@ GROUP_B = ("times", "add_twice")
 FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": GROUP_A}
 # Disjoint seed ranges: purpose x phase. A task's seed never appears under two purposes.
 _SEED_BASE = {("pretrain", "dev"): 1_000_000, ("train", "dev"): 2_000_000, ("eval", "dev"): 3_000_000,
-              ("pretrain", "test"): 4_000_000, ("train", "test"): 5_000_000, ("eval", "test"): 6_000_000}
+              ("pretrain", "test"): 4_000_000, ("train", "test"): 5_000_000, ("eval", "test"): 6_000_000,
+              ("val", "dev"): 7_000_000, ("val", "test"): 8_000_000}  # val: the learning curves' tasks
 
 
 def evaluate(expression: Any, x: int) -> int | None:
@@ -100,17 +101,49 @@ def _expression(op: str, n: int, rng: random.Random | None) -> str:
     return forms[0] if rng is None else rng.choice(forms)
 
 
+def show(x: int) -> str:
+    """How the register is displayed, in instructions and in the report: four digits, zero-padded
+    ("x = 0384"), as a fixed-width display. Why: copying a number then needs one attention offset
+    for every number, the same for 7 and for 4096. With natural widths (world v2) the offset depends
+    on the number's length, the base only learnt to copy after an induction-like phase change that
+    came at step ~200, ~400 or never depending on the seed and the library versions (issue 17)."""
+    return f"{x:04d}"
+
+
 def _instruction(x: int, op: str | None, n: int = 0) -> str:
-    return f"x = {x}. Next: {_phrase(op, n)}" if op else f"x = {x}. Next: report"
+    return f"x = {show(x)}. Next: {_phrase(op, n)}" if op else f"x = {show(x)}. Next: report"
 
 
-def make_task(family: str, seed: int, *, canonical: bool) -> dict:
-    """One task of `family` ("A", "B" or "tool") and its demonstration, deterministic for `seed`."""
+def _operations(family: str, rng: random.Random, horizon: int | None) -> list[tuple[str, int]]:
+    """The task's operations: `horizon` of them (default 2 or 3). At most one `times` per task, so
+    that numbers stay short at any horizon (x < 10_000 + 18 * horizon) and copying them stays the
+    skill group A teaches, whatever the horizon."""
+    n_ops = horizon if horizon is not None else rng.randint(2, 3)
+    ops: list[tuple[str, int]] = []
+    for _ in range(n_ops):
+        op = rng.choice(FAMILIES[family])
+        if op == "times" and any(o == "times" for o, _ in ops):
+            op = "add_twice"
+        ops.append((op, rng.randint(2, 9)))
+    return ops
+
+
+def _start(rng: random.Random) -> int:
+    """The register's first value, 30 to 999 in every family: never 0 (at x = 0, "x*3" and "0"
+    would be the same action), never negative after group A's at most 3 x 9 subtracted, and as
+    large as group B's values, so that reporting them is a skill group A teaches (world v2 started
+    at 1-9: only group B's products reached 3 digits, and no method learned to report them)."""
+    return rng.randint(30, 999)
+
+
+def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = None) -> dict:
+    """One task of `family` ("A", "B" or "tool") and its demonstration, deterministic for `seed`;
+    `horizon` fixes the number of operations (default: 2 or 3)."""
     rng = random.Random(f"{family}:{seed}")
-    ops = [(rng.choice(FAMILIES[family]), rng.randint(2, 9)) for _ in range(rng.randint(2, 3))]
+    ops = _operations(family, rng, horizon)
     form_rng = None if canonical else rng
     messages: list[dict] = []
-    x = start = rng.randint(1, 9)  # not 0: at x = 0, "x*3" and "0" would be the same action
+    x = start = _start(rng)
     tools: list[dict] = []
     if family == "tool":
         tools = [APPLY_TOOL]
@@ -130,15 +163,17 @@ def make_task(family: str, seed: int, *, canonical: bool) -> dict:
                          {"role": "assistant", "content": _expression(op, n, form_rng)}]
             x = _apply(op, n, x)
         messages.append({"role": "user", "content": _instruction(x, None)})
-    messages.append({"role": "assistant", "content": str(x)})
-    return {"id": f"mini-{family}-{seed}", "domain": "tooluse", "tools": tools, "messages": messages,
+    messages.append({"role": "assistant", "content": show(x)})
+    name = f"mini-{family}-{seed}" + (f"-h{horizon}" if horizon is not None else "")
+    return {"id": name, "domain": "tooluse", "tools": tools, "messages": messages,
             "task": {"family": family, "start": start, "ops": [list(o) for o in ops], "result": x}}
 
 
-def tasks(family: str, purpose: str, phase: str, n: int, *, canonical: bool = True, offset: int = 0) -> list[dict]:
-    """n tasks of `family` for `purpose` ("pretrain", "train", "eval") in `phase` ("dev", "test")."""
+def tasks(family: str, purpose: str, phase: str, n: int, *, canonical: bool = True, offset: int = 0,
+          horizon: int | None = None) -> list[dict]:
+    """n tasks of `family` for `purpose` ("pretrain", "train", "val", "eval") in `phase` ("dev", "test")."""
     base = _SEED_BASE[(purpose, phase)] + offset
-    return [make_task(family, base + i, canonical=canonical) for i in range(n)]
+    return [make_task(family, base + i, canonical=canonical, horizon=horizon) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- the world's tokenizer
@@ -198,10 +233,13 @@ class PretrainMix:
     """Tool-use tasks."""
     group_b: int = 30
     """Group-B tasks (the in-domain target): few, so the base is only partly competent there."""
+    report: int = 0
+    """Report-only conversations ("x = 0384. Next: report" -> "0384"): copying, densely supervised."""
 
     def trajectories(self, phase: str, seed: int) -> list[dict]:
         off = 10_000 * seed  # each seed's base sees its own pre-training tasks
-        return (tasks("A", "pretrain", phase, self.group_a, canonical=False, offset=off)
+        return (tasks("A", "pretrain", phase, self.report, offset=off + 5_000, horizon=0)
+                + tasks("A", "pretrain", phase, self.group_a, canonical=False, offset=off)
                 + tasks("tool", "pretrain", phase, self.tool, canonical=False, offset=off)
                 + tasks("B", "pretrain", phase, self.group_b, canonical=False, offset=off))
 

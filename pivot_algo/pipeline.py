@@ -181,9 +181,10 @@ def profile_start(cfg: RunConfig, model_spec: str, splits: dict[str, list[str]],
 
 def run_train(cfg: RunConfig, algo: str, model_spec: str, train_ids: list[str], pivots: list[StartState],
               out_dir: Path, run_name: str, overrides: dict[str, Any] | None = None,
-              section: Any = None, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+              section: Any = None, env_kwargs: dict[str, Any] | None = None, evaluator: Any = None) -> dict[str, Any]:
     """Train `algo` from `model_spec`; save the final policy in the run directory; return the summary
-    (its `costs` hold the trainer's counters plus the COST_COLUMNS). `section` replaces the preset's
+    (its `costs` hold the trainer's counters plus the COST_COLUMNS; `curve` the periodic evaluations
+    when an `evaluator` (trainer.Evaluator) is given). `section` replaces the preset's
     `trainers.<algo>` (the warm-up passes its own); `overrides` are TrainConfig fields on top."""
     from pivot_algo.trainer import Trainer
 
@@ -208,7 +209,7 @@ def run_train(cfg: RunConfig, algo: str, model_spec: str, train_ids: list[str], 
         reprofile_now.calls = 0  # type: ignore[attr-defined]
         trainer = Trainer(tc, policy, rollouts, train_ids, pivots=pivots if needs_pivots else None,
                           reprofile=reprofile_now if needs_pivots else None,
-                          extra_config={"preset": cfg.raw, "start_model": model_spec})
+                          extra_config={"preset": cfg.raw, "start_model": model_spec}, evaluator=evaluator)
         summary = trainer.train()
         trainer.close()
         policy.save(str(Path(summary["run_dir"]) / "final"))

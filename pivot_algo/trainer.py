@@ -35,7 +35,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -62,7 +62,11 @@ class TrainConfig:
     """Optimiser steps."""
     # --- optimiser
     learning_rate: float = 1e-6
-    """AdamW learning rate (constant), 1e-6 in the public recipes for large models."""
+    """AdamW learning rate (constant after the warm-up), 1e-6 in the public recipes for large models."""
+    warmup_steps: int = 0
+    """Optimiser steps of linear learning-rate warm-up from lr/warmup_steps to lr (0 = none). A fresh
+    AdamW's first steps are large (its second-moment estimate starts at zero); starting a trained model
+    at full rate can undo what it knew before the run learns anything."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -102,8 +106,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
-        if self.steps < 0:
-            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.steps < 0 or self.warmup_steps < 0:
+            raise ConfigError(f"steps and warmup_steps must be >= 0, got {self.steps}, {self.warmup_steps}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.grad_accum < 1:
@@ -121,6 +125,18 @@ class TrainConfig:
                               f"{self.reprofile_zero_variance_frac}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+
+
+class Evaluator(Protocol):
+    """Periodic evaluation during training (a learning curve). `evaluate(policy)` returns numbers (e.g.
+    {"eval/in_domain": 0.4}); it runs at step 0 and every `every` steps, its time is excluded from the
+    run's wall cost, and `should_stop(curve)` may end training early (a plateau)."""
+
+    every: int
+
+    def evaluate(self, policy: Any) -> dict[str, float]: ...
+
+    def should_stop(self, curve: list[dict[str, float]]) -> bool: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -149,7 +165,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, policy: Any, rollouts: Rollouts, train_trajectory_ids: Sequence[str], *,
                  pivots: Sequence[StartState] | None = None, algorithm: Algorithm | None = None,
                  reprofile: Callable[[], list[StartState]] | None = None, resume_from: str | Path | None = None,
-                 extra_config: dict[str, Any] | None = None):
+                 extra_config: dict[str, Any] | None = None, evaluator: Evaluator | None = None):
         self.config = config
         self.policy = policy
         self.rollouts = rollouts
@@ -170,10 +186,16 @@ class Trainer:
         params = [p for p in policy.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                            betas=config.adam_betas)
+        warm = config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.evaluator = evaluator
+        self.eval_seconds = 0.0  # spent in `evaluator`: not a cost of the method, kept out of its wall time
         self.step = 0
         self.trained_tokens = 0
         self.optimizer_steps = 0
         self.reprofiles = 0
+        self.curve: list[dict[str, float]] = []  # periodic evaluations (see Evaluator)
         self.wall_offset = 0.0  # wall seconds spent before a resume
         self._best_reward = -float("inf")
         self._since_best = 0
@@ -256,6 +278,7 @@ class Trainer:
                     grad_norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None))
                 step_metrics["losses/grad_norm"] = float(grad_norm)
                 self.optimizer.step()
+                self.scheduler.step()
                 self.optimizer_steps += 1
                 self.trained_tokens += total
                 updates += 1
@@ -285,6 +308,8 @@ class Trainer:
         t_start = time.perf_counter()
         last: dict[str, float] = {}
         self._trim_metrics()
+        if self.evaluator is not None and self.step == 0:
+            self._evaluate(0.0)  # the curve's first point: the start model
         bar = tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.config.algorithm}",
                    disable=not self.config.progress, unit="step")
         try:
@@ -292,7 +317,7 @@ class Trainer:
                 while self.step < self.config.steps:
                     last = self.train_step()
                     self._maybe_reprofile(last)  # before logging: the step's line says whether it re-profiled
-                    wall = self.wall_offset + time.perf_counter() - t_start
+                    wall = self.wall_offset + time.perf_counter() - t_start - self.eval_seconds
                     last.update({f"costs/{k}": float(v) for k, v in self.costs(wall).items()})
                     fh.write(json.dumps({"step": self.step, **last}) + "\n")
                     fh.flush()
@@ -304,12 +329,31 @@ class Trainer:
                                      ("losses/loss", "charts/mean_reward") if k in last})
                     if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                         self.save_checkpoint(wall)
+                    evaluate_now = self.evaluator is not None and self.step % self.evaluator.every == 0
+                    if evaluate_now and self._evaluate(wall):
+                        break  # the evaluator saw a plateau
         finally:
             bar.close()
             if self._writer is not None:
                 self._writer.flush()
-        wall = self.wall_offset + time.perf_counter() - t_start
-        return {"run_dir": str(self.run_dir), "steps": self.step, "last_metrics": last, "costs": self.costs(wall)}
+        wall = self.wall_offset + time.perf_counter() - t_start - self.eval_seconds
+        return {"run_dir": str(self.run_dir), "steps": self.step, "last_metrics": last, "costs": self.costs(wall),
+                "curve": self.curve, "eval_seconds": self.eval_seconds}
+
+    def _evaluate(self, wall: float) -> bool:
+        """One point of the learning curve: the evaluator's numbers with this step's costs, appended to
+        `curve.jsonl` in the run directory. True when the evaluator says training should stop."""
+        assert self.evaluator is not None
+        t0 = time.perf_counter()
+        self.policy.model.eval()
+        numbers = self.evaluator.evaluate(self.policy)
+        self.policy.model.train()
+        self.eval_seconds += time.perf_counter() - t0
+        point = {"step": self.step, **{f"costs/{k}": float(v) for k, v in self.costs(wall).items()}, **numbers}
+        with (self.run_dir / "curve.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(point) + "\n")
+        self.curve.append(point)
+        return self.evaluator.should_stop(self.curve)
 
     def _maybe_reprofile(self, metrics: dict[str, float]) -> None:
         if self.reprofile is None:
@@ -365,6 +409,7 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step, "model": self.policy.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(), "data_rng": self.rng.bit_generator.state, "algorithm": self.algorithm.state_dict(),
             "pivots": [dataclasses.astuple(p) for p in self.pivots], "trained_tokens": self.trained_tokens,
             "rollout_costs": self.rollouts.costs(), "wall_seconds": wall_seconds,
@@ -381,6 +426,8 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.policy.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # older checkpoints had no schedule (constant rate)
+            self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["data_rng"]
         self.algorithm.load_state_dict(state["algorithm"])
@@ -394,6 +441,11 @@ class Trainer:
         self._best_reward, self._since_best = state["reprofile"]
         self.optimizer_steps = state.get("optimizer_steps", self.step)  # older checkpoints: one per step
         self.reprofiles = state.get("reprofiles", 0)
+        curve = self.run_dir / "curve.jsonl"  # the points a killed run wrote past the checkpoint are dropped
+        if curve.exists():
+            self.curve = [p for p in map(json.loads, curve.read_text(encoding="utf-8").splitlines())
+                          if p["step"] <= self.step]
+            curve.write_text("".join(json.dumps(p) + "\n" for p in self.curve), encoding="utf-8")
 
     def close(self) -> None:
         if self._writer is not None:

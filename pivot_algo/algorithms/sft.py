@@ -53,6 +53,23 @@ class SFTConfig:
             raise ConfigError(f"max_completion_tokens must be >= 0 (0 = no limit), got {self.max_completion_tokens}")
 
 
+def packed_trajectory(rollouts: Any, states: list[Any]) -> list[TrainGroup]:
+    """One group for a whole conversation: prompt = the history before the first turn, one completion
+    = everything after it up to the end of the last turn, mask = 1 on the demonstration turns. (One
+    group per turn instead when the chat template breaks the prefix property.)"""
+    demos = [rollouts.demonstration(s) for s in states]
+    last_prompt, last_target = demos[-1]
+    full = last_prompt + last_target
+    start = len(demos[0][0])
+    mask = [0.0] * (len(full) - start)
+    for prompt, target in demos:
+        if full[: len(prompt) + len(target)] != prompt + target:  # template breaks the prefix property
+            return [TrainGroup(prompt_ids=p, completions=[t]) for p, t in demos]
+        for i in range(len(prompt), len(prompt) + len(target)):
+            mask[i - start] = 1.0
+    return [TrainGroup(prompt_ids=full[:start], completions=[full[start:]], token_masks=[mask])]
+
+
 @register_algorithm("sft")
 class SFT(Algorithm):
     """Supervised fine-tuning on the same trajectories PivotRL uses."""
@@ -95,26 +112,11 @@ class SFT(Algorithm):
             self._pos += 1
         return out
 
-    def _packed_group(self, ctx: CollectContext, states: list[Any]) -> list[TrainGroup]:
-        """One group for a whole conversation: prompt = the history before the first turn, one completion
-        = everything after it up to the end of the last turn, mask = 1 on the demonstration turns."""
-        demos = [ctx.rollouts.demonstration(s) for s in states]
-        last_prompt, last_target = demos[-1]
-        full = last_prompt + last_target
-        start = len(demos[0][0])
-        mask = [0.0] * (len(full) - start)
-        for prompt, target in demos:
-            if full[: len(prompt) + len(target)] != prompt + target:  # template breaks the prefix property
-                return [TrainGroup(prompt_ids=p, completions=[t]) for p, t in demos]
-            for i in range(len(prompt), len(prompt) + len(target)):
-                mask[i - start] = 1.0
-        return [TrainGroup(prompt_ids=full[:start], completions=[full[start:]], token_masks=[mask])]
-
     def collect(self, ctx: CollectContext) -> Batch:
         groups = []
         if self.config.unit == "trajectory":
             for states in self._next_trajectories(ctx):
-                groups.extend(self._packed_group(ctx, states))
+                groups.extend(packed_trajectory(ctx.rollouts, states))
             return Batch(groups, {"charts/epoch": float(self.epoch)})
         for state in self._next_states(ctx):
             prompt, target = ctx.rollouts.demonstration(state)

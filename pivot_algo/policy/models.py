@@ -46,7 +46,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("PIVOTRL_CACHE") or Path.home() / ".cache" / "pivotrl")
 
 
-def _build_cached(name: str, build: Callable[[Path], None]) -> Path:
+def build_cached(name: str, build: Callable[[Path], None]) -> Path:
     """Return cache_root()/name, building it with `build(tmp_dir)` first when it is missing."""
     final = cache_root() / name
     if (final / POLICY_META).is_file():
@@ -120,9 +120,9 @@ def load_policy(spec: str | os.PathLike, *, dtype: torch.dtype = torch.float32) 
     """`"tiny"`, `"smollm2-135m"` or a directory written by `HFPolicy.save()` -> HFPolicy (offline)."""
     spec_str = str(spec)
     if spec_str == TINY_SPEC:
-        path = _build_cached(_TINY_DIR, lambda d: build_tiny_policy().save(d))
+        path = build_cached(_TINY_DIR, lambda d: build_tiny_policy().save(d))
     elif spec_str.lower() in (SMOLLM_SPEC, "smollm2-135m-instruct", "smollm"):
-        path = _build_cached(_SMOLLM_DIR, lambda d: load_smollm_from_gguf().save(d))
+        path = build_cached(_SMOLLM_DIR, lambda d: load_smollm_from_gguf().save(d))
     else:
         path = Path(spec_str).expanduser()
         if not path.is_dir():

@@ -112,11 +112,15 @@ def build_tokenizer(seed: int = 0) -> Any:
     return fast
 
 
-def build_model(vocab_size: int, seed: int = 0) -> torch.nn.Module:
-    """A freshly initialised tiny Llama; weights depend only on `seed` (global RNG left untouched)."""
+def build_model(vocab_size: int, seed: int = 0, **overrides: Any) -> torch.nn.Module:
+    """A freshly initialised tiny Llama; weights depend only on `seed` (global RNG left untouched).
+    `overrides` replace fields of TINY_CONFIG (e.g. hidden_size=128 for a smaller world model)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = dict(TINY_CONFIG, vocab_size=vocab_size)
+    unknown = sorted(set(overrides) - set(TINY_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown tiny-model config field(s) {unknown}; choose from {sorted(TINY_CONFIG)}")
+    cfg = dict(TINY_CONFIG, **overrides, vocab_size=vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**cfg))

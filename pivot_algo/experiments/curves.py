@@ -1,0 +1,78 @@
+"""Learning curves: a trained method evaluated at checkpoints until it plateaus, and what a curve says.
+
+`EpisodeEvaluator` is a `pivot_algo.trainer.Evaluator`: every `every` optimiser steps (and at step 0)
+it runs greedy whole episodes of the policy on small validation suites (in-domain and out-of-domain
+tasks of their own seed range, never the final evaluation's) and stops training at a plateau:
+
+    plateau: at least `min_points` evaluations, and the best in-domain score of the last quarter of the
+    evaluated steps is less than `plateau_gain` above the best score before it.
+
+The curve's points carry the run's cumulative costs at that step (model calls, wall seconds), so the
+efficiency figure (accuracy against model calls / wall time) is drawn from them, and a matched-accuracy
+cost ("calls to first reach accuracy a") is read off them (`calls_to_reach`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+IN_DOMAIN = "eval/in_domain"
+
+
+def plateaued(curve: Sequence[dict[str, float]], *, key: str = IN_DOMAIN, min_points: int = 5,
+              gain: float = 0.01) -> bool:
+    """True when the best `key` over the last quarter of the evaluated steps is not at least `gain` above
+    the best before it (see the module docstring). Needs `min_points` points."""
+    if len(curve) < min_points:
+        return False
+    last_step = curve[-1]["step"]
+    cut = last_step - max(1.0, 0.25 * last_step)
+    before = [p[key] for p in curve if p["step"] <= cut]
+    recent = [p[key] for p in curve if p["step"] > cut]
+    return bool(before) and bool(recent) and max(recent) < max(before) + gain
+
+
+@dataclasses.dataclass
+class EpisodeEvaluator:
+    """Greedy episodes on validation suites every `every` steps; stops at a plateau or never (plateau
+    rule off with `gain` <= 0). `episodes(policy, suite_tasks) -> per-task success list` runs one suite."""
+
+    suites: dict[str, list[dict]]
+    episodes: Callable[[Any, list[dict]], list[float]]
+    every: int = 10
+    min_points: int = 5
+    gain: float = 0.01
+
+    def evaluate(self, policy: Any) -> dict[str, float]:
+        out = {}
+        for name, tasks in self.suites.items():
+            per = self.episodes(policy, tasks)
+            out[f"eval/{name}"] = sum(per) / max(len(per), 1)
+        return out
+
+    def should_stop(self, curve: list[dict[str, float]]) -> bool:
+        return self.gain > 0 and plateaued(curve, min_points=self.min_points, gain=self.gain)
+
+
+def plateau_value(curve: Sequence[dict[str, float]], key: str = IN_DOMAIN) -> float:
+    """A curve's plateau accuracy: the mean of `key` over its last quarter of steps (at least one point).
+    Less noisy than the last point, and not the maximum (which a noisy curve overstates)."""
+    if not curve:
+        return math.nan
+    last_step = curve[-1]["step"]
+    cut = last_step - 0.25 * last_step
+    recent = [p[key] for p in curve if p["step"] >= cut] or [curve[-1][key]]
+    return sum(recent) / len(recent)
+
+
+def calls_to_reach(curve: Sequence[dict[str, float]], target: float, *, key: str = IN_DOMAIN,
+                   cost: str = "costs/rollout_turns", offset: float = 0.0) -> float:
+    """Cumulative `cost` (+ `offset`, e.g. PivotRL's profiling) at the first point whose `key` reaches
+    `target`; inf when none does."""
+    for p in curve:
+        if p[key] >= target - 1e-12:
+            return p.get(cost, 0.0) + offset
+    return math.inf
