@@ -231,6 +231,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """Collect, accumulate gradients, clip, step. Returns this step's metrics."""
         t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step updates with (warm-up moves it after)
         self.policy.model.train()
         ctx = CollectContext(step=self.step, rng=self.rng, seed=stable_seed(self.config.seed, "step", self.step),
                              rollouts=self.rollouts, train_trajectory_ids=self.train_trajectory_ids,
@@ -246,7 +247,7 @@ class Trainer:
         step_s = time.perf_counter() - t0
         metrics.update({"charts/step_seconds": step_s, "charts/collect_seconds": t_collect,
                         "charts/update_seconds": step_s - t_collect,
-                        "charts/learning_rate": self.optimizer.param_groups[0]["lr"]})
+                        "charts/learning_rate": lr})
         return metrics
 
     def _update(self, batch: Any) -> dict[str, float]:

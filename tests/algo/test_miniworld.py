@@ -72,7 +72,7 @@ def test_episode_reward_is_the_tasks_own_check():
 
 def test_splits_are_disjoint():
     ids = {}
-    for purpose in ("pretrain", "train", "eval"):
+    for purpose in ("pretrain", "train", "val", "eval"):
         for phase in ("dev", "test"):
             ids[(purpose, phase)] = {t["id"] for t in miniworld.tasks("B", purpose, phase, 200)}
     keys = list(ids)
@@ -103,7 +103,7 @@ def world_policy():
 
 
 def test_world_tokenizer_writes_a_number_with_the_same_tokens_in_prompt_and_answer(world_policy):
-    # The report copies x from "x = 384. Next: report": that is learnable only if 384 is the same
+    # The report copies x from "x = 0384. Next: report": that is learnable only if 384 is the same
     # tokens in both places (the tiny model's tokenizer writes ' 3' '84' in the prompt, '38' '4' after).
     for family in ("A", "B", "tool"):
         for t in miniworld.tasks(family, "eval", "dev", 10):
@@ -112,7 +112,7 @@ def test_world_tokenizer_writes_a_number_with_the_same_tokens_in_prompt_and_answ
             prefix = t["messages"][: assistant_msgs[k]]
             prompt = world_policy.prompt_ids(prefix, t["tools"])
             answer = world_policy.completion_ids(prefix, t["messages"][assistant_msgs[k]], t["tools"])[:-1]
-            assert len(answer) == len(str(t["task"]["result"]))  # one token per digit (and sign)
+            assert len(answer) == len(miniworld.show(t["task"]["result"])) == 4  # one token per digit, fixed width
             windows = {tuple(prompt[i:i + len(answer)]) for i in range(len(prompt) - len(answer) + 1)}
             assert tuple(answer) in windows, (t["id"], world_policy.tokenizer.convert_ids_to_tokens(answer))
 
@@ -150,3 +150,27 @@ def test_episode_tool_output_is_what_the_demonstration_shows():
             obs, *_ = env.step(m)
             assert obs["messages"][-1]["content"] == shown[i]
         env.close()
+
+
+def test_numbers_stay_four_digits_at_any_horizon_and_group_b_multiplies_once():
+    # The display is fixed-width (miniworld.show): every value a task reaches must fit in it, also in
+    # the horizon sweep's long tasks, which is why group B has at most one `times` per task.
+    for horizon in (None, 2, 8, 16):
+        for family in ("A", "B", "tool"):
+            for t in miniworld.tasks(family, "eval", "dev", 50, horizon=horizon):
+                ops = t["task"]["ops"]
+                assert horizon is None and len(ops) in (2, 3) or len(ops) == horizon
+                assert sum(op == "times" for op, _ in ops) <= 1
+                x = t["task"]["start"]
+                assert 30 <= x <= 999
+                for op, n in ops:
+                    x = {"add": x + n, "subtract": x - n, "times": x * n, "add_twice": x + 2 * n}[op]
+                    assert 0 <= x < 10_000, t["id"]
+                assert t["messages"][-1]["content"] == f"{x:04d}" == miniworld.show(t["task"]["result"])
+
+
+def test_report_only_tasks_are_a_copy_and_horizons_have_their_own_ids():
+    t = miniworld.make_task("A", 3, canonical=True, horizon=0)
+    assert [m["role"] for m in t["messages"]] == ["user", "assistant"]
+    assert t["messages"][0]["content"].endswith("Next: report") and t["messages"][1]["content"] in t["messages"][0]["content"]
+    assert miniworld.make_task("B", 3, canonical=True, horizon=4)["id"] != miniworld.make_task("B", 3, canonical=True)["id"]

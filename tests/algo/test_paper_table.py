@@ -1,135 +1,164 @@
-"""benchmarks/paper_table.py: intervals, the filled-and-finite check, resumption of a killed grid,
-and (slow) the ci preset end to end."""
+"""pivot_algo/experiments/table.py: the filled-and-finite check, the verdict rules (with "not testable"),
+matched-accuracy efficiency from curves, rejudging, and (slow) resumption of a killed grid and the ci
+preset end to end."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from pivot_algo.experiments import table
+from pivot_algo.experiments.curves import IN_DOMAIN
 
 
-@pytest.fixture(scope="module")
-def paper_table():
-    spec = importlib.util.spec_from_file_location("paper_table_under_test", ROOT / "benchmarks" / "paper_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bootstrap_interval_over_seeds_and_tasks(paper_table):
-    rng = np.random.default_rng(0)
-    wide = rng.integers(0, 2, size=(3, 20)).astype(float)
-    narrow = rng.integers(0, 2, size=(3, 400)).astype(float)
-    m, lo, hi = paper_table.bootstrap(wide)
-    assert lo <= m <= hi and m == pytest.approx(wide.mean())
-    _, lo2, hi2 = paper_table.bootstrap(narrow)
-    assert hi2 - lo2 < hi - lo  # more tasks, tighter interval
-    assert paper_table.bootstrap(np.ones((3, 10))) == (1.0, 1.0, 1.0)
-    # Seed-level variation widens it: two seeds at 0 and 1 give an interval spanning nearly [0, 1].
-    _, lo3, hi3 = paper_table.bootstrap(np.array([[0.0] * 50, [1.0] * 50]))
-    assert lo3 == 0.0 and hi3 == 1.0
-
-
-def test_check_filled_names_missing_cells_and_non_finite_numbers(paper_table):
+def test_check_filled_names_missing_cells_and_non_finite_numbers():
     ok = {"mean": 0.5, "lo": 0.4, "hi": 0.6}
     result = {"config": {"seeds": [0, 1], "methods": ["base"]}, "cells": [{"seed": 0, "method": "base"}],
               "summary": {"methods": {"base": {"in_domain": ok, "ood_group_a": ok, "ood_tool": {**ok, "hi": math.nan},
                                                "ood": ok, "costs": {"wall_seconds": math.inf}}}}}
-    problems = paper_table.check_filled(result)
+    problems = table.check_filled(result)
     assert "missing cell seed=1 method=base" in problems
     assert any("ood_tool hi" in p for p in problems) and any("wall_seconds" in p for p in problems)
 
 
-def _micro(paper_table):
-    return dataclasses.replace(
-        paper_table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
-        pretrain={"group_a": 6, "tool": 4, "group_b": 4}, pretrain_steps=2, pretrain_batch=4, train_tasks=3,
-        eval_in=2, eval_ood=2, steps=1, pivots_per_step=2, group_size=2, profile_k=2, max_new_tokens=4)
+def _curve(values, calls_per_point=100.0):
+    return [{"step": 10 * i, IN_DOMAIN: v, "eval/ood_group_a": 0.9, "eval/ood_tool": 0.5,
+             "costs/rollout_turns": calls_per_point * i, "costs/wall_seconds": 2.0 * i} for i, v in enumerate(values)]
 
 
-@pytest.mark.slow  # ~90 s on this shared machine (pre-training, three cells, two runs)
-def test_a_killed_grid_resumes_from_its_finished_cells(paper_table, tmp_path, monkeypatch):
-    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
-    preset = _micro(paper_table)
-    first = paper_table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
-    assert first["meta"]["cells_run"] == 3 and paper_table.check_filled(first) == []
-    cells = tmp_path / "out" / "micro" / "cells" / preset.key()
-    (cells / "seed0__sft.json").unlink()  # as if the run had been killed while training SFT
-    again = paper_table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
-    assert again["meta"]["cells_run"] == 1 and again["meta"]["cells_resumed"] == 2
-    for name in ("table.md", "results.json", "efficiency_turns.png", "efficiency_wall.png", "in_vs_out.png"):
-        assert (tmp_path / "out" / "micro" / name).stat().st_size > 0, name
-    log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in log] == ["start", "done", "start", "done"]  # every run is logged
-    # The untrained micro base has no pivots: the PivotRL cell says so and still reports its profiling cost.
-    rl = next(c for c in again["cells"] if c["method"] == "pivotrl")
-    assert rl["costs"]["rollout_turns"] > 0
-    assert rl["pivots"] > 0 or rl["note"].startswith("no pivots")
-
-
-@pytest.mark.slow
-def test_ci_preset_fills_every_cell_with_finite_numbers(paper_table, tmp_path):
-    result = paper_table.run_grid("ci", tmp_path / "out", work_root=tmp_path / "work")
-    assert paper_table.check_filled(result) == []
-    cfg = result["config"]
-    assert len(result["cells"]) == len(cfg["seeds"]) * len(cfg["methods"])
-    table = (tmp_path / "out" / "ci" / "table.md").read_text()
-    for label in paper_table.LABELS.values():
-        assert f"| {label} |" in table
-
-
-def _cells(paper_table, success, turns):
-    """Synthetic finished cells: `success[method]` is every task's outcome on every suite."""
+def _cells(success, turns=None, seeds=(0, 1, 2), jitter=0.0):
+    """Synthetic finished cells: `success[method]` is every task's outcome (suites alike); `jitter` moves
+    seed s's outcomes of every trained method by s * jitter tasks (seed-to-seed variation)."""
     cells = {}
-    for s in (0, 1):
-        for m in paper_table.METHODS:
-            per = [float(success[m])] * 30
-            cells[(s, m)] = {"seed": s, "method": m, "note": None, "pivots": None,
-                             "eval": {k: {"success": per[0], "per_task": per} for k in ("in_domain", "ood_group_a", "ood_tool")},
-                             "costs": {"rollout_turns": turns.get(m, 0), "sandbox_executions": 0, "generated_tokens": 0,
+    for s in seeds:
+        for m in table.METHODS:
+            ones = round(30 * success[m]) + (0 if m == "base" else int(s * jitter))
+            per = [1.0] * max(0, min(30, ones)) + [0.0] * (30 - max(0, min(30, ones)))
+            cells[(s, m)] = {"seed": s, "method": m, "note": None, "pivots": None, "lr": 1e-3,
+                             "eval": {k: {"success": sum(per) / 30, "per_task": per} for k in table.SUITES},
+                             "curve": (turns or {}).get(m, []), "profile_costs": {},
+                             "costs": {"rollout_turns": 0, "sandbox_executions": 0, "generated_tokens": 0,
                                        "sandbox_seconds": 0, "wall_seconds": 0, "optimizer_steps": 0}}
     return cells
 
 
-def test_claims_follow_the_paired_intervals(paper_table):
-    preset = dataclasses.replace(paper_table.PRESETS["ci"], seeds=(0, 1))
-    good = {"base": 1, "sft": 0, "pivotrl": 1, "pivotrl_paper": 0, "pivotrl_exact_match": 0, "pivotrl_random_turns": 0,
-            "e2e_grpo": 1}
-    verdicts = {c["claim"].split()[0]: c["verdict"] for c in paper_table.claims(preset, _cells(paper_table, good,
-                                                                                              {"pivotrl": 100, "e2e_grpo": 400}))}
-    assert verdicts == {"1.": "supported", "2a.": "supported", "2b.": "supported", "3.": "supported", "4.": "supported"}
-    bad = {**{m: 1 for m in paper_table.METHODS}, "pivotrl": 0}  # PivotRL worst everywhere, and costlier than E2E
-    claims = paper_table.claims(preset, _cells(paper_table, bad, {"pivotrl": 400, "e2e_grpo": 100}))
-    # SFT equals the base here, so "SFT loses ground" (2a) is undecided; PivotRL below the base contradicts 2b
-    assert [c["verdict"] for c in claims] == ["contradicted", "inconclusive"] + ["contradicted"] * 5
-    half = {"base": 1, "sft": 0, "pivotrl": 0.5}  # SFT loses, PivotRL loses less but does not keep the base's skills
-    two = {c["claim"].split()[0]: c["verdict"] for c in paper_table.claims(
-        preset, _cells(paper_table, {**{m: 1 for m in paper_table.METHODS}, **half}, {"pivotrl": 100, "e2e_grpo": 150}))}
-    assert (two["2a."], two["2b."]) == ("supported", "contradicted")
-    same = {m: 1 for m in paper_table.METHODS}  # no differences: nothing is decided
-    claims = paper_table.claims(preset, _cells(paper_table, same, {"pivotrl": 100, "e2e_grpo": 150}))
-    assert {c["verdict"] for c in claims} == {"inconclusive"}
+def _verdicts(cells, seeds=(0, 1, 2)):
+    preset = dataclasses.replace(table.PRESETS["ci"], seeds=seeds)
+    claims = table.summarise(preset, cells)["claims"]
+    # "1.", "2a.", "2b.", "3." and each ablation "4. <what>" (three share the number)
+    return {c["claim"].split()[0] if not c["claim"].startswith("4.") else c["claim"]: c["verdict"] for c in claims}
 
 
-def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(paper_table, tmp_path):
-    preset = dataclasses.replace(paper_table.PRESETS["ci"], seeds=(0, 1))
-    cells = _cells(paper_table, {**{m: 1 for m in paper_table.METHODS}, "sft": 0}, {"pivotrl": 100, "e2e_grpo": 150})
-    meta = {"preset": "ci", "key": preset.key(), "commit": "abc", "wall_seconds": 1234.0, "cells_run": 14,
+def test_nothing_learned_is_not_testable_not_contradicted():
+    # The all-zero table of the old demo printed claim 3 "contradicted": a claim about which method
+    # learns better is not testable when no compared method learned at all.
+    zeros = {m: 0.0 for m in table.METHODS}
+    assert set(_verdicts(_cells(zeros)).values()) == {"not testable"}
+    flat = {m: 0.4 for m in table.METHODS}  # every method exactly the base
+    assert set(_verdicts(_cells(flat)).values()) == {"not testable"}
+
+
+def test_claims_follow_the_paired_intervals_when_methods_learned():
+    good = {"base": 0.2, "sft": 0.5, "pivotrl": 0.8, "pivotrl_paper": 0.5, "pivotrl_exact_match": 0.5,
+            "pivotrl_random_turns": 0.5, "e2e_grpo": 0.8}
+    v = _verdicts(_cells(good, jitter=1))
+    assert v["1."] == "supported"
+    assert [v[k] for k in v if k.startswith("4.")] == ["supported"] * 3  # every ablation below PivotRL
+    # OOD: here every method's OOD equals its in-domain (the suites are alike), so SFT "gains" OOD.
+    assert v["2a."] == "contradicted"
+    same = {**good, "pivotrl": 0.5}  # PivotRL = SFT, both learned: inside the noise
+    assert _verdicts(_cells(same))["1."] == "inconclusive"
+    worse = {**good, "pivotrl": 0.3, "sft": 0.6}  # PivotRL learned a little, SFT more
+    assert _verdicts(_cells(worse, jitter=1))["1."] == "contradicted"
+
+
+def test_efficiency_is_read_at_matched_accuracy_from_the_curves():
+    # PivotRL reaches 0.6 after 1 point (100 calls + 300 profiling), E2E after 4 points (400 calls);
+    # the accuracy both reach is min(0.6, 0.7) = 0.6.
+    curves_ = {"pivotrl": _curve([0.2, 0.6, 0.6, 0.6]), "e2e_grpo": _curve([0.2, 0.3, 0.4, 0.5, 0.7])}
+    cells = _cells({m: 0.5 for m in table.METHODS}, curves_, seeds=(0, 1))
+    for s in (0, 1):
+        cells[(s, "pivotrl")]["profile_costs"] = {"rollout_turns": 300.0, "wall_seconds": 1.0}
+    eff = table.efficiency(cells, (0, 1))
+    row = eff["per_seed"][0]
+    assert row["target"] == pytest.approx(0.6) and row["pivotrl_calls"] == 400 and row["e2e_grpo_calls"] == 400
+    assert row["pivotrl_calls_no_profiling"] == 100 and eff["ratio"]["mean"] == pytest.approx(1.0)
+    # Neither improves on its start: no matched accuracy, the seed is not usable.
+    flat = _cells({m: 0.5 for m in table.METHODS}, {"pivotrl": _curve([0.5, 0.5]), "e2e_grpo": _curve([0.5, 0.4])},
+                  seeds=(0,))
+    assert table.efficiency(flat, (0,))["usable_seeds"] == 0
+
+
+def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(tmp_path):
+    preset = dataclasses.replace(table.PRESETS["ci"], seeds=(0, 1, 2))
+    cells = _cells({**{m: 0.6 for m in table.METHODS}, "base": 0.2, "sft": 0.3})
+    meta = {"preset": "ci", "key": preset.key(), "commit": "abc", "wall_seconds": 1234.0, "cells_run": 21,
             "cells_resumed": 0, "load_start": [1, 1, 1], "load_end": [2, 2, 2]}
     (tmp_path / "ci").mkdir()
     (tmp_path / "ci" / "results.json").write_text(json.dumps({
         "meta": meta, "config": dataclasses.asdict(preset), "summary": {}, "cells": list(cells.values()), "plots": []}))
-    result = paper_table.rejudge("ci", tmp_path)
+    result = table.rejudge("ci", tmp_path)
     assert result["meta"]["wall_seconds"] == 1234.0 and "rejudged" in result["meta"]
-    table = (tmp_path / "ci" / "table.md").read_text()
-    assert "grid wall time 1234 s" in table and "2a. out-of-domain" in table
+    text = (tmp_path / "ci" / "table.md").read_text()
+    assert "run wall time 1234 s" in text and "2a. out-of-domain" in text and "Student-t interval over seeds" in text
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["event"] == "rejudge"
+    assert (tmp_path / "ci" / "curves.png").stat().st_size > 0
+
+
+def test_planned_cells_put_every_owned_rate_on_the_grid_and_ablations_at_pivotrls():
+    preset = dataclasses.replace(table.PRESETS["ci"], seeds=(0,), lrs={"sft": 1e-3, "pivotrl": 3e-4, "e2e_grpo": 3e-4})
+    plan = table.planned_cells(preset, (1e-4, 1e-3))
+    rates = {m: sorted(r for _, mm, r in plan if mm == m) for m in preset.methods}
+    assert rates["base"] == [None] and rates["sft"] == [1e-4, 1e-3]
+    assert rates["pivotrl"] == [1e-4, 3e-4, 1e-3] and rates["pivotrl_random_turns"] == [3e-4]
+
+
+def _micro():
+    return dataclasses.replace(
+        table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
+        pretrain={"group_a": 6, "tool": 4, "group_b": 4, "report": 4}, pretrain_steps=2, pretrain_batch=4,
+        train_tasks=3, eval_in=2, eval_ood=2, val_in=2, val_ood=2, max_steps=2, eval_every=1, pivots_per_step=2,
+        group_size=2, profile_k=2, max_new_tokens=4)
+
+
+@pytest.mark.slow  # ~60 s on this shared machine (pre-training, three cells, two runs)
+def test_a_killed_grid_resumes_from_its_finished_cells(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
+    preset = _micro()
+    first = table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
+    assert first is not None and first["meta"]["cells_run"] == 3 and table.check_filled(first) == []
+    cells = tmp_path / "out" / "micro" / "cells" / preset.key()
+    (cells / f"seed0__sft__lr{preset.lr('sft'):g}.json").unlink()  # as if killed while training SFT
+    again = table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
+    assert again is not None and again["meta"]["cells_run"] == 1 and again["meta"]["cells_resumed"] == 2
+    for name in ("table.md", "results.json", "curves.png", "in_vs_out.png"):
+        assert (tmp_path / "out" / "micro" / name).stat().st_size > 0, name
+    log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in log] == ["start", "done", "start", "done"]  # every run is logged
+    sft = next(c for c in again["cells"] if c["method"] == "sft")
+    # The curve has the start model and one point per step; per-step metrics and versions are kept.
+    assert [p["step"] for p in sft["curve"]] == [0, 1, 2] and len(sft["metrics"]) == 2
+    assert sft["versions"]["torch"] and sft["lr"] == preset.lr("sft")
+
+
+@pytest.mark.slow
+def test_two_shards_fill_the_grid_between_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
+    preset = dataclasses.replace(_micro(), seeds=(0, 1), methods=("base", "sft"))
+    assert table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work", shard=(0, 2)) is None
+    done = table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work", shard=(1, 2))
+    assert done is not None and done["meta"]["cells_run"] == 2 and table.check_filled(done) == []
+
+
+@pytest.mark.slow
+def test_ci_preset_fills_every_cell_with_finite_numbers(tmp_path):
+    result = table.run_grid("ci", tmp_path / "out", work_root=tmp_path / "work")
+    assert result is not None and table.check_filled(result) == []
+    cfg = result["config"]
+    assert len(result["cells"]) == len(cfg["seeds"]) * len(cfg["methods"])
+    text = (tmp_path / "out" / "ci" / "table.md").read_text()
+    for label in table.LABELS.values():
+        assert f"| {label} |" in text
