@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from pivot_algo.experiments.curves import IN_DOMAIN, calls_to_reach, plateau_value, plateaued
+from pivot_algo.experiments.curves import (
+    IN_DOMAIN,
+    calls_to_reach,
+    plateau_value,
+    plateaued,
+)
 from pivot_algo.rollout import Rollouts
 from pivot_algo.trainer import TrainConfig, Trainer
 
