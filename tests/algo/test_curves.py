@@ -4,6 +4,7 @@ out of the run's wall cost, resumption), and the learning-rate warm-up."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 
 import pytest
@@ -70,7 +71,7 @@ def test_evaluator_draws_the_curve_stops_at_a_plateau_and_is_not_charged(tiny_po
     summary = trainer.train()
     elapsed = time.perf_counter() - t0
     steps = [p["step"] for p in summary["curve"]]
-    assert steps[0] == 0 and all(b - a == 2 for a, b in zip(steps, steps[1:]))  # start model, then every 2 steps
+    assert steps[0] == 0 and all(b - a == 2 for a, b in itertools.pairwise(steps))  # start model, then every 2 steps
     assert summary["steps"] < 20 and summary["steps"] == steps[-1]  # the plateau stopped it early
     assert summary["eval_seconds"] >= 0.3 * ev.calls
     # The evaluations' time is not the method's: wall cost = elapsed minus evaluation time.
