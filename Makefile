@@ -47,10 +47,12 @@ test-vllm: $(VLLM_VENV)/.installed
 provision:
 	bash sandboxes/provision_docker.sh
 
-# The main job: `pivotrl table --preset demo` (the miniature world needs no sandbox; provision is kept
-# so that this one command also leaves the machine ready for `make test` and `make demo-smollm`).
-demo: venv provision
-	$(PY) -m pivot_algo.cli table --preset $(TABLE_PRESET)
+# The main job: `pivotrl table --preset demo` (the miniature world needs no sandbox, so no Docker
+# provisioning here: `make test` and `make demo-smollm` provision what they need). TABLE_ARGS passes
+# options through, e.g. `make demo TABLE_ARGS="--threads 2"`.
+TABLE_ARGS ?=
+demo: venv
+	$(PY) -m pivot_algo.cli table --preset $(TABLE_PRESET) $(TABLE_ARGS)
 
 # SFT vs PivotRL with SmolLM2-135M on the built-in terminal suite (local sandbox).
 demo-smollm: venv provision

@@ -15,7 +15,7 @@ Description:
       families: the skill differs in its syntax, not in tracking a plan); the report is a plain message.
 
     Demonstrations of the pre-training mix write each expression in one of several equivalent forms
-    ("x+3", "3+x", "(x+3)"); the in-domain training trajectories (what SFT and PivotRL see) always use
+    ("x+3", "3+x"); the in-domain training trajectories (what SFT and PivotRL see) always use
     the canonical one. So a functional verifier can credit a correct variant that strict matching
     rejects: the property the paper's functional reward relies on.
 
@@ -55,7 +55,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 6
+WORLD_VERSION = 7
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
@@ -94,10 +94,12 @@ def _expression(op: str, n: int, rng: random.Random | None) -> str:
     """The demonstration's expression: canonical when rng is None, else one of the equivalent forms."""
     # Every variant only rearranges the demonstration's own symbols (no arithmetic on n: a variant such
     # as x+1+{n-1} asks a tiny model to subtract before it can copy, and greedy decoding then picks it).
-    forms = {"add": [f"x+{n}", f"{n}+x", f"(x+{n})"],
-             "subtract": [f"x-{n}", f"(x-{n})"],
-             "times": [f"x*{n}", f"{n}*x", f"(x*{n})"],
-             "add_twice": [f"x+{n}+{n}", f"x+2*{n}", f"(x+{n})+{n}"]}[op]
+    # No bracketed forms: the world's 2-layer model, decoding greedily, opened brackets it then did not
+    # close ("(x-3"; world v6: group A 30%, v5's tool calls alike).
+    forms = {"add": [f"x+{n}", f"{n}+x"],
+             "subtract": [f"x-{n}"],
+             "times": [f"x*{n}", f"{n}*x"],
+             "add_twice": [f"x+{n}+{n}", f"x+2*{n}", f"{n}+{n}+x"]}[op]
     return forms[0] if rng is None else rng.choice(forms)
 
 

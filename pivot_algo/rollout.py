@@ -86,6 +86,9 @@ class Episode:
 class Rollouts:
     """Samples and verdicts for algorithms; see the module docstring."""
 
+    max_episode_envs = 64
+    """Whole episodes run at once by `episodes` (each holds an env; a sandboxed env holds a container)."""
+
     def __init__(self, policy: Policy, env: Any, *, episode_env_factory: Callable[[], Any] | None = None):
         self.policy = policy
         self.env = env
@@ -192,35 +195,40 @@ class Rollouts:
     def episodes(self, trajectory_ids: Sequence[str], n: int, *, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None) -> list[list[Episode]]:
         """n episodes per task, each from turn 0 until the agent finishes or the env truncates it.
-        Returns one list of n episodes per trajectory id."""
-        out = []
-        for i, tid in enumerate(trajectory_ids):
-            envs = self._envs(n)
-            episodes = [Episode(tid, []) for _ in range(n)]
-            obs = [e.reset(options={"trajectory": tid, "turn": 0})[0] for e in envs]
-            active = list(range(n))
-            turn = 0
-            while active:
-                prompts = [self.policy.prompt_ids(obs[j]["messages"], obs[j]["tools"]) for j in active]
-                step_seed = None if seed is None else stable_seed(seed, i, turn)
-                completions = [g[0] for g in self.policy.generate(
-                    prompts, 1, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=step_seed)]
-                traj_tools = obs[active[0]]["tools"]
-                self._count(completions, [self._parse(c.text, traj_tools) for c in completions])
-                still = []
-                for j, prompt, comp in zip(active, prompts, completions):
-                    episodes[j].turns.append(EpisodeTurn(prompt, comp))
-                    obs[j], reward, terminated, truncated, info = envs[j].step(comp.text)
-                    if terminated or truncated:
-                        episodes[j].reward = float(reward)
-                        episodes[j].masked = bool(info.get("masked", False))
-                        episodes[j].finished = bool(terminated)
-                    else:
-                        still.append(j)
-                active = still
-                turn += 1
-            out.append(episodes)
-        return out
+        Every task's episodes advance in lock-step: each turn is one batched generate call over all
+        still-running episodes (E2E-RL's groups and evaluation alike). Returns one list of n episodes
+        per trajectory id. At most `max_episode_envs` episodes (whole tasks' groups) run at once: each
+        holds an env, and a sandboxed env holds a container."""
+        per_batch = max(1, self.max_episode_envs // max(n, 1))
+        if len(trajectory_ids) > per_batch:
+            return [group for i in range(0, len(trajectory_ids), per_batch) for group in self.episodes(
+                trajectory_ids[i:i + per_batch], n, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, seed=None if seed is None else stable_seed(seed, "batch", i))]
+        slots = [tid for tid in trajectory_ids for _ in range(n)]
+        envs = self._envs(len(slots))
+        episodes = [Episode(tid, []) for tid in slots]
+        obs = [env.reset(options={"trajectory": tid, "turn": 0})[0] for env, tid in zip(envs, slots)]
+        active = list(range(len(slots)))
+        turn = 0
+        while active:
+            prompts = [self.policy.prompt_ids(obs[j]["messages"], obs[j]["tools"]) for j in active]
+            step_seed = None if seed is None else stable_seed(seed, "lockstep", turn)
+            completions = [g[0] for g in self.policy.generate(
+                prompts, 1, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=step_seed)]
+            self._count(completions, [self._parse(c.text, obs[j]["tools"]) for j, c in zip(active, completions)])
+            still = []
+            for j, prompt, comp in zip(active, prompts, completions):
+                episodes[j].turns.append(EpisodeTurn(prompt, comp))
+                obs[j], reward, terminated, truncated, info = envs[j].step(comp.text)
+                if terminated or truncated:
+                    episodes[j].reward = float(reward)
+                    episodes[j].masked = bool(info.get("masked", False))
+                    episodes[j].finished = bool(terminated)
+                else:
+                    still.append(j)
+            active = still
+            turn += 1
+        return [episodes[i * n:(i + 1) * n] for i in range(len(trajectory_ids))]
 
     # ------------------------------------------------------------------ costs
     def costs(self) -> dict[str, float]:

@@ -4,9 +4,7 @@ tests/algo/test_paper_table.py with its ci preset)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 from pivot_algo.config import RunConfig, load_config
@@ -21,13 +19,22 @@ def _make_variable(name: str) -> str:
 
 
 def test_make_demo_runs_a_held_out_paper_table_preset():
-    spec = importlib.util.spec_from_file_location("paper_table_for_make", ROOT / "benchmarks" / "paper_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    preset = module.PRESETS[_make_variable("TABLE_PRESET")]
+    from pivot_algo.experiments import table
+
+    preset = table.PRESETS[_make_variable("TABLE_PRESET")]
     assert preset.phase == "test", "the main job reports held-out tasks, never the dev split the world was tuned on"
     assert "pivot_algo.cli table --preset $(TABLE_PRESET)" in (ROOT / "Makefile").read_text()
+    # Its rates are the ones chosen on dev (the full protocol uses the same): a demo never tunes on test.
+    assert preset.lrs == table.PRESETS["full"].lrs and preset.key() == table.PRESETS["full"].key()
+
+
+def test_the_venv_is_installed_against_the_pinned_constraints():
+    makefile = (ROOT / "Makefile").read_text()
+    pins = dict(line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for package in ("torch", "transformers", "tokenizers", "numpy"):
+        assert package in pins, f"constraints.txt pins no {package}"
+    assert makefile.count("-c constraints.txt") >= 3  # torch, the project, the --no-deps data packages
 
 
 def test_make_demo_smollm_preset_parses_as_a_typed_run_config():
