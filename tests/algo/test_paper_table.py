@@ -119,7 +119,7 @@ def test_planned_cells_put_every_owned_rate_on_the_grid_and_ablations_at_pivotrl
 def _micro():
     return dataclasses.replace(
         table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
-        pretrain={"group_a": 6, "tool": 4, "group_b": 4, "report": 4}, pretrain_steps=2, copy_steps=1, pretrain_batch=4,
+        pretrain={"group_a": 6, "tool": 4, "group_b": 4, "report": 4}, pretrain_steps=2, pretrain_batch=4,
         train_tasks=3, eval_in=2, eval_ood=2, val_in=2, val_ood=2, max_steps=2, eval_every=1, pivots_per_step=2,
         group_size=2, profile_k=2, max_new_tokens=4)
 
