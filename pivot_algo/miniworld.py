@@ -55,7 +55,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 7
+WORLD_VERSION = 8
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
@@ -130,12 +130,14 @@ def _operations(family: str, rng: random.Random, horizon: int | None) -> list[tu
     return ops
 
 
-def _start(rng: random.Random) -> int:
-    """The register's first value, 30 to 999 in every family: never 0 (at x = 0, "x*3" and "0"
-    would be the same action), never negative after group A's at most 3 x 9 subtracted, and as
-    large as group B's values, so that reporting them is a skill group A teaches (world v2 started
-    at 1-9: only group B's products reached 3 digits, and no method learned to report them)."""
-    return rng.randint(30, 999)
+def _start(rng: random.Random, family: str) -> int:
+    """The register's first value: never 0 (at x = 0, "x*3" and "0" would be the same action), never
+    negative after group A's at most 3 x 9 subtracted. Group B starts below 1000 (one `times` keeps it
+    below 10,000 at any horizon); the other families start anywhere up to 9972, so that every digit of
+    the display, the leading one included, is copied in group A. (World v7 started every family below
+    1000: group A's leading digit was always 0, and on two of four dev seeds no method, SFT included,
+    ever reported a group-B result >= 1000: 68% of the in-domain tasks.)"""
+    return rng.randint(30, 999) if family == "B" else rng.randint(30, 9972)
 
 
 def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = None) -> dict:
@@ -147,7 +149,7 @@ def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = 
     # ("(x+5)") left the world's 2-layer model closing brackets it never opened (world v5: 3-4% tool use).
     form_rng = None if canonical or family == "tool" else rng
     messages: list[dict] = []
-    x = start = _start(rng)
+    x = start = _start(rng, family)
     tools: list[dict] = []
     if family == "tool":
         tools = [APPLY_TOOL]

@@ -685,7 +685,8 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
 
     torch.set_num_threads(threads)  # one per process: on a shared 2-core machine, run two shards instead
     preset = preset or PRESETS[preset_name]
-    out = out_root / preset_name
+    # Results made with another thread count are kept apart (the acceptance asks both to agree).
+    out = out_root / (preset_name if threads == 1 else f"{preset_name}-threads{threads}")
     cache = StageCache(out / "cells" / preset.key())
     work = (work_root or Path("runs") / "paper_table") / preset_name / preset.key()
     t0 = time.perf_counter()
