@@ -689,8 +689,9 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
 
     torch.set_num_threads(threads)  # one per process: on a shared 2-core machine, run two shards instead
     preset = preset or PRESETS[preset_name]
-    # Results made with another thread count are kept apart (the acceptance asks both to agree).
-    out = out_root / (preset_name if threads == 1 else f"{preset_name}-threads{threads}")
+    # Results made with another thread count or horizon are kept apart (each is its own table).
+    out = out_root / (preset_name + ("" if preset.horizon is None else f"-h{preset.horizon}")
+                      + ("" if threads == 1 else f"-threads{threads}"))
     cache = StageCache(out / "cells" / preset.key())
     work = (work_root or Path("runs") / "paper_table") / preset_name / preset.key()
     t0 = time.perf_counter()
@@ -919,6 +920,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None, help="comma-separated subset of the preset's methods")
     parser.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: run the seeds at positions i mod n (one process per core)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (default 1)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="operations per in-domain task (the horizon sweep; default 2 or 3); results go to <preset>-h<H>")
     parser.add_argument("--lr-grid", default=None, help="comma-separated rates: run SFT, PivotRL and E2E-RL at each (dev)")
     parser.add_argument("--rejudge", action="store_true",
                         help="recompute the table, claims and plots of a finished grid from its results.json (no cell re-run)")
@@ -930,6 +933,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--world-check and --lr-grid design the world and choose rates: run them on a dev-phase preset")
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(int(x) for x in args.seeds.split(",")))
+    if args.horizon is not None:
+        if not 1 <= args.horizon <= 16:
+            parser.error(f"--horizon must be 1..16 (numbers must fit the 4-digit display), got {args.horizon}")
+        preset = dataclasses.replace(preset, horizon=args.horizon)
     if args.methods:
         unknown = sorted(set(args.methods.split(",")) - set(METHODS))
         if unknown:

@@ -162,3 +162,15 @@ def test_ci_preset_fills_every_cell_with_finite_numbers(tmp_path):
     text = (tmp_path / "out" / "ci" / "table.md").read_text()
     for label in table.LABELS.values():
         assert f"| {label} |" in text
+
+
+def test_a_horizon_run_has_its_own_tasks_cells_and_folder(tmp_path, monkeypatch):
+    # The horizon sweep: in-domain tasks of H operations, their own cache key and output folder, so a
+    # sweep never overwrites the standard table. Only the task sets are built here (no training).
+    long = dataclasses.replace(table.PRESETS["ci"], horizon=8)
+    tasks = table.world(long)
+    assert all(len(t["task"]["ops"]) == 8 for t in tasks["train"] + tasks["val_in"] + tasks["eval_in"])
+    assert all(len(t["task"]["ops"]) in (2, 3) for t in tasks["eval_ood_a"])  # OOD suites unchanged
+    assert long.key() != table.PRESETS["ci"].key()
+    cfg = table.run_config(long, 0, tasks["train"][:1], tmp_path)
+    assert cfg.env.kwargs["max_turns"] == 2 * 8 + 2
