@@ -7,6 +7,7 @@ tasks, compared by paired intervals, and judged claim by claim (pivot_algo/exper
     pivotrl table --preset dev --lr-grid 1e-4,3e-4,1e-3,3e-3   # choose each method's learning rate on dev
     pivotrl table --preset full --shard 0/2 & pivotrl table --preset full --shard 1/2   # the protocol
     pivotrl table --preset dev --world-check                   # the world's acceptance check (dev only)
+    pivotrl table --preset full --horizon 8 --methods base,pivotrl,e2e_grpo   # one point of the horizon sweep
 
 Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-trained by SFT on a broad
 mix (group-A families, tool use, report-only conversations, a little of group B) and cached; every
