@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pivot_envs.domains.terminal.tasks.generator import suite
-from pivot_envs.domains.terminal.tasks.recorder import SPLIT_FILES, _record
+from pivot_envs.domains.terminal.tasks.recorder import SPLIT_FILES, record_with_check
 from pivot_envs.sandbox import make_backend
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         for split, fname in SPLIT_FILES.items():
             started = time.monotonic()
             tasks = suite(split, getattr(args, split), args.seed)
-            rows = [_record(t, backend, image=None, check_initial=True)[0] for t in tasks]
+            rows = [record_with_check(t, backend, image=None, check_initial=True)[0] for t in tasks]
             with (args.out / fname).open("w", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -100,17 +100,20 @@ def record_trajectory(task: TaskSpec, backend: SandboxBackend | str, *, image: s
     Raises ExpertFailedError when the test fails after the expert (or, with `check_initial`, when
     the test already passes on the initial state); ReplayError when setup fails.
     """
-    traj, _ = _record(task, _backend(backend), image=image, check_initial=check_initial)
+    traj, _ = record_with_check(task, _backend(backend), image=image, check_initial=check_initial)
     return traj
 
 
 def check_task(task: TaskSpec, backend: SandboxBackend | str) -> TaskCheck:
     """Record `task` and also prove that its test fails before the expert acts."""
-    _, check = _record(task, _backend(backend), image=None, check_initial=True)
+    _, check = record_with_check(task, _backend(backend), image=None, check_initial=True)
     return check
 
 
-def _record(task: TaskSpec, be: SandboxBackend, *, image: str | None, check_initial: bool) -> tuple[dict, TaskCheck]:
+def record_with_check(task: TaskSpec, be: SandboxBackend, *, image: str | None,
+                      check_initial: bool) -> tuple[dict, TaskCheck]:
+    """Run the task's expert in a sandbox of `be`: its recorded trajectory and the task check's verdicts
+    (shared by `record_trajectory`, `check_task` and the suite builder)."""
     image = image if image is not None else task.image
     recording = record_commands(be, image, workdir=task.workdir, limits=SandboxLimits(timeout_s=task.timeout_s),
                                 commands=[s.command for s in task.expert], test=task.test, setup=task.setup,
