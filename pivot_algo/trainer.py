@@ -308,7 +308,10 @@ class Trainer:
         """Run the remaining steps; return a summary (final metrics and costs)."""
         t_start = time.perf_counter()
         last: dict[str, float] = {}
-        self._trim_metrics()
+        self._trim_jsonl("metrics.jsonl", self.step)
+        # Curve points past the checkpoint are dropped; a fresh start (step 0) evaluates its start model
+        # again, so it keeps none (a re-used run directory would otherwise hold two step-0 points).
+        self.curve = self._trim_jsonl("curve.jsonl", self.step if self.step else -1)
         if self.evaluator is not None and self.step == 0:
             self._evaluate(0.0)  # the curve's first point: the start model
         bar = tqdm(total=self.config.steps, initial=self.step, desc=f"train {self.config.algorithm}",
@@ -391,14 +394,16 @@ class Trainer:
         else:
             log.warning("re-profiling kept no pivots; training continues on the previous %d", len(self.pivots))
 
-    def _trim_metrics(self) -> None:
-        """After a resume, drop metric lines a killed run wrote past the checkpoint's step."""
-        path = self.run_dir / "metrics.jsonl"
+    def _trim_jsonl(self, name: str, last_step: int) -> list[dict[str, Any]]:
+        """After a resume, drop the lines of a run-directory log (metrics.jsonl, curve.jsonl) that a killed
+        run wrote past `last_step`; returns the rows kept."""
+        path = self.run_dir / name
         if not path.exists():
-            return
+            return []
         keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and (step := _line_step(ln)) is not None and step <= self.step]
+                if ln.strip() and (step := _line_step(ln)) is not None and step <= last_step]
         path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+        return [json.loads(ln) for ln in keep]
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_path(self, step: int) -> Path:
@@ -442,11 +447,6 @@ class Trainer:
         self._best_reward, self._since_best = state["reprofile"]
         self.optimizer_steps = state.get("optimizer_steps", self.step)  # older checkpoints: one per step
         self.reprofiles = state.get("reprofiles", 0)
-        curve = self.run_dir / "curve.jsonl"  # the points a killed run wrote past the checkpoint are dropped
-        if curve.exists():
-            self.curve = [p for p in map(json.loads, curve.read_text(encoding="utf-8").splitlines())
-                          if p["step"] <= self.step]
-            curve.write_text("".join(json.dumps(p) + "\n" for p in self.curve), encoding="utf-8")
 
     def close(self) -> None:
         if self._writer is not None:

@@ -34,9 +34,10 @@ def episode_success(rollouts: Rollouts, trajectory_ids: Sequence[str], *, max_ne
     before, t0 = rollouts.costs(), time.perf_counter()
     ids = list(trajectory_ids)
     per_task = []
-    for i in range(0, len(ids), max(1, tasks_per_batch)):  # one lock-step batch of tasks at a time
-        per_task.extend(rollouts.episodes(ids[i:i + max(1, tasks_per_batch)], samples_per_task,
-                                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + i))
+    batch = max(1, tasks_per_batch)
+    for i in range(0, len(ids), batch):  # one lock-step batch of tasks at a time
+        per_task.extend(rollouts.episodes(ids[i:i + batch], samples_per_task, max_new_tokens=max_new_tokens,
+                                          temperature=temperature, seed=seed + i))
     rewards = [e.reward for eps in per_task for e in eps if not e.masked]
     masked = sum(e.masked for eps in per_task for e in eps)
     turns = [len(e.turns) for eps in per_task for e in eps]

@@ -632,16 +632,24 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
         ax.errorbar([dx["mean"] * 100], [dy["mean"] * 100], xerr=[[(dx["mean"] - lo_x) * 100], [(hi_x - dx["mean"]) * 100]],
                     yerr=[[(dy["mean"] - lo_y) * 100], [(hi_y - dy["mean"]) * 100]], fmt="o", capsize=3, label=LABELS[m],
                     color=colours[m])
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel("in-domain change vs base (points)")
-    ax.set_ylabel("out-of-domain change vs base (points)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "in_vs_out.png", dpi=100)
-    plt.close(fig)
+    _save_change_plot(fig, ax, "in-domain change vs base (points)", "out-of-domain change vs base (points)",
+                      out / "in_vs_out.png")
     written.append("in_vs_out.png")
     return written
+
+
+def _save_change_plot(fig: Any, ax: Any, xlabel: str, ylabel: str, path: Path) -> None:
+    """Finish a change-vs-change scatter (axes through 0, labels, legend) and write it."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -807,15 +815,9 @@ def pareto_plot(stored: dict[tuple[int, str, float | None], dict], out: Path) ->
         if xy:
             arr = np.array(xy)
             ax.scatter(arr[:, 0], arr[:, 1], s=10, alpha=0.6, color=f"C{i}", label=LABELS[m])
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel("in-domain validation gain vs start (points)")
-    ax.set_ylabel("OOD validation change vs start (points)")
     ax.set_title("rates x checkpoints (mean over seeds)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=100)
-    plt.close(fig)
+    _save_change_plot(fig, ax, "in-domain validation gain vs start (points)", "OOD validation change vs start (points)",
+                      out / "pareto.png")
 
 
 # ----------------------------------------------------------------------------- the world's acceptance

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import time
 
 import pytest
@@ -86,3 +87,14 @@ def test_warmup_ramps_the_learning_rate_linearly(tiny_policy, adder_env, tmp_pat
     rates = [trainer.train_step()["charts/learning_rate"] for _ in range(6)]
     # The rate a step reports is the one it stepped with: 1/4, 2/4, 3/4, then the full rate.
     assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_a_rerun_in_the_same_run_directory_keeps_one_curve(tiny_policy, adder_env, tmp_path):
+    # The paper table re-uses run names: a cell killed and started again must not leave two step-0 points.
+    rollouts = Rollouts(tiny_policy, adder_env)
+    for _ in range(2):
+        ev = _CountingEvaluator([0.1, 0.2, 0.3])
+        summary = Trainer(_sft(tmp_path, 4, run_name="again"), tiny_policy, rollouts, rollouts.trajectory_ids(),
+                          evaluator=ev).train()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "again" / "curve.jsonl").read_text().splitlines()]
+    assert steps == [p["step"] for p in summary["curve"]] == [0, 2, 4]
