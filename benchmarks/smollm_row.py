@@ -3,7 +3,7 @@
     nohup .venv/bin/python benchmarks/smollm_row.py > /tmp/smollm_row.log 2>&1 &   # resumable
     .venv/bin/python benchmarks/smollm_row.py --report-only     # the table from the stages done so far
 
-Protocol (DESIGN.md, the paper's Table 1): the base emits no valid action, so both arms start from one
+Protocol (the paper's Table 1): the base emits no valid action, so both arms start from one
 SFT warm-up on a disjoint split; pivots are profiled once with that start on the training split; SFT
 and PivotRL each train from it on the same trajectories with the same step budget. Four models --
 base, start, SFT, PivotRL -- are each evaluated on

@@ -9,7 +9,7 @@ settings; `key=value` overrides any entry by its dotted path (values are parsed 
 - `eval`: evaluate `model` (a spec or a saved policy directory) on the held-out split.
 - `plugins: [path/to/file.py, some.module]` in the config imports algorithm plug-ins first, so
   `algo=` can name an algorithm registered outside the package.
-- `run`: the comparison of DESIGN.md: start checkpoint (an SFT warm-up on a disjoint split when the
+- `run`: the SFT-vs-PivotRL comparison: start checkpoint (an SFT warm-up on a disjoint split when the
   preset says the base has no valid actions), pivots profiled once, SFT and PivotRL each trained from
   that start on the same trajectories, optionally PivotRL after SFT, all evaluated; prints a table
   and writes `results.json` and `results.md` beside it in the output directory.

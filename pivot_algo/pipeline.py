@@ -1,6 +1,6 @@
 """The run pipeline behind `pivotrl profile|train|eval|run`: envs, splits, profiling, training, evaluation.
 
-Every stage takes a typed `RunConfig` (pivot_algo/config.py). `run` is the comparison of DESIGN.md:
+Every stage takes a typed `RunConfig` (pivot_algo/config.py). `run` is the SFT-vs-PivotRL comparison:
 the start checkpoint (an SFT warm-up on a disjoint split when the preset says the base has no valid
 actions), pivots profiled once with it, SFT and PivotRL each trained from that start on the same
 trajectories, optionally PivotRL after SFT, all evaluated on held-out tasks; it prints a table and

@@ -1,4 +1,4 @@
-"""The trajectory format every part of pivotrl speaks (see DESIGN.md, "Trajectory").
+"""The trajectory format every part of pivotrl speaks (the README's "Using the envs" links here).
 
 One JSON object per line:
 

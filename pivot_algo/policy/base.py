@@ -1,4 +1,4 @@
-"""The policy contract the algorithms use (DESIGN.md, "Policy and algorithms").
+"""The policy contract the algorithms use.
 
 A policy turns a conversation (OpenAI messages + tool schemas) into token ids with its chat
 template, samples G completions per prompt with their token ids and sampling log-probs, and

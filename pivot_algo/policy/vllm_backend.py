@@ -22,8 +22,8 @@ them), and each completion comes back with its token ids and sampling log-probs.
   ignored so both backends stop at the same token.
 
 vLLM's CPU build pins torch 2.13 and transformers < 5.20; install it with `make vllm-venv`, which
-also removes the torchvision/torchaudio/torchcodec builds that break its imports (see
-../shared/MACHINE.md). Tested in tests/policy/test_vllm_backend.py (marker `vllm`).
+also removes the torchvision/torchaudio/torchcodec builds that break its imports (they are built
+against another torch). Tested in tests/policy/test_vllm_backend.py (marker `vllm`).
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limi
 
 def trajectory_record(traj_id: str, task_dict: dict[str, Any], instruction: str, steps: Sequence[ExpertStep],
                       outputs: Sequence[str], final_message: str, workdir: str) -> dict[str, Any]:
-    """The trajectory JSON object (DESIGN.md) of a recorded task."""
+    """The trajectory JSON object (pivot_envs/trajectory.py) of a recorded task."""
     return {"id": traj_id, "domain": "terminal", "task": task_dict, "tools": [BASH_TOOL],
             "messages": build_messages(instruction, steps, outputs, final_message, workdir)}
 

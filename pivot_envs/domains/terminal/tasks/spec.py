@@ -1,7 +1,7 @@
 """The task specification a family produces, and small helpers families use to write shell.
 
 A `TaskSpec` carries everything needed to set a task up, solve it (the scripted expert) and check
-it. `to_task_dict()` gives the `task` field of a terminal trajectory (DESIGN.md).
+it. `to_task_dict()` gives the `task` field of a terminal trajectory (pivot_envs/trajectory.py).
 """
 
 from __future__ import annotations
