@@ -64,7 +64,8 @@ FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": GROUP_A}
 # Disjoint seed ranges: purpose x phase. A task's seed never appears under two purposes.
 _SEED_BASE = {("pretrain", "dev"): 1_000_000, ("train", "dev"): 2_000_000, ("eval", "dev"): 3_000_000,
               ("pretrain", "test"): 4_000_000, ("train", "test"): 5_000_000, ("eval", "test"): 6_000_000,
-              ("val", "dev"): 7_000_000, ("val", "test"): 8_000_000}  # val: the learning curves' tasks
+              ("val", "dev"): 7_000_000, ("val", "test"): 8_000_000,  # val: the learning curves' tasks
+              ("select", "dev"): 9_000_000, ("select", "test"): 9_500_000}  # select: where pre-training stops
 
 
 def evaluate(expression: Any, x: int) -> int | None:
@@ -177,7 +178,7 @@ def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = 
 
 def tasks(family: str, purpose: str, phase: str, n: int, *, canonical: bool = True, offset: int = 0,
           horizon: int | None = None) -> list[dict]:
-    """n tasks of `family` for `purpose` ("pretrain", "train", "val", "eval") in `phase` ("dev", "test")."""
+    """n tasks of `family` for `purpose` ("pretrain", "train", "val", "eval", "select") in `phase` ("dev", "test")."""
     base = _SEED_BASE[(purpose, phase)] + offset
     return [make_task(family, base + i, canonical=canonical, horizon=horizon) for i in range(n)]
 

@@ -6,8 +6,14 @@ tasks of their own seed range, never the final evaluation's), keeps the weights 
 point (early stopping: the run's result is its best validation checkpoint) and stops training at a
 plateau:
 
-    plateau: at least `min_points` evaluations, and the best in-domain score of the last quarter of the
-    evaluated steps is less than `plateau_gain` above the best score before it.
+    plateau: at least `min_points` evaluations, the curve has risen at least `plateau_gain` above its
+    start at some point, and the best in-domain score of the last quarter of the evaluated steps is less
+    than `plateau_gain` above the best score before it.
+
+A run that has not yet risen above its start is not at a plateau: it goes on to the step cap. (With only
+the last rule, SFT at low rates dipped, then stopped at the first allowed point, 35 steps in, while the
+same method at a higher rate rose from 18% to 100% between steps 35 and 50: a slow start looked like a
+plateau and the rate grid compared runs of unequal length.)
 
 The curve's points carry the run's cumulative costs at that step (model calls, wall seconds), so the
 efficiency figure (accuracy against model calls / wall time) is drawn from them, and a matched-accuracy
@@ -26,9 +32,10 @@ IN_DOMAIN = "eval/in_domain"
 
 def plateaued(curve: Sequence[dict[str, float]], *, key: str = IN_DOMAIN, min_points: int = 5,
               gain: float = 0.01) -> bool:
-    """True when the best `key` over the last quarter of the evaluated steps is not at least `gain` above
-    the best before it (see the module docstring). Needs `min_points` points."""
-    if len(curve) < min_points:
+    """True when the curve rose at least `gain` above its first point and the best `key` over the last
+    quarter of the evaluated steps is not at least `gain` above the best before it (see the module
+    docstring). Needs `min_points` points."""
+    if len(curve) < min_points or max(p[key] for p in curve) < curve[0][key] + gain:
         return False
     last_step = curve[-1]["step"]
     cut = last_step - max(1.0, 0.25 * last_step)

@@ -36,12 +36,14 @@ seconds (profiling + training; evaluation excluded), optimiser steps.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -104,16 +106,31 @@ class GridPreset:
     methods: tuple[str, ...] = METHODS
     model: dict = dataclasses.field(default_factory=lambda: dict(WORLD_MODEL))
     """Overrides of the tiny model's config (pivot_algo/policy/tiny.py TINY_CONFIG)."""
-    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 1000, "tool": 400, "group_b": 15,
+    pretrain: dict = dataclasses.field(default_factory=lambda: {"group_a": 1000, "tool": 400, "group_b": 0,
                                                                 "report": 1000, "tool_short": 400})
-    """The base's mix (miniworld.PretrainMix): the report-only and one-call tool tasks supervise copying
-    densely (without them the copy circuit formed at step ~300, ~500 or never, by seed); group B is kept
-    small so the base is only partly competent in domain: on two dev seeds 6 tasks gave 0% / 0%, 10 gave
-    5% / 1%, 15 gave 26% / 22%, 20 gave 73% / 94% (log.jsonl)."""
+    """The base's broad mix (miniworld.PretrainMix), trained for `pretrain_steps` on a full schedule: the
+    report-only and one-call tool tasks supervise copying densely (without them the copy circuit formed at
+    step ~300, ~500 or never, by seed). No group B here: the base meets its target domain in stage 2."""
     pretrain_steps: int = 1200
     pretrain_lr: float = 3e-3
     pretrain_batch: int = 16
-    """Sequences per pre-training step."""
+    """Sequences per pre-training step (both stages)."""
+    exposure_tasks: int = 60
+    exposure_lr: float = 1.5e-4
+    exposure_steps: int = 600
+    """Stage 2, a little of the target domain: `exposure_tasks` group-B pre-training conversations, half of
+    each batch (the other half from the broad mix, so nothing is forgotten), at a constant low rate, for at
+    most `exposure_steps` steps."""
+    base_target: float = 0.25
+    """The base's in-domain success at which stage 2 stops. Competence in domain forms abruptly, at a step
+    that depends on the seed and on the torch thread count (log.jsonl: bases of one fixed mix and step
+    count gave 0-27% by seed, 1-7% with 2 threads; mid-schedule checkpoints at the pre-training rate swing
+    from 9% to 72% in 5 steps), so no fixed recipe puts every base in the acceptance band (10-40%). Stage 2
+    is evaluated every `select_every` steps on `select_tasks` in-domain tasks of their own seed range
+    ("select", never a validation or evaluation task) and stops the first time success reaches the target;
+    the base is that checkpoint or the one before, whichever is closer to it."""
+    select_every: int = 10
+    select_tasks: int = 100
     horizon: int | None = None
     """Operations per in-domain task (None: 2 or 3); the horizon sweep sets it."""
     train_tasks: int = 64
@@ -161,7 +178,8 @@ class GridPreset:
 
 PRESETS = {
     # A tooling check: every cell fills with finite numbers. Its few-step bases learn nothing.
-    "ci": GridPreset(phase="dev", seeds=(0, 1), pretrain={"group_a": 60, "tool": 20, "group_b": 10, "report": 40},
+    "ci": GridPreset(phase="dev", seeds=(0, 1), pretrain={"group_a": 60, "tool": 20, "group_b": 0, "report": 40},
+                     exposure_tasks=10, exposure_steps=20, select_every=10, select_tasks=8,
                      pretrain_steps=40, pretrain_batch=8, train_tasks=12, eval_in=16, eval_ood=8, val_in=8, val_ood=4,
                      max_steps=6, eval_every=3, warmup_steps=2, pivots_per_step=4, group_size=4,
                      e2e_tasks_per_step=2, e2e_group_size=4, profile_k=4),
@@ -232,68 +250,167 @@ def packed_examples(policy: Any, trajectories: list[dict]) -> list[tuple[str, li
     return out
 
 
-def pretrain_base(preset: GridPreset, seed: int) -> Path:
-    """The seed's base model: a freshly initialised tiny model SFT-trained on the broad mix, cached
-    under $PIVOTRL_CACHE/miniworld-base-<hash> by (mix, model, steps, lr, batch, phase, seed, world). Sequences are padded
-    into one batch per step (the trainer's SFT runs one forward per conversation: fine for the
-    compared methods, too slow for pre-training on a shared CPU)."""
+Example = tuple[list[int], list[float]]
+"""A packed conversation: token ids and the loss mask (1 on the demonstration's assistant tokens)."""
+
+
+def _sft_step(model: Any, opt: Any, batch: list[Example], pad: int) -> float:
+    """One SFT step on sequences padded into one batch (the trainer's SFT runs one forward per
+    conversation: fine for the compared methods, too slow for pre-training on a shared CPU)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    weights = torch.zeros((len(batch), width), dtype=torch.float32)
+    for i, (seq, mask) in enumerate(batch):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        attn[i, : len(seq)] = 1
+        weights[i, : len(mask)] = torch.tensor(mask)
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                            reduction="none").view(len(batch), -1)
+    w = weights[:, 1:]
+    loss = (nll * w).sum() / w.sum().clamp(min=1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+def _sample(rng: np.random.Generator, examples: list[Example], n: int) -> list[Example]:
+    return [examples[i] for i in rng.choice(len(examples), size=min(n, len(examples)), replace=False)]
+
+
+def _broad_spec(preset: GridPreset, seed: int) -> dict[str, Any]:
+    """What a base depends on. The torch thread count is part of it: with 2 threads the same recipe gives
+    other numbers (reductions split differently), so a 2-thread grid gets its own bases."""
+    import torch
+
+    spec = {"mix": preset.pretrain, "model": preset.model, "steps": preset.pretrain_steps, "lr": preset.pretrain_lr,
+            "phase": preset.phase, "batch": preset.pretrain_batch, "seed": seed, "v": 7,
+            "world": miniworld.WORLD_VERSION}
+    if torch.get_num_threads() != 1:
+        spec["torch_threads"] = torch.get_num_threads()
+    return spec
+
+
+def pretrain_broad(preset: GridPreset, seed: int) -> Path:
+    """Stage 1 of the seed's base: a freshly initialised tiny model SFT-trained on the broad mix (no group
+    B) on a full schedule. Cached under $PIVOTRL_CACHE/miniworld-broad-<hash>; pretrain.json beside it
+    records the loss every 50 steps, the seconds and the library versions."""
     import torch
 
     from pivot_algo.policy.hf import HFPolicy
     from pivot_algo.policy.models import build_cached
     from pivot_algo.policy.tiny import build_model
 
-    spec = {"mix": preset.pretrain, "model": preset.model, "steps": preset.pretrain_steps, "lr": preset.pretrain_lr,
-            "phase": preset.phase, "batch": preset.pretrain_batch, "seed": seed, "v": 6,
-            "world": miniworld.WORLD_VERSION}
-    name = "miniworld-base-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    spec = _broad_spec(preset, seed)
+    name = "miniworld-broad-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
         tokenizer = miniworld.build_world_tokenizer()  # digits one token each: see its docstring
         policy = HFPolicy(build_model(len(tokenizer), seed, **preset.model), tokenizer, name="tiny")
-        examples = packed_examples(policy, miniworld.PretrainMix(**preset.pretrain).trajectories(preset.phase, seed))
         model = policy.model
+        broad = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(**preset.pretrain).trajectories(
+            preset.phase, seed))]
+        rng = np.random.default_rng(seed)
+        pad = int(tokenizer.pad_token_id or 0)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=preset.pretrain_lr)
         warmup = max(1, preset.pretrain_steps // 10)
         # Linear warm-up (the usual guard against Adam's large first steps), then cosine decay to 10%.
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / preset.pretrain_steps)))))
-        rng = np.random.default_rng(seed)
-        pad = int(tokenizer.pad_token_id or 0)
         losses = []
         for step in range(preset.pretrain_steps):
-            picks = rng.choice(len(examples), size=min(preset.pretrain_batch, len(examples)), replace=False)
-            batch = [examples[i][1:] for i in picks]
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attn = torch.zeros((len(batch), width), dtype=torch.long)
-            weights = torch.zeros((len(batch), width), dtype=torch.float32)
-            for i, (seq, mask) in enumerate(batch):
-                ids[i, : len(seq)] = torch.tensor(seq)
-                attn[i, : len(seq)] = 1
-                weights[i, : len(mask)] = torch.tensor(mask)
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                    reduction="none").view(len(batch), -1)
-            w = weights[:, 1:]
-            loss = (nll * w).sum() / w.sum().clamp(min=1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            losses.append(_sft_step(model, opt, _sample(rng, broad, preset.pretrain_batch), pad))
             sched.step()
-            losses.append(float(loss.detach()))
             if (step + 1) % 50 == 0:
-                print(f"pre-training base seed {seed}: step {step + 1}/{preset.pretrain_steps}, loss "
+                print(f"pre-training seed {seed}, stage 1: step {step + 1}/{preset.pretrain_steps}, loss "
                       f"{np.mean(losses[-50:]):.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
         model.eval()
         policy.save(str(tmp))
         (tmp / "pretrain.json").write_text(json.dumps({
-            **spec, "seconds": time.perf_counter() - t0, "examples": len(examples), "versions": library_versions(),
+            **spec, "seconds": time.perf_counter() - t0, "examples": len(broad), "versions": library_versions(),
             "torch_threads": torch.get_num_threads(), "loss_first": losses[:3], "loss_last": losses[-3:],
             "loss_every_50": [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]}))
+
+    return build_cached(name, build)
+
+
+def pretrain_base(preset: GridPreset, seed: int) -> Path:
+    """The seed's base: stage 1 (`pretrain_broad`), then stage 2, a little of the target domain until the
+    in-domain success reaches `preset.base_target` (see there). Cached under
+    $PIVOTRL_CACHE/miniworld-base-<hash>; pretrain.json beside it records both stages' seconds, the
+    selection curve, the step chosen and the library versions."""
+    import torch
+
+    from pivot_algo.policy.models import build_cached
+
+    spec = {**_broad_spec(preset, seed), "exposure": [preset.exposure_tasks, preset.exposure_lr, preset.exposure_steps],
+            "target": preset.base_target, "select": [preset.select_every, preset.select_tasks],
+            "horizon": preset.horizon}
+    name = "miniworld-base-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    stage1 = pretrain_broad(preset, seed)
+
+    def build(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        policy = load_model(str(stage1))
+        model = policy.model
+        pad = int(policy.tokenizer.pad_token_id or 0)
+        broad = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(**preset.pretrain).trajectories(
+            preset.phase, seed))]
+        exposure = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
+            group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
+        select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
+        select_cfg = run_config(preset, seed, select, tmp / "select")
+        rng = np.random.default_rng([seed, 2])
+        eval_seconds = 0.0
+
+        def check(step: int) -> dict[str, Any]:
+            nonlocal eval_seconds
+            t_eval = time.perf_counter()
+            model.eval()
+            point = {"step": step, "success": float(suite_episodes(select_cfg, policy, select)["success"])}
+            model.train()
+            eval_seconds += time.perf_counter() - t_eval
+            return point
+
+        # Half of each batch from the target domain (the other half from the broad mix, so nothing is
+        # forgotten), at a low constant rate, until in-domain success first reaches the target. Success
+        # between checks is noisy (a greedy policy flips on small changes), so the base is the checkpoint
+        # closest to the target over the whole curve, not only the last.
+        opt = torch.optim.AdamW(model.parameters(), lr=preset.exposure_lr)
+        model.train()
+        curve = [check(0)]
+        chosen, state = curve[0], copy.deepcopy(model.state_dict())
+        losses: list[float] = []
+        step = 0
+        while curve[-1]["success"] < preset.base_target and step < preset.exposure_steps:
+            for _ in range(min(preset.select_every, preset.exposure_steps - step)):
+                half = max(1, preset.pretrain_batch // 2)
+                batch = _sample(rng, exposure, half) + _sample(rng, broad, preset.pretrain_batch - half)
+                losses.append(_sft_step(model, opt, batch, pad))
+                step += 1
+            curve.append(check(step))
+            if abs(curve[-1]["success"] - preset.base_target) < abs(chosen["success"] - preset.base_target):
+                chosen, state = curve[-1], copy.deepcopy(model.state_dict())
+        model.load_state_dict(state)
+        shutil.rmtree(tmp / "select", ignore_errors=True)
+        model.eval()
+        policy.save(str(tmp))
+        print(f"pre-training seed {seed}, stage 2: base = step {chosen['step']} (in-domain selection success "
+              f"{chosen['success']:.1%}, target {preset.base_target:.0%}; stopped at step {step})", flush=True)
+        stage1_info = json.loads((stage1 / "pretrain.json").read_text())
+        (tmp / "pretrain.json").write_text(json.dumps({
+            **spec, "seconds": stage1_info["seconds"] + time.perf_counter() - t0 - eval_seconds,
+            "stage1_seconds": stage1_info["seconds"], "selection_seconds": eval_seconds,
+            "stage1": stage1_info, "exposure_examples": len(exposure), "versions": library_versions(),
+            "torch_threads": torch.get_num_threads(), "selection": curve, "base_step": chosen["step"],
+            "base_selection_success": chosen["success"], "stage2_losses": losses}))
 
     return build_cached(name, build)
 

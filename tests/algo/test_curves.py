@@ -29,6 +29,8 @@ def _points(values, every=10):
     ([0.1, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], True),    # flat for the last quarter
     ([0.1, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.62], False),  # +2 points in the last quarter: not a plateau
     ([0.1, 0.2, 0.2], False),                             # too few points
+    ([0.27, 0.13, 0.18, 0.18, 0.18, 0.18, 0.18, 0.18], False),  # flat, never above its start: a slow start
+    ([0.27, 0.13, 0.18, 0.18, 0.28, 0.28, 0.28, 0.28], True),   # rose 1 point above its start, then flat
 ])
 def test_plateau_rule(values, stop):
     assert plateaued(_points(values), min_points=5, gain=0.01) is stop

@@ -119,9 +119,26 @@ def test_planned_cells_put_every_owned_rate_on_the_grid_and_ablations_at_pivotrl
 def _micro():
     return dataclasses.replace(
         table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
-        pretrain={"group_a": 6, "tool": 4, "group_b": 4, "report": 4}, pretrain_steps=2, pretrain_batch=4,
+        pretrain={"group_a": 6, "tool": 4, "group_b": 0, "report": 4}, pretrain_steps=2, pretrain_batch=4,
+        exposure_tasks=4, exposure_steps=2, select_every=1, select_tasks=2,
         train_tasks=3, eval_in=2, eval_ood=2, val_in=2, val_ood=2, max_steps=2, eval_every=1, pivots_per_step=2,
         group_size=2, profile_k=2, max_new_tokens=4)
+
+
+def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
+    # The base's in-domain competence is set by where stage 2 stops: at once when the start already
+    # reaches the target, after every step of the cap when nothing can reach it.
+    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
+    at_once = json.loads((table.pretrain_base(dataclasses.replace(_micro(), base_target=0.0), 0)
+                          / "pretrain.json").read_text())
+    assert [c["step"] for c in at_once["selection"]] == [0] and at_once["base_step"] == 0
+    base = table.pretrain_base(dataclasses.replace(_micro(), base_target=1.01, exposure_steps=3), 0)
+    never = json.loads((base / "pretrain.json").read_text())
+    assert [c["step"] for c in never["selection"]] == [0, 1, 2, 3]
+    assert never["base_selection_success"] == max(c["success"] for c in never["selection"])  # the closest
+    assert never["versions"]["torch"] and not (base / "select").exists()
+    # both bases continue one stage-1 model (cached once)
+    assert len(list((tmp_path / "cache").glob("miniworld-broad-*"))) == 1
 
 
 @pytest.mark.slow  # ~60 s on this shared machine (pre-training, three cells, two runs)

@@ -53,7 +53,10 @@ def test_reset_to_every_turn_matches_a_fresh_replay(docker_backend):
         for t in trajs:
             task = t.task
             limits = SandboxLimits(**{**task["limits"], "timeout_s": task["timeout_s"]})
-            with docker_backend.create(task["image"], workdir=task["workdir"], limits=limits) as fresh:
+            # the fresh replay bypasses the env, so it asks the env for the image (built on first use):
+            # run alone or first, this test found no image (CI failed on that)
+            image = env.unwrapped.task_image(t)
+            with docker_backend.create(image, workdir=task["workdir"], limits=limits) as fresh:
                 def run(b, cmd, timeout_s=None, workdir=None, limit=task["timeout_s"]):
                     return b.exec(cmd, timeout=timeout_s or limit, workdir=workdir)
                 repository.checkout_instance(fresh, task, run)
