@@ -55,7 +55,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 8
+WORLD_VERSION = 9
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
@@ -214,9 +214,14 @@ def build_world_tokenizer(vocab_size: int = 1024) -> Any:
                                   for t in conversations]
     tok = Tokenizer(models.BPE())
     # Newlines stand alone: the generation prompt ends at "assistant\n", so no merge may cross one; so
-    # does the minus sign (else "x = -" merges and -4 is other tokens in the prompt than in the report).
+    # does the minus sign (else "x = -" merges and -4 is other tokens in the prompt than in the report),
+    # and so do "+" and "*": merged, "x*" was a token only group B uses, and the digit after it had to be
+    # copied by a circuit of its own (one dev base answered every "times N" with "x*3", and SFT could not
+    # move it); isolated, an operand after "*" follows an operator token like one after "+" or "-".
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"),
                                                  pre_tokenizers.Split("-", behavior="isolated"),
+                                                 pre_tokenizers.Split("+", behavior="isolated"),
+                                                 pre_tokenizers.Split("*", behavior="isolated"),
                                                  pre_tokenizers.Digits(individual_digits=True),
                                                  pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
