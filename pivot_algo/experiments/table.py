@@ -775,11 +775,17 @@ def _save_change_plot(fig: Any, ax: Any, xlabel: str, ylabel: str, path: Path) -
 # ----------------------------------------------------------------------------- the grid
 
 def _git_commit() -> str:
+    """The commit the code ran from: git's answer in a checkout; in a `git archive` snapshot (how long
+    runs are started in the background) the COMMIT file beside this module, which git archive fills in."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or "unknown"
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
+                             timeout=10, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        out = ""
+    if out:
+        return out
+    stamp = (Path(__file__).parent / "COMMIT").read_text().strip() if (Path(__file__).parent / "COMMIT").exists() else ""
+    return stamp[:7] if stamp and not stamp.startswith("$") else "unknown"
 
 
 def _log(out_root: Path, entry: dict[str, Any]) -> None:
