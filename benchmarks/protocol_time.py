@@ -21,10 +21,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from pivot_algo.experiments.table import METHODS, RATE_OF
+
 MEAN_HORIZON = 2.5  # operations per in-domain task of the standard world (2 or 3)
-METHODS = ("base", "sft", "pivotrl", "pivotrl_paper", "pivotrl_exact_match", "pivotrl_random_turns", "e2e_grpo")
-BORROW = {"pivotrl_paper": "pivotrl", "pivotrl_exact_match": "pivotrl", "pivotrl_random_turns": "pivotrl"}
-"""A method the grid did not run is charged its closest relative's mean time (said in the output)."""
+BORROW = RATE_OF
+"""A method the grid did not run is charged the mean time of the method whose rate it borrows (said in
+the output)."""
 
 
 def stage_times(grid: Path) -> dict[str, list[float]]:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from pivot_algo.algorithms.base import Algorithm
 
 # Built-in algorithms: one module each, imported on first use of the registry.
-_BUILTIN_MODULES = ("pivotrl", "sft", "e2e_grpo", "pivotrl_random_turns", "pivotrl_exact_match")
+_BUILTIN_MODULES = ("pivotrl", "sft", "e2e_grpo", "pivotrl_random_turns", "pivotrl_exact_match",
+                    "pivotrl_null_reward")
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 _builtins_loaded = False

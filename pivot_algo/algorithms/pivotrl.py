@@ -173,6 +173,10 @@ class PivotRL(Algorithm):
         """A local judge replacing the env's verifier (None = the env's functional verifier)."""
         return None
 
+    def group_rewards(self, rewards: np.ndarray, ctx: CollectContext) -> np.ndarray:
+        """The rewards one group trains on (its samples' verdicts; the null control shuffles them)."""
+        return rewards
+
     def collect(self, ctx: CollectContext) -> Batch:
         c = self.config
         states = self.choose_states(ctx)
@@ -182,7 +186,7 @@ class PivotRL(Algorithm):
         for s in sampled:
             keep = [i for i, m in enumerate(s.masked) if not m]  # infra failures never count as 0
             masked += len(s.masked) - len(keep)
-            rewards = np.array([s.rewards[i] for i in keep], dtype=np.float64)
+            rewards = self.group_rewards(np.array([s.rewards[i] for i in keep], dtype=np.float64), ctx)
             rewards_all.extend(rewards.tolist())
             if len(keep) < 2 or rewards.std() == 0:  # no group-relative signal: drop the group online
                 continue

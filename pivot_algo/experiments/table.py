@@ -13,7 +13,8 @@ Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-tr
 mix (group-A families, tool use, report-only conversations, a little of group B) and cached; every
 method then starts from that base on the same in-domain (group B) training trajectories:
 
-    base, sft, pivotrl, pivotrl_paper (verifier="paper"), pivotrl_exact_match, pivotrl_random_turns, e2e_grpo
+    base, sft, pivotrl, pivotrl_paper (verifier="paper"), pivotrl_exact_match, pivotrl_random_turns,
+    pivotrl_null_reward (the control: rewards shuffled within each group), e2e_grpo
 
 Each trained method runs at its own learning rate (chosen on dev, `GridPreset.lrs`) with a linear
 warm-up, is evaluated every `eval_every` steps on validation suites (their own task seeds: in-domain,
@@ -77,18 +78,22 @@ from pivot_algo.rollout import Rollouts
 log = logging.getLogger("paper_table")
 
 RESULTS = Path("benchmarks") / "results" / "paper_table"
-METHODS = ("base", "sft", "pivotrl", "pivotrl_paper", "pivotrl_exact_match", "pivotrl_random_turns", "e2e_grpo")
+METHODS = ("base", "sft", "pivotrl", "pivotrl_paper", "pivotrl_exact_match", "pivotrl_random_turns",
+           "pivotrl_null_reward", "e2e_grpo")
 TRAINED = METHODS[1:]
 LABELS = {"base": "base (pre-trained)", "sft": "SFT", "pivotrl": "PivotRL", "pivotrl_paper": "PivotRL, paper verifier",
           "pivotrl_exact_match": "PivotRL, exact match", "pivotrl_random_turns": "PivotRL, random turns",
+          "pivotrl_null_reward": "PivotRL, shuffled rewards (null)",
           "e2e_grpo": "E2E-RL (GRPO)"}
 # method -> (registered algorithm, env verifier, which profile its pivots come from)
 ALGOS = {"sft": ("sft", "execution", None), "pivotrl": ("pivotrl", "execution", "execution"),
          "pivotrl_paper": ("pivotrl", "paper", "paper"),
          "pivotrl_exact_match": ("pivotrl_exact_match", "execution", "execution"),
+         "pivotrl_null_reward": ("pivotrl_null_reward", "execution", "execution"),
          "pivotrl_random_turns": ("pivotrl_random_turns", "execution", None), "e2e_grpo": ("e2e_grpo", "execution", None)}
 # The ablations run at PivotRL's rate: they ask what changes when one part of PivotRL changes.
-RATE_OF = {"pivotrl_paper": "pivotrl", "pivotrl_exact_match": "pivotrl", "pivotrl_random_turns": "pivotrl"}
+RATE_OF = {"pivotrl_paper": "pivotrl", "pivotrl_exact_match": "pivotrl", "pivotrl_random_turns": "pivotrl",
+           "pivotrl_null_reward": "pivotrl"}
 SUITES = ("in_domain", "ood_group_a", "ood_tool")
 WORLD_MODEL = {"hidden_size": 128, "intermediate_size": 344, "num_hidden_layers": 2, "num_attention_heads": 2,
                "num_key_value_heads": 2}
@@ -229,6 +234,7 @@ def run_config(preset: GridPreset, seed: int, trajectories: list[dict], out: Pat
             "sft": section("sft", {"unit": "trajectory", "trajectories_per_step": preset.sft_batch}),
             "pivotrl": section("pivotrl", rl),
             "pivotrl_exact_match": section("pivotrl_exact_match", rl),
+            "pivotrl_null_reward": section("pivotrl_null_reward", rl),
             "pivotrl_random_turns": section("pivotrl_random_turns", rl),
             "e2e_grpo": section("e2e_grpo", {"tasks_per_step": preset.e2e_tasks_per_step,
                                              "group_size": preset.e2e_group_size,

@@ -92,4 +92,13 @@ def claims(methods: set[str], matrix: Matrix, efficiency: dict[str, Any] | None 
             d = paired_over_seeds(matrix(abl, "in_domain"), matrix("pivotrl", "in_domain"))
             add(f"4. ablation: {name} does worse in-domain", {f"{abl}-pivotrl in-domain": d}, ("pivotrl", abl),
                 verdict(_below(d), _above(d)))
+    if {"pivotrl", "pivotrl_null_reward", "base"} <= methods:
+        # The null control (rewards shuffled within each group): what PivotRL does beyond it, in domain, is
+        # what the verifier teaches; its OOD change beyond it is what the reward (not updating at all) costs.
+        d = paired_over_seeds(matrix("pivotrl", "in_domain"), matrix("pivotrl_null_reward", "in_domain"))
+        add("5. control: the verifier's reward, not updating at all, makes PivotRL's in-domain gain",
+            {"pivotrl-null in-domain": d}, ("pivotrl",), verdict(_above(d), _below(d)))
+        ood = paired_over_seeds(matrix("pivotrl", "ood"), matrix("pivotrl_null_reward", "ood"))
+        add("5. control: PivotRL's OOD change is drift from updating (no worse than the null's)",
+            {"pivotrl-null OOD": ood}, ("pivotrl",), verdict(not _below(ood), _below(ood)))
     return out

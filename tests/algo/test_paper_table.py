@@ -49,7 +49,8 @@ def _verdicts(cells, seeds=(0, 1, 2)):
     preset = dataclasses.replace(table.PRESETS["ci"], seeds=seeds)
     claims = table.summarise(preset, cells)["claims"]
     # "1.", "2a.", "2b.", "3." and each ablation "4. <what>" (three share the number)
-    return {c["claim"].split()[0] if not c["claim"].startswith("4.") else c["claim"]: c["verdict"] for c in claims}
+    return {c["claim"].split()[0] if not c["claim"].startswith(("4.", "5.")) else c["claim"]: c["verdict"]
+            for c in claims}
 
 
 def test_nothing_learned_is_not_testable_not_contradicted():
@@ -63,10 +64,12 @@ def test_nothing_learned_is_not_testable_not_contradicted():
 
 def test_claims_follow_the_paired_intervals_when_methods_learned():
     good = {"base": 0.2, "sft": 0.5, "pivotrl": 0.8, "pivotrl_paper": 0.5, "pivotrl_exact_match": 0.5,
-            "pivotrl_random_turns": 0.5, "e2e_grpo": 0.8}
+            "pivotrl_random_turns": 0.5, "pivotrl_null_reward": 0.2, "e2e_grpo": 0.8}
     v = _verdicts(_cells(good, jitter=1))
     assert v["1."] == "supported"
     assert [v[k] for k in v if k.startswith("4.")] == ["supported"] * 3  # every ablation below PivotRL
+    # the null control learned nothing: the gain is the verifier's; OOD (suites alike here) above the null
+    assert [v[k] for k in v if k.startswith("5.")] == ["supported", "supported"]
     # OOD: here every method's OOD equals its in-domain (the suites are alike), so SFT "gains" OOD.
     assert v["2a."] == "contradicted"
     same = {**good, "pivotrl": 0.5}  # PivotRL = SFT, both learned: inside the noise

@@ -104,3 +104,26 @@ def test_run_train_refuses_a_pivot_algorithm_without_pivots(tmp_path):
     cfg = RunConfig.from_dict(load_config("tiny", _adder_overrides(tmp_path)))
     with pytest.raises(NoPivotsError, match="profiling kept none"):
         run_train(cfg, "pivotrl", "tiny", ["adder-0"], [], tmp_path, "r")
+
+
+def test_the_null_control_trains_on_shuffled_rewards_of_the_same_groups(tiny_policy, tmp_path):
+    # Same samples, same number of rewarded samples per group (so the same groups pass the zero-variance
+    # filter), but the credit lands on random completions.
+    import numpy as np
+
+    from pivot_algo.algorithms.base import CollectContext
+    from pivot_algo.algorithms.pivotrl_null_reward import PivotRLNullReward
+
+    ctx = CollectContext(step=0, rng=np.random.default_rng(0), seed=0, rollouts=None, train_trajectory_ids=[],
+                         train_states=[], pivots=[])
+    rewards = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    draws = [PivotRLNullReward().group_rewards(rewards, ctx) for _ in range(20)]
+    assert all(sorted(d) == sorted(rewards) for d in draws)
+    assert any(not np.array_equal(d, rewards) for d in draws)
+    env = AdderEnv(make_trajectories(range(4)))
+    rollouts = Rollouts(tiny_policy, env)
+    cfg = TrainConfig(algorithm="pivotrl_null_reward", steps=1, output_dir=str(tmp_path), progress=False,
+                      tensorboard=False, algorithm_config={"pivots_per_step": 2, "group_size": 4, "max_new_tokens": 4})
+    pivots = rollouts.states(rollouts.trajectory_ids())[:2]
+    assert Trainer(cfg, tiny_policy, rollouts, rollouts.trajectory_ids(), pivots=pivots).train()["steps"] == 1
+    env.close()

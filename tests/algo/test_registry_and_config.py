@@ -23,7 +23,7 @@ from pivot_algo.trainer import TrainConfig, Trainer
 
 def test_builtin_algorithms_are_listed():
     assert set(pivot_algo.list_algorithms()) >= {"pivotrl", "sft", "e2e_grpo", "pivotrl_random_turns",
-                                                 "pivotrl_exact_match"}
+                                                 "pivotrl_exact_match", "pivotrl_null_reward"}
     assert pivot_algo.get_algorithm("pivotrl").needs_pivots
     assert not pivot_algo.get_algorithm("pivotrl_random_turns").needs_pivots
 
