@@ -61,12 +61,16 @@ class EpisodeEvaluator:
     """The weights at that evaluation (a CPU copy): early stopping returns the best checkpoint on the
     validation curve, not whatever the last steps drifted to."""
     evaluations: int = 0
+    probes: dict[str, Callable[[Any], float]] = dataclasses.field(default_factory=dict)
+    """More numbers per point, `eval/<name>` = probe(policy), e.g. the forward KL to the start policy."""
 
     def evaluate(self, policy: Any) -> dict[str, float]:
         out = {}
         for name, tasks in self.suites.items():
             per = self.episodes(policy, tasks)
             out[f"eval/{name}"] = sum(per) / max(len(per), 1)
+        for name, probe in self.probes.items():
+            out[f"eval/{name}"] = float(probe(policy))
         if out.get(IN_DOMAIN, -math.inf) > self.best_score:
             self.best_score, self.best_evaluation = out[IN_DOMAIN], self.evaluations
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in policy.model.state_dict().items()}
@@ -96,3 +100,35 @@ def calls_to_reach(curve: Sequence[dict[str, float]], target: float, *, key: str
         if p[key] >= target - 1e-12:
             return p.get(cost, 0.0) + offset
     return math.inf
+
+
+class ForwardKL:
+    """D_KL(pi_0 || pi) on fixed in-domain prompts: the first call (the trainer's step-0 evaluation, so
+    pi_0 is the start policy) samples `samples` completions per prompt from it and keeps their
+    log-probs; every later call returns the mean over those completions of
+    sum_t [log pi_0(y_t) - log pi(y_t)], a sequence-level Monte Carlo estimate in nats. ("RL's Razor":
+    forgetting out of domain tracks this forward KL on the training distribution.)
+    `sample(policy) -> [(prompt_ids, [completion token ids, ...]), ...]` draws the completions."""
+
+    def __init__(self, sample: Callable[[Any], list[tuple[list[int], list[list[int]]]]]):
+        self.sample = sample
+        self.reference: list[tuple[list[int], list[list[int]]]] = []
+        self.start_logprobs: list[list[float]] = []
+
+    @staticmethod
+    def _sequence_logprobs(policy: Any, prompt: list[int], completions: list[list[int]]) -> list[float]:
+        import torch
+
+        with torch.no_grad():
+            out = policy.group_logprobs(prompt, completions)
+        return [float(x) for x in (out.logprobs * out.mask).sum(dim=1)]
+
+    def __call__(self, policy: Any) -> float:
+        if not self.reference:
+            self.reference = [(p, cs) for p, cs in self.sample(policy) if cs]
+            self.start_logprobs = [self._sequence_logprobs(policy, p, cs) for p, cs in self.reference]
+            return 0.0
+        gaps = [a - b for (p, cs), start in zip(self.reference, self.start_logprobs)
+                for a, b in zip(start, self._sequence_logprobs(policy, p, cs))]
+        return sum(gaps) / max(len(gaps), 1)
+

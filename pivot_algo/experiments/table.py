@@ -161,6 +161,9 @@ class GridPreset:
     60 is 1.7 points)."""
     plateau_gain: float = 0.01
     """Plateau: the last quarter's best in-domain validation accuracy is < this above the best before it."""
+    kl_samples: int = 2
+    """Completions of the start policy per in-domain validation state for the curve's forward KL
+    D_KL(pi_0 || pi) (curves.ForwardKL; 0 = off)."""
     sft_batch: int = 8
     """Trajectories per SFT step."""
     pivots_per_step: int = 8
@@ -458,9 +461,21 @@ def curve_evaluator(preset: GridPreset, cfg: RunConfig, tasks: dict[str, list[di
     def run(policy: Any, trajectories: list[dict]) -> list[float]:
         return [v or 0.0 for v in suite_episodes(cfg, policy, trajectories)["per_task"]]
 
+    def sample(policy: Any) -> list[tuple[list[int], list[list[int]]]]:
+        """`kl_samples` completions of the start policy at every turn of the in-domain validation tasks."""
+        env = make_env(cfg, "pivot", tasks["val_in"])
+        rollouts = Rollouts(policy, env)
+        try:
+            groups = rollouts.sample(rollouts.states(rollouts.trajectory_ids()), preset.kl_samples,
+                                     max_new_tokens=preset.max_new_tokens, temperature=1.0, seed=cfg.seed)
+        finally:
+            close_rollouts(rollouts)
+        return [(g.prompt_ids, [c.token_ids for c in g.completions]) for g in groups]
+
     return curves.EpisodeEvaluator(
         suites={"in_domain": tasks["val_in"], "ood_group_a": tasks["val_ood_a"], "ood_tool": tasks["val_tool"]},
-        episodes=run, every=preset.eval_every, min_points=preset.min_points, gain=preset.plateau_gain)
+        episodes=run, every=preset.eval_every, min_points=preset.min_points, gain=preset.plateau_gain,
+        probes={"forward_kl": curves.ForwardKL(sample)} if preset.kl_samples else {})
 
 
 def profile_for(preset: GridPreset, cfg: RunConfig, base: str, verifier: str, train_ids: list[str], seed_dir: Path

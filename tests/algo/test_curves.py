@@ -100,3 +100,27 @@ def test_a_rerun_in_the_same_run_directory_keeps_one_curve(tiny_policy, adder_en
                           evaluator=ev).train()
     steps = [json.loads(line)["step"] for line in (tmp_path / "again" / "curve.jsonl").read_text().splitlines()]
     assert steps == [p["step"] for p in summary["curve"]] == [0, 2, 4]
+
+
+def test_forward_kl_is_zero_for_the_start_policy_and_grows_when_it_moves(tiny_policy, adder_env):
+    import copy
+
+    import torch
+
+    from pivot_algo.experiments.curves import ForwardKL
+
+    rollouts = Rollouts(tiny_policy, adder_env)
+    states = rollouts.states(rollouts.trajectory_ids())[:4]
+
+    def sample(policy):
+        groups = Rollouts(policy, adder_env).sample(states, 3, max_new_tokens=4, temperature=1.0, seed=0)
+        return [(g.prompt_ids, [c.token_ids for c in g.completions]) for g in groups]
+
+    probe = ForwardKL(sample)
+    assert probe(tiny_policy) == 0.0 and len(probe.reference) == 4  # step 0: the start policy itself
+    assert probe(tiny_policy) == pytest.approx(0.0, abs=1e-6)
+    moved = copy.deepcopy(tiny_policy)
+    with torch.no_grad():
+        for p in moved.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert abs(probe(moved)) > 1e-3
