@@ -618,6 +618,42 @@ def efficiency(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: st
     return out
 
 
+OOD_KEYS = ("eval/ood_group_a", "eval/ood_tool")
+
+
+def ood_at_matched_accuracy(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: str = "pivotrl",
+                            b: str = "sft") -> dict[str, Any]:
+    """Claim 2 the way "RL's Razor" compares forgetting: OOD retention at matched in-domain accuracy, per
+    seed from the validation curves. The target is the highest in-domain accuracy both reach; each
+    method's OOD (mean of the OOD validation suites) at its first point at the target, minus the start
+    point's. A seed where the target is not above both start points is left out. The difference a - b
+    is summarised by a t-interval over seeds."""
+    per_seed = []
+    for s in seeds:
+        ca, cb = cells[(s, a)].get("curve") or [], cells[(s, b)].get("curve") or []
+        if not ca or not cb:
+            continue
+        key = curves.IN_DOMAIN
+        target = min(max(p[key] for p in ca), max(p[key] for p in cb))
+        if target <= max(ca[0][key], cb[0][key]) + 1e-9:
+            per_seed.append({"seed": s, "target": target, "usable": False})
+            continue
+        row: dict[str, Any] = {"seed": s, "target": target, "usable": True}
+        for m, c in ((a, ca), (b, cb)):
+            at = [curves.calls_to_reach(c, target, cost=k) for k in OOD_KEYS]
+            row[f"{m}_ood_change"] = float(np.mean(at)) - float(np.mean([c[0].get(k, 0.0) for k in OOD_KEYS]))
+        row["difference"] = row[f"{a}_ood_change"] - row[f"{b}_ood_change"]
+        per_seed.append(row)
+    diffs = [r["difference"] for r in per_seed if r["usable"]]
+    out: dict[str, Any] = {"per_seed": per_seed, "usable_seeds": len(diffs)}
+    if diffs:
+        m, lo, hi = t_interval(diffs)
+        sign = "above 0" if lo > 0 else "below 0" if hi < 0 else "includes 0"  # nan bounds (1 seed): includes
+        out["difference"] = {"mean": m, "lo": lo, "hi": hi, "n_seeds": len(diffs), "sign": sign,
+                             "sign_from": "t over seeds"}
+    return out
+
+
 def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[str, Any]:
     seeds, methods = preset.seeds, preset.methods
 
@@ -647,7 +683,9 @@ def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[st
         out["methods"][m] = row
     eff = efficiency(cells, seeds) if {"pivotrl", "e2e_grpo"} <= set(methods) else None
     out["efficiency"] = eff
-    out["claims"] = verdicts.claims(set(methods), matrix, eff)
+    matched = ood_at_matched_accuracy(cells, seeds) if {"pivotrl", "sft"} <= set(methods) else None
+    out["ood_at_matched_accuracy"] = matched
+    out["claims"] = verdicts.claims(set(methods), matrix, eff, matched)
     return out
 
 

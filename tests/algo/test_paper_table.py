@@ -194,3 +194,21 @@ def test_a_horizon_run_has_its_own_tasks_cells_and_folder(tmp_path, monkeypatch)
     assert long.key() != table.PRESETS["ci"].key()
     cfg = table.run_config(long, 0, tasks["train"][:1], tmp_path)
     assert cfg.env.kwargs["max_turns"] == 2 * 8 + 2
+
+
+def test_ood_is_compared_at_the_in_domain_accuracy_both_reach():
+    # PivotRL reaches 0.6 in domain keeping OOD at 0.9; SFT reaches 0.6 with OOD fallen to 0.5 and goes on
+    # to 0.8 (OOD 0.2). Matched at 0.6 (the most both reach): PivotRL's OOD change 0, SFT's -0.4.
+    def curve(ins, oods):
+        return [{"step": 5 * i, IN_DOMAIN: a, "eval/ood_group_a": o, "eval/ood_tool": o} for i, (a, o) in
+                enumerate(zip(ins, oods))]
+
+    cells = {}
+    for s in (0, 1, 2):
+        cells[(s, "pivotrl")] = {"curve": curve([0.2, 0.4, 0.6, 0.6], [0.9, 0.9, 0.9 - 0.01 * s, 0.8])}
+        cells[(s, "sft")] = {"curve": curve([0.2, 0.6, 0.8, 0.8], [0.9, 0.5, 0.2, 0.2])}
+    out = table.ood_at_matched_accuracy(cells, (0, 1, 2))
+    assert out["usable_seeds"] == 3 and [r["target"] for r in out["per_seed"]] == [0.6] * 3
+    assert out["difference"]["mean"] == pytest.approx(0.4 - 0.01) and out["difference"]["sign"] == "above 0"
+    flat = {(0, m): {"curve": curve([0.2, 0.2], [0.9, 0.9])} for m in ("pivotrl", "sft")}
+    assert table.ood_at_matched_accuracy(flat, (0,))["usable_seeds"] == 0  # neither learned: no match
