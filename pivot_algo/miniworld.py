@@ -30,8 +30,9 @@ Rewards (pivot mode, `verifier=`):
     reason. Episode mode: 1 when the final report equals the task's result and x was never corrupted.
 
 Splits: task seeds are drawn from disjoint ranges per purpose (pre-training, in-domain train,
-evaluation) and per phase (`dev` for designing the world, `test` for the final table), so nothing
-the world was tuned on is evaluated in the final table.
+validation curves, evaluation, and "select", where the base's pre-training stops) and per phase
+(`dev` for designing the world, `test` for the final table), so nothing the world was tuned on is
+evaluated in the final table.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ tasks, compared by paired intervals, and judged claim by claim (pivot_algo/exper
     pivotrl table --preset dev --world-check                   # the world's acceptance check (dev only)
     pivotrl table --preset full --horizon 8 --methods base,pivotrl,e2e_grpo   # one point of the horizon sweep
 
-Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-trained by SFT on a broad
-mix (group-A families, tool use, report-only conversations, a little of group B) and cached; every
-method then starts from that base on the same in-domain (group B) training trajectories:
+Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-trained in two stages
+and cached: SFT on a broad mix (group-A families, tool use, report-only conversations, one-call tool
+tasks; no group B), then a little of group B at a low rate until its in-domain success on tasks of their
+own seed range reaches `GridPreset.base_target` (25%). Every method then starts from that base on the
+same in-domain (group B) training trajectories:
 
     base, sft, pivotrl, pivotrl_paper (verifier="paper"), pivotrl_exact_match, pivotrl_random_turns,
     pivotrl_null_reward (the control: rewards shuffled within each group), e2e_grpo
