@@ -123,11 +123,14 @@ class GridPreset:
     pretrain_batch: int = 16
     """Sequences per pre-training step (both stages)."""
     exposure_tasks: int = 60
+    exposure_share: float = 0.25
     exposure_lr: float = 1.5e-4
     exposure_steps: int = 600
-    """Stage 2, a little of the target domain: `exposure_tasks` group-B pre-training conversations, half of
-    each batch (the other half from the broad mix, so nothing is forgotten), at a constant low rate, for at
-    most `exposure_steps` steps."""
+    """Stage 2, a little of the target domain: `exposure_tasks` group-B pre-training conversations make
+    `exposure_share` of each batch (the rest comes from the broad mix, so that the out-of-domain skills are
+    rehearsed), at a constant low rate, for at most `exposure_steps` steps. (With half of each batch, one
+    dev base lost group A from 100% to 66% by the time it reached the target: "add N twice" answers
+    leaked into "add N".)"""
     base_target: float = 0.25
     """The base's in-domain success at which stage 2 stops. Competence in domain forms abruptly, at a step
     that depends on the seed and on the torch thread count (log.jsonl: bases of one fixed mix and step
@@ -138,6 +141,9 @@ class GridPreset:
     the base is that checkpoint or the one before, whichever is closer to it."""
     select_every: int = 10
     select_tasks: int = 100
+    select_group_a_min: float = 0.9
+    """A stage-2 checkpoint may be the base only if it still solves this share of group-A "select" tasks
+    (select_tasks // 2 of them); among those, the one closest to the target."""
     horizon: int | None = None
     """Operations per in-domain task (None: 2 or 3); the horizon sweep sets it."""
     train_tasks: int = 64
@@ -364,8 +370,9 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
 
     from pivot_algo.policy.models import build_cached
 
-    spec = {**_broad_spec(preset, seed), "exposure": [preset.exposure_tasks, preset.exposure_lr, preset.exposure_steps],
-            "target": preset.base_target, "select": [preset.select_every, preset.select_tasks],
+    spec = {**_broad_spec(preset, seed), "exposure": [preset.exposure_tasks, preset.exposure_share, preset.exposure_lr, preset.exposure_steps],
+            "target": preset.base_target,
+            "select": [preset.select_every, preset.select_tasks, preset.select_group_a_min],
             "horizon": preset.horizon}
     name = "miniworld-base-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     stage1 = pretrain_broad(preset, seed)
@@ -380,6 +387,7 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         exposure = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
             group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
         select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
+        select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 2))
         select_cfg = run_config(preset, seed, select, tmp / "select")
         rng = np.random.default_rng([seed, 2])
         eval_seconds = 0.0
@@ -388,43 +396,53 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
             nonlocal eval_seconds
             t_eval = time.perf_counter()
             model.eval()
-            point = {"step": step, "success": float(suite_episodes(select_cfg, policy, select)["success"])}
+            point = {"step": step, "success": float(suite_episodes(select_cfg, policy, select)["success"]),
+                     "group_a": float(suite_episodes(select_cfg, policy, select_a)["success"])}
             model.train()
             eval_seconds += time.perf_counter() - t_eval
             return point
 
-        # Half of each batch from the target domain (the other half from the broad mix, so nothing is
-        # forgotten), at a low constant rate, until in-domain success first reaches the target. Success
-        # between checks is noisy (a greedy policy flips on small changes), so the base is the checkpoint
-        # closest to the target over the whole curve, not only the last.
+        def better(p: dict[str, Any], q: dict[str, Any]) -> bool:
+            """p is a better base than q: group A kept (>= select_group_a_min) first, then closer to the target."""
+            keeps_p, keeps_q = p["group_a"] >= preset.select_group_a_min, q["group_a"] >= preset.select_group_a_min
+            if keeps_p != keeps_q:
+                return keeps_p
+            return abs(p["success"] - preset.base_target) < abs(q["success"] - preset.base_target)
+
+        # A share of each batch from the target domain (the rest from the broad mix, so that the out-of-
+        # domain skills are rehearsed), at a low constant rate, until in-domain success first reaches the
+        # target. Success between checks is noisy (a greedy policy flips on small changes), so the base is
+        # the best checkpoint over the whole curve (`better`), not only the last.
         opt = torch.optim.AdamW(model.parameters(), lr=preset.exposure_lr)
         model.train()
         curve = [check(0)]
         chosen, state = curve[0], copy.deepcopy(model.state_dict())
         losses: list[float] = []
+        n_b = max(1, round(preset.pretrain_batch * preset.exposure_share))
         step = 0
         while curve[-1]["success"] < preset.base_target and step < preset.exposure_steps:
             for _ in range(min(preset.select_every, preset.exposure_steps - step)):
-                half = max(1, preset.pretrain_batch // 2)
-                batch = _sample(rng, exposure, half) + _sample(rng, broad, preset.pretrain_batch - half)
+                batch = _sample(rng, exposure, n_b) + _sample(rng, broad, preset.pretrain_batch - n_b)
                 losses.append(_sft_step(model, opt, batch, pad))
                 step += 1
             curve.append(check(step))
-            if abs(curve[-1]["success"] - preset.base_target) < abs(chosen["success"] - preset.base_target):
+            if better(curve[-1], chosen):
                 chosen, state = curve[-1], copy.deepcopy(model.state_dict())
         model.load_state_dict(state)
         shutil.rmtree(tmp / "select", ignore_errors=True)
         model.eval()
         policy.save(str(tmp))
         print(f"pre-training seed {seed}, stage 2: base = step {chosen['step']} (in-domain selection success "
-              f"{chosen['success']:.1%}, target {preset.base_target:.0%}; stopped at step {step})", flush=True)
+              f"{chosen['success']:.1%}, target {preset.base_target:.0%}; group A {chosen['group_a']:.0%}; "
+              f"stopped at step {step})", flush=True)
         stage1_info = json.loads((stage1 / "pretrain.json").read_text())
         (tmp / "pretrain.json").write_text(json.dumps({
             **spec, "seconds": stage1_info["seconds"] + time.perf_counter() - t0 - eval_seconds,
             "stage1_seconds": stage1_info["seconds"], "selection_seconds": eval_seconds,
             "stage1": stage1_info, "exposure_examples": len(exposure), "versions": library_versions(),
             "torch_threads": torch.get_num_threads(), "selection": curve, "base_step": chosen["step"],
-            "base_selection_success": chosen["success"], "stage2_losses": losses}))
+            "base_selection_success": chosen["success"], "base_selection_group_a": chosen["group_a"],
+            "stage2_losses": losses}))
 
     return build_cached(name, build)
 
