@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= pivot_algo/presets/smollm_terminal.yaml
 TABLE_PRESET ?= demo
+# `make demo` writes to the git-ignored runs/ (never over the published benchmarks/results/).
+TABLE_OUT ?= runs/paper_table
 PYTEST_ARGS ?=
 
 .PHONY: venv vllm-venv test-vllm provision demo demo-smollm env-demo test test-slow lint bench clean-docker
@@ -52,7 +54,7 @@ provision:
 # options through, e.g. `make demo TABLE_ARGS="--threads 2"`.
 TABLE_ARGS ?=
 demo: venv
-	$(PY) -m pivot_algo.cli table --preset $(TABLE_PRESET) $(TABLE_ARGS)
+	$(PY) -m pivot_algo.cli table --preset $(TABLE_PRESET) --out $(TABLE_OUT) $(TABLE_ARGS)
 
 # SFT vs PivotRL with SmolLM2-135M on the built-in terminal suite (local sandbox).
 demo-smollm: venv provision
