@@ -50,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -601,6 +602,19 @@ def _interval(mat: np.ndarray) -> dict[str, Any]:
     return {"mean": mean, "lo": lo, "hi": hi, "per_seed": mat.mean(axis=1).tolist()}
 
 
+def _matched_curves(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: str, b: str
+                    ) -> Iterator[tuple[dict[str, Any], list[dict], list[dict]]]:
+    """Per seed where both methods have a validation curve: (a row naming the seed and the matched
+    accuracy, a's curve, b's curve). The matched accuracy ("target") is the highest in-domain accuracy
+    both reach; the row is not "usable" when it is not above both start points (neither learned)."""
+    key = curves.IN_DOMAIN
+    for s in seeds:
+        ca, cb = cells[(s, a)].get("curve") or [], cells[(s, b)].get("curve") or []
+        if ca and cb:
+            target = min(max(p[key] for p in ca), max(p[key] for p in cb))
+            yield {"seed": s, "target": target, "usable": target > max(ca[0][key], cb[0][key]) + 1e-9}, ca, cb
+
+
 def efficiency(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: str = "pivotrl",
                b: str = "e2e_grpo") -> dict[str, Any]:
     """Claim 3 at matched accuracy, per seed from the validation curves: the target is the highest
@@ -609,24 +623,18 @@ def efficiency(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: st
     where the target is not above both start points (neither learned) has no matched accuracy and is
     left out. The ratio b/a is summarised by a t-interval over seeds of its logarithm."""
     per_seed = []
-    for s in seeds:
-        ca, cb = cells[(s, a)].get("curve") or [], cells[(s, b)].get("curve") or []
-        if not ca or not cb:
+    for row, ca, cb in _matched_curves(cells, seeds, a, b):
+        per_seed.append(row)
+        if not row["usable"]:
             continue
-        key = curves.IN_DOMAIN
-        target = min(max(p[key] for p in ca), max(p[key] for p in cb))
-        if target <= max(ca[0][key], cb[0][key]) + 1e-9:
-            per_seed.append({"seed": s, "target": target, "usable": False})
-            continue
-        prof = cells[(s, a)].get("profile_costs") or {}
-        row: dict[str, Any] = {"seed": s, "target": target, "usable": True}
+        target = row["target"]
+        prof = cells[(row["seed"], a)].get("profile_costs") or {}
         for what, cost, offset in (("calls", "costs/rollout_turns", prof.get("rollout_turns", 0.0)),
                                    ("wall", "costs/wall_seconds", prof.get("wall_seconds", 0.0))):
             row[f"{a}_{what}"] = curves.calls_to_reach(ca, target, cost=cost, offset=offset)
             row[f"{a}_{what}_no_profiling"] = curves.calls_to_reach(ca, target, cost=cost)
             row[f"{b}_{what}"] = curves.calls_to_reach(cb, target, cost=cost)
             row[f"{what}_ratio"] = row[f"{b}_{what}"] / max(row[f"{a}_{what}"], 1e-9)
-        per_seed.append(row)
     out: dict[str, Any] = {"per_seed": per_seed, "usable_seeds": sum(r["usable"] for r in per_seed)}
     for what in ("calls", "wall"):
         logs = [math.log(r[f"{what}_ratio"]) for r in per_seed if r["usable"] and 0 < r[f"{what}_ratio"] < math.inf]
@@ -649,21 +657,14 @@ def ood_at_matched_accuracy(cells: dict[tuple[int, str], dict], seeds: tuple[int
     point's. A seed where the target is not above both start points is left out. The difference a - b
     is summarised by a t-interval over seeds."""
     per_seed = []
-    for s in seeds:
-        ca, cb = cells[(s, a)].get("curve") or [], cells[(s, b)].get("curve") or []
-        if not ca or not cb:
+    for row, ca, cb in _matched_curves(cells, seeds, a, b):
+        per_seed.append(row)
+        if not row["usable"]:
             continue
-        key = curves.IN_DOMAIN
-        target = min(max(p[key] for p in ca), max(p[key] for p in cb))
-        if target <= max(ca[0][key], cb[0][key]) + 1e-9:
-            per_seed.append({"seed": s, "target": target, "usable": False})
-            continue
-        row: dict[str, Any] = {"seed": s, "target": target, "usable": True}
         for m, c in ((a, ca), (b, cb)):
-            at = [curves.calls_to_reach(c, target, cost=k) for k in OOD_KEYS]
+            at = [curves.calls_to_reach(c, row["target"], cost=k) for k in OOD_KEYS]
             row[f"{m}_ood_change"] = float(np.mean(at)) - float(np.mean([c[0].get(k, 0.0) for k in OOD_KEYS]))
         row["difference"] = row[f"{a}_ood_change"] - row[f"{b}_ood_change"]
-        per_seed.append(row)
     diffs = [r["difference"] for r in per_seed if r["usable"]]
     out: dict[str, Any] = {"per_seed": per_seed, "usable_seeds": len(diffs)}
     if diffs:
