@@ -786,7 +786,8 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
 
 def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[str, Any], out: Path) -> list[str]:
     """curves.png (the paper's efficiency figure: in-domain validation accuracy against model calls, with
-    and without PivotRL's profiling, and against wall time; one line per seed), in_vs_out.png."""
+    and without PivotRL's profiling, and against wall time; one line per seed), in_vs_out.png, kl.png (OOD
+    change against the forward KL to the start policy, every checkpoint)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -835,6 +836,22 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
     _save_change_plot(fig, ax, "in-domain change vs base (points)", "out-of-domain change vs base (points)",
                       out / "in_vs_out.png")
     written.append("in_vs_out.png")
+    # "RL's Razor": forgetting against the forward KL D_KL(pi_0 || pi) on in-domain prompts, every checkpoint.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for m in preset.methods:
+        xy = [(p["eval/forward_kl"], (sum(p[k] for k in OOD_KEYS) - sum(c[0][k] for k in OOD_KEYS)) / len(OOD_KEYS) * 100)
+              for s in preset.seeds for c in [cells[(s, m)].get("curve") or []] for p in c if "eval/forward_kl" in p]
+        if xy:
+            arr = np.array(xy)
+            ax.scatter(arr[:, 0], arr[:, 1], s=10, alpha=0.6, color=colours[m], label=LABELS[m])
+            drawn = True
+    if drawn:
+        _save_change_plot(fig, ax, "forward KL to the start policy on in-domain prompts (nats per completion)",
+                          "OOD validation change vs start (points)", out / "kl.png")
+        written.append("kl.png")
+    else:
+        plt.close(fig)
     return written
 
 

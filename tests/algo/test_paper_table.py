@@ -154,7 +154,7 @@ def test_a_killed_grid_resumes_from_its_finished_cells(tmp_path, monkeypatch):
     (cells / f"seed0__sft__lr{preset.lr('sft'):g}.json").unlink()  # as if killed while training SFT
     again = table.run_grid("micro", tmp_path / "out", preset, tmp_path / "work")
     assert again is not None and again["meta"]["cells_run"] == 1 and again["meta"]["cells_resumed"] == 2
-    for name in ("table.md", "results.json", "curves.png", "in_vs_out.png"):
+    for name in ("table.md", "results.json", "curves.png", "in_vs_out.png", "kl.png"):
         assert (tmp_path / "out" / "micro" / name).stat().st_size > 0, name
     log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [e["event"] for e in log] == ["start", "done", "start", "done"]  # every run is logged
