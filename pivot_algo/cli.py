@@ -1,4 +1,4 @@
-"""`pivotrl profile|train|eval|run --config preset.yaml [key=value ...]`.
+"""`pivotrl profile|train|eval|run --config preset.yaml [key=value ...]`, `pivotrl table ...`, `pivotrl sandbox gc`.
 
 A preset (see pivot_algo/presets/) names the env, the model, the data split and every stage's
 settings; `key=value` overrides any entry by its dotted path (values are parsed as YAML, e.g.
@@ -29,6 +29,7 @@ from pivot_algo.algorithms.base import ConfigError
 from pivot_algo.config import RunConfig, load_config
 from pivot_algo.pipeline import COMMANDS, NoPivotsError
 from pivot_algo.plugins import load_plugins
+from pivot_envs.errors import TrajectoryError
 
 __all__ = ["COMMANDS", "load_config", "main"]  # load_config: the preset tree (kept importable from here)
 
@@ -42,28 +43,57 @@ def _table_command(argv: list[str]) -> int:
     return int(table_main(argv))
 
 
+STAGE_HELP = {"profile": "profile pivots of the start policy (training and held-out splits)",
+              "train": "train the preset's `algo` from `model` (profiling first when it needs pivots)",
+              "eval": "evaluate `model` on the held-out split",
+              "run": "SFT vs PivotRL from one start on the same trajectories, both evaluated"}
+OTHER_HELP = {"table": "the paper's claims in miniature (pivot_algo/experiments/table.py; `pivotrl table -h`)",
+              "sandbox": "sandbox maintenance: `pivotrl sandbox gc [--backend all|docker|local]`"}
+
+
+def _overview() -> argparse.ArgumentParser:
+    """The top-level parser: lists every command (each has its own options: `pivotrl COMMAND -h`)."""
+    parser = argparse.ArgumentParser(prog="pivotrl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in {**STAGE_HELP, **OTHER_HELP}.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _stage_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"pivotrl {command}", description=STAGE_HELP.get(command))
+    parser.add_argument("--config", required=True, help="preset YAML path or name (tiny, smollm_terminal)")
+    parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:  # `pivotrl sandbox gc`: maintenance, not a training stage
         return _sandbox_command(argv[1:])
     if argv[:1] == ["table"]:  # `pivotrl table --preset ci|dev|full`: the paper-table grid, its own options
         return _table_command(argv[1:])
-    parser = argparse.ArgumentParser(prog="pivotrl", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("--config", required=True, help="preset YAML path or name (tiny, smollm_terminal)")
-    parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_intermixed_args(argv)
+    if not argv or argv[0] not in COMMANDS:  # -h, nothing, or an unknown command: the overview says what exists
+        _overview().parse_args(argv)
+        return 2
+    command = argv[0]
+    # One parser per stage: parse_intermixed_args (options and key=value overrides in any order) does not
+    # work with sub-parsers.
+    args = _stage_parser(command).parse_intermixed_args(argv[1:])
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_config(args.config, args.overrides)
-    load_plugins(cfg.get("plugins"))  # outside algorithms register themselves before any lookup
     try:
-        COMMANDS[args.command](RunConfig.from_dict(cfg))  # typed: unknown keys are errors naming the valid ones
+        cfg = load_config(args.config, args.overrides)
+        load_plugins(cfg.get("plugins"))  # outside algorithms register themselves before any lookup
+        COMMANDS[command](RunConfig.from_dict(cfg))  # typed: unknown keys are errors naming the valid ones
     except NoPivotsError as e:  # a result of profiling, not a crash: say it in one line
-        print(f"pivotrl {args.command}: {e}", file=sys.stderr)
+        print(f"pivotrl {command}: {e}", file=sys.stderr)
         return 3
     except ConfigError as e:  # bad preset or override: the message says what to fix
-        print(f"pivotrl {args.command}: config error: {e}", file=sys.stderr)
+        print(f"pivotrl {command}: config error: {e}", file=sys.stderr)
+        return 2
+    except TrajectoryError as e:  # bad data: the message names the file, line and field
+        print(f"pivotrl {command}: data error: {e}", file=sys.stderr)
         return 2
     return 0
 
