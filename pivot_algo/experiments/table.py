@@ -694,16 +694,16 @@ def ood_at_matched_accuracy(cells: dict[tuple[int, str], dict], seeds: tuple[int
         per_seed.append(row)
         if not row["usable"]:
             continue
-        for m, c in ((a, ca), (b, cb)):
+        for method, c in ((a, ca), (b, cb)):
             at = [curves.calls_to_reach(c, row["target"], cost=k) for k in OOD_KEYS]
-            row[f"{m}_ood_change"] = float(np.mean(at)) - float(np.mean([c[0].get(k, 0.0) for k in OOD_KEYS]))
+            row[f"{method}_ood_change"] = float(np.mean(at)) - float(np.mean([c[0].get(k, 0.0) for k in OOD_KEYS]))
         row["difference"] = row[f"{a}_ood_change"] - row[f"{b}_ood_change"]
     diffs = [r["difference"] for r in per_seed if r["usable"]]
     out: dict[str, Any] = {"per_seed": per_seed, "usable_seeds": len(diffs)}
     if diffs:
-        m, lo, hi = t_interval(diffs)
+        mean, lo, hi = t_interval(diffs)
         sign = "above 0" if lo > 0 else "below 0" if hi < 0 else "includes 0"  # nan bounds (1 seed): includes
-        out["difference"] = {"mean": m, "lo": lo, "hi": hi, "n_seeds": len(diffs), "sign": sign,
+        out["difference"] = {"mean": mean, "lo": lo, "hi": hi, "n_seeds": len(diffs), "sign": sign,
                              "sign_from": "t over seeds"}
     return out
 
