@@ -140,11 +140,14 @@ class GridPreset:
     evaluated every `select_every` steps on in-domain tasks of their own seed range ("select", never a
     validation or evaluation task) and stops at the first eligible checkpoint whose success reaches the
     target; the base is the eligible checkpoint closest to it (see `select_weakest_min`)."""
-    select_weakest_min: float = 0.05
+    select_weakest_min: float = 0.01
     """Eligible: every in-domain operation right in at least this share of samples at its turns
-    (temperature 1, `select_samples` per turn of `select_tasks // 2` tasks), and group A kept. A base can
-    reach the target on the easier operation alone: one stopped at 25% of episodes while its "times"
-    turns were right in 1% of samples, so neither RL method could learn them (no pivot, no reward)."""
+    (temperature 1, `select_samples` per turn of `select_tasks // 2` tasks), and group A kept. In world
+    v9 a base reached 25% of episodes on the easier operation alone while its "times" turns were right
+    in 1% of samples, so neither RL method could learn them (no pivot, no reward). Since v10 every
+    in-domain task has a "times", so greedy success already implies it; the gate stays as a floor. (A
+    higher one binds late: greedy success jumps 14% -> 43% in 10 steps while "times" is right in 3-4% of
+    samples, since the right answer can be the mode with little mass.)"""
     select_every: int = 10
     select_tasks: int = 200
     select_samples: int = 4
