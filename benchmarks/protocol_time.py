@@ -1,6 +1,6 @@
 """How long the paper-table protocol takes on this machine, from the stage times of a finished grid.
 
-    python benchmarks/protocol_time.py benchmarks/results/paper_table/dev --seeds 10 --processes 2
+    python benchmarks/protocol_time.py benchmarks/results/paper_table/dev-v9 --seeds 10 --processes 2
 
 Reads every stored cell of the grid folder (its `cells/<key>/*.json`, each with the wall seconds its
 stage took), prints the time per stage (the seed's base pre-training, then each method's cell:
@@ -40,13 +40,17 @@ def stage_times(grid: Path) -> dict[str, list[float]]:
         pre = value.get("pretrain_seconds") or 0.0
         if pre:
             times["pretrain"].append(pre)
-        times[value["method"]].append(wall - pre)
+            # The base's cell is pre-training + its evaluation; a stage-1 model built by an earlier run is
+            # read from the cache, so wall - pre can be negative: the evaluation's own time is what is left.
+            times[value["method"]].append(value.get("eval_seconds", max(0.0, wall - pre)))
+        else:
+            times[value["method"]].append(wall)
     return dict(times)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("grid", type=Path, help="a grid's results folder, e.g. benchmarks/results/paper_table/dev")
+    ap.add_argument("grid", type=Path, help="a grid's results folder, e.g. benchmarks/results/paper_table/dev-v9")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--horizons", default="2,4,8,16")
