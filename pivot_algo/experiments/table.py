@@ -46,7 +46,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -354,7 +353,7 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
         rng = np.random.default_rng(seed)
         pad = int(tokenizer.pad_token_id or 0)
         guard = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
-        guard_cfg = run_config(preset, seed, guard, tmp / "guard")
+        guard_cfg = run_config(preset, seed, guard, tmp)  # evaluation writes nothing under output_dir
         losses: list[float] = []
         cycles: list[dict[str, Any]] = []
         # One cosine cycle; another (from the peak rate again, at most `stage1_cycles` in all) while group A
@@ -379,8 +378,6 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
                           flush=True)
             model.eval()
             cycles.append({"steps": len(losses), "group_a": float(suite_episodes(guard_cfg, policy, guard)["success"])})
-        shutil.rmtree(tmp / "guard", ignore_errors=True)
-        model.eval()
         policy.save(str(tmp))
         (tmp / "pretrain.json").write_text(json.dumps({
             **spec, "seconds": time.perf_counter() - t0, "examples": len(broad), "cycles": cycles,
@@ -420,7 +417,7 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
             group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
         select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
         select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 2))
-        select_cfg = run_config(preset, seed, select, tmp / "select")
+        select_cfg = run_config(preset, seed, select, tmp)  # evaluation writes nothing under output_dir
         rng = np.random.default_rng([seed, 2])
         eval_seconds = 0.0
 
@@ -469,23 +466,23 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         # changes), so the base is the best checkpoint over the whole curve (`better`), not only the last.
         opt = torch.optim.AdamW(model.parameters(), lr=preset.exposure_lr)
         model.train()
-        curve = [check(0)]
-        chosen, state = curve[0], copy.deepcopy(model.state_dict())
         losses: list[float] = []
         n_b = max(1, round(preset.pretrain_batch * preset.exposure_share))
         step = 0
-        while not (eligible(curve[-1]) and curve[-1]["success"] >= preset.base_target) and step < preset.exposure_steps:
-            for _ in range(min(preset.select_every, preset.exposure_steps - step)):
-                batch = _sample(rng, exposure, n_b) + _sample(rng, broad, preset.pretrain_batch - n_b)
-                losses.append(_sft_step(model, opt, batch, pad))
-                step += 1
-            curve.append(check(step))
-            if better(curve[-1], chosen):
-                chosen, state = curve[-1], copy.deepcopy(model.state_dict())
-        turn_rollouts.close()
-        turn_env.close()
+        try:
+            curve = [check(0)]
+            chosen, state = curve[0], copy.deepcopy(model.state_dict())
+            while not (eligible(curve[-1]) and curve[-1]["success"] >= preset.base_target) and step < preset.exposure_steps:
+                for _ in range(min(preset.select_every, preset.exposure_steps - step)):
+                    batch = _sample(rng, exposure, n_b) + _sample(rng, broad, preset.pretrain_batch - n_b)
+                    losses.append(_sft_step(model, opt, batch, pad))
+                    step += 1
+                curve.append(check(step))
+                if better(curve[-1], chosen):
+                    chosen, state = curve[-1], copy.deepcopy(model.state_dict())
+        finally:
+            close_rollouts(turn_rollouts)
         model.load_state_dict(state)
-        shutil.rmtree(tmp / "select", ignore_errors=True)
         model.eval()
         policy.save(str(tmp))
         turns = {op: round(v, 2) for op, v in chosen["turns"].items()}
