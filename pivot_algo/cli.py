@@ -1,4 +1,4 @@
-"""`pivotrl profile|train|eval|run --config preset.yaml [key=value ...]`, `pivotrl table ...`, `pivotrl sandbox gc`.
+"""`pivotrl profile|train|eval|run --config preset.yaml [key=value ...]`, `pivotrl data ...`, `pivotrl table ...`, `pivotrl sandbox gc`.
 
 A preset (see pivot_algo/presets/) names the env, the model, the data split and every stage's
 settings; `key=value` overrides any entry by its dotted path (values are parsed as YAML, e.g.
@@ -29,7 +29,7 @@ from pivot_algo.algorithms.base import ConfigError
 from pivot_algo.config import RunConfig, load_config
 from pivot_algo.pipeline import COMMANDS, NoPivotsError
 from pivot_algo.plugins import load_plugins
-from pivot_envs.errors import TrajectoryError
+from pivot_envs.errors import BackendRequiredError, TrajectoryError
 
 __all__ = ["COMMANDS", "load_config", "main"]  # load_config: the preset tree (kept importable from here)
 
@@ -47,7 +47,8 @@ STAGE_HELP = {"profile": "profile pivots of the start policy (training and held-
               "train": "train the preset's `algo` from `model` (profiling first when it needs pivots)",
               "eval": "evaluate `model` on the held-out split",
               "run": "SFT vs PivotRL from one start on the same trajectories, both evaluated"}
-OTHER_HELP = {"table": "the paper's claims in miniature (pivot_algo/experiments/table.py; `pivotrl table -h`)",
+OTHER_HELP = {"data": "bring your own data: `pivotrl data convert|validate|stats` (`pivotrl data -h`)",
+              "table": "the paper's claims in miniature (pivot_algo/experiments/table.py; `pivotrl table -h`)",
               "sandbox": "sandbox maintenance: `pivotrl sandbox gc [--backend all|docker|local]`"}
 
 
@@ -72,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:  # `pivotrl sandbox gc`: maintenance, not a training stage
         return _sandbox_command(argv[1:])
+    if argv[:1] == ["data"]:  # `pivotrl data convert|validate|stats`: trajectory files, no preset
+        from pivot_algo.data_cli import main as data_main
+
+        return data_main(argv[1:])
     if argv[:1] == ["table"]:  # `pivotrl table --preset ci|dev|full`: the paper-table grid, its own options
         return _table_command(argv[1:])
     if not argv or argv[0] not in COMMANDS:  # -h, nothing, or an unknown command: the overview says what exists
@@ -92,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:  # bad preset or override: the message says what to fix
         print(f"pivotrl {command}: config error: {e}", file=sys.stderr)
         return 2
-    except TrajectoryError as e:  # bad data: the message names the file, line and field
+    except (TrajectoryError, BackendRequiredError) as e:  # bad data (file, line, field) or data the env cannot run
         print(f"pivotrl {command}: data error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -52,6 +52,12 @@ class ImageNotFoundError(SandboxError):
     """A sandbox image is missing. The message says which command builds it."""
 
 
+class BackendRequiredError(PivotError, ValueError):
+    """The data has no executable backend and the requested mode or verifier needs one (e.g.
+    `verifier="execution"` on backend-free tool-use trajectories). The message names the trajectory
+    and what works instead."""
+
+
 class EnvStateError(PivotError, RuntimeError):
     """An env method was called in the wrong order (e.g. `step` before `reset`)."""
 

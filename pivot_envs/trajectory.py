@@ -146,6 +146,17 @@ def _fail(msg: str, line: int | None, field: str, source: str | None) -> NoRetur
     raise TrajectoryError(msg, line=line, field=field, source=source)
 
 
+def _is_json_object(arguments: str | dict) -> bool:
+    if isinstance(arguments, dict):
+        return True
+    if not arguments.strip():
+        return True  # no arguments
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except json.JSONDecodeError:
+        return False
+
+
 def validate_record(rec: Any, *, line: int | None = None, source: str | None = None) -> Trajectory:
     """Check one raw record and return a Trajectory. Errors name the line and the field."""
     if not isinstance(rec, dict):
@@ -166,6 +177,7 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
             _fail("must look like {'type': 'function', 'function': {'name': ..., 'parameters': {...}}}",
                   line, f"tools[{i}]", source)
     msgs = rec["messages"]
+    tool_names = sorted(t["function"]["name"] for t in tools)
     n_assistant = 0
     for i, m in enumerate(msgs):
         f = f"messages[{i}]"
@@ -192,6 +204,13 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
                 if not isinstance(fn.get("arguments", {}), (str, dict)):
                     _fail("arguments must be a JSON string or an object", line,
                           f"{f}.tool_calls[{j}].function.arguments", source)
+                where = f"trajectory {rec['id']!r} turn {n_assistant - 1}"
+                if fn["name"] not in tool_names:
+                    _fail(f"{where} calls {fn['name']!r}, which is not in its tools {tool_names}: add the tool's "
+                          "schema to 'tools' or fix the name", line, f"{f}.tool_calls[{j}].function.name", source)
+                if not _is_json_object(fn.get("arguments", {})):
+                    _fail(f"{where}: the arguments of {fn['name']!r} are not a JSON object (the demonstration "
+                          "could never match itself)", line, f"{f}.tool_calls[{j}].function.arguments", source)
         elif role == "tool" and not isinstance(content, str):
             _fail("a tool message needs string content", line, f + ".content", source)
     if n_assistant == 0:

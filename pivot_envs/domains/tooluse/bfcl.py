@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pivot_envs.domains.tooluse import backends, messages
+from pivot_envs.domains.tooluse import backends, messages, turns
 from pivot_envs.errors import TrajectoryError
 from pivot_envs.trajectory import Trajectory, iter_jsonl, save_jsonl
 
@@ -412,8 +412,8 @@ def load_suite(categories: Iterable[str] = CATEGORIES, limit: int | None = None,
 
 def bfcl_turn_of(traj: Trajectory, k: int) -> int:
     """BFCL turn index of assistant turn k (k == num_turns: one past the last turn)."""
-    steps = traj.task["turn_of_step"]
-    return steps[k] if k < len(steps) else len(traj.task["user_turns"])
+    steps = turns.turn_of_step(traj)
+    return steps[k] if k < len(steps) else len(turns.user_turns(traj))
 
 
 def available_functions(traj: Trajectory, bfcl_turn: int) -> list[str]:

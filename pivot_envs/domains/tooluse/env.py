@@ -28,6 +28,16 @@ miss_func entries the held-out functions appear only from the turn that adds the
   checker); after a turn whose ground truth is empty the agent must not have called anything. 1 when
   every turn passes and all turns were finished, else 0 (`info["turn_checks"]`).
 
+## Backend-free data
+Tool-use trajectories from anywhere (chat JSONL, ShareGPT, NeMo-Gym rows: `pivot_envs/formats/`) with
+any tool schemas and no executable backend: their task has no `involved_classes`, and everything
+BFCL records in the task (`user_turns`, `turn_of_step`, `message_turns`, `defaults`) is derived from
+`messages` and the tools' JSON schemas (`turns.py`). Pivot mode judges without execution (`canonical`,
+which `functional` reduces to, `paper`, `exact`; `execution` is refused with `BackendRequiredError`).
+Episode mode follows the demonstration: an action the verifier accepts at the demonstration's next
+turn gets that turn's recorded tool outputs (or the next user message), the first one it rejects
+ends the agent's chance; reward 1 when the agent reaches the demonstration's end.
+
 ## Starting State
 The backends after replaying the demonstration's calls 0..k-1 on fresh instances built from the entry's
 `initial_config` (states are pickled and cached by (task, hash of actions 0..k-1), so a warm reset is a
@@ -63,7 +73,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pivot_envs.base_env import PivotEnv
-from pivot_envs.domains.tooluse import bfcl
+from pivot_envs.domains.tooluse import bfcl, turns
 from pivot_envs.domains.tooluse.backends import (
     ERROR_PREFIX,
     BackendWorker,
@@ -74,8 +84,8 @@ from pivot_envs.domains.tooluse.backends import (
 )
 from pivot_envs.domains.tooluse.messages import MessageTurn, message_turn, schema_words
 from pivot_envs.domains.tooluse.verifier import make_verifier
-from pivot_envs.errors import ReplayError, SandboxError
-from pivot_envs.parsing import ParsedAction
+from pivot_envs.errors import BackendRequiredError, ReplayError, SandboxError
+from pivot_envs.parsing import ParsedAction, parse_action
 from pivot_envs.trajectory import Trajectory, action_hash
 from pivot_envs.verdict import Verdict
 
@@ -143,6 +153,7 @@ class ToolUseState:
     calls_this_turn: int = 0
     turn_checks: list[dict] = dataclasses.field(default_factory=list)
     finished: bool = False
+    off_script: str | None = None  # backend-free episodes: why the agent left the demonstration
     _ref: dict[str, RunResult] = dataclasses.field(default_factory=dict)
 
     # --- what the verifier reads (verifier.ToolUseStateLike) ---
@@ -152,7 +163,11 @@ class ToolUseState:
 
     @property
     def defaults(self) -> dict[str, dict[str, Any]]:
-        return self.traj.task.get("defaults", {})
+        return self.env.defaults_of(self.traj)
+
+    @property
+    def has_backend(self) -> bool:
+        return turns.has_backend(self.traj)
 
     @property
     def allowed(self) -> list[str]:
@@ -160,7 +175,7 @@ class ToolUseState:
 
     @property
     def message_kind(self) -> str | None:
-        return self.traj.task.get("message_turns", {}).get(str(self.k))
+        return turns.message_kind(self.traj, self.k)
 
     @property
     def message_turn(self) -> MessageTurn:
@@ -208,7 +223,21 @@ class ToolUseEnv(PivotEnv):
         self._specs: dict[str, Spec] = {}
         self._tool_maps: dict[str, dict[str, dict]] = {}
         self._message_turns: dict[tuple[str, int], MessageTurn] = {}
+        self._defaults: dict[str, dict[str, dict[str, Any]]] = {}
         super().__init__(trajectories, **kwargs)
+        self._check_backend_free()
+
+    def _check_backend_free(self) -> None:
+        """Backend-free trajectories (no `task["involved_classes"]`) can only be judged, never run: say so
+        at construction rather than at the first verdict."""
+        free = next((t for t in self.trajectories if not turns.has_backend(t)), None)
+        if free is None:
+            return
+        if self.verifier.name == "execution":
+            raise BackendRequiredError(
+                f"verifier='execution' runs both actions on the tool backends, and trajectory {free.id!r} has none "
+                "(its task names no involved_classes): use verifier='canonical', 'paper' or 'exact' (or the "
+                "default 'functional', which is canonical on backend-free data), or give the task a backend")
 
     # ------------------------------------------------------------------ helpers
     def default_trajectories(self) -> list[Trajectory | dict]:
@@ -229,11 +258,17 @@ class ToolUseEnv(PivotEnv):
             self._tool_maps[traj.id] = {t["function"]["name"]: t for t in traj.tools}
         return self._tool_maps[traj.id]
 
+    def defaults_of(self, traj: Trajectory) -> dict[str, dict[str, Any]]:
+        """{function: {parameter: default}}: the task's table over the tools' JSON-schema defaults."""
+        if traj.id not in self._defaults:
+            self._defaults[traj.id] = turns.defaults(traj)
+        return self._defaults[traj.id]
+
     def message_turn_of(self, traj: Trajectory, k: int) -> MessageTurn:
         """What the message rules need at turn k (cached per trajectory and turn)."""
         key = (traj.id, k)
         if key not in self._message_turns:
-            kind = traj.task.get("message_turns", {}).get(str(k))
+            kind = turns.message_kind(traj, k)
             targets = traj.task.get("clarify_targets", {}).get(str(k))
             self._message_turns[key] = message_turn(traj.messages, traj.assistant_indices[k], kind, traj.tools,
                                                     targets, self.schema_vocabulary)
@@ -256,6 +291,8 @@ class ToolUseEnv(PivotEnv):
     def state_at(self, traj: Trajectory, k: int) -> tuple[bytes, dict[str, str]]:
         """Pickled backend state after the demonstration's actions 0..k-1 (cached; a miss replays from
         the nearest cached earlier turn and caches every state on the way)."""
+        if not turns.has_backend(traj):  # nothing to run: the state is the conversation itself
+            return b"", {}
         hit = self.snapshots.get(self.snapshot_key(traj, k))
         if hit is not None:
             return hit
@@ -305,6 +342,8 @@ class ToolUseEnv(PivotEnv):
         return self.verifier.judge(state, action, reference)
 
     def execute(self, state: ToolUseState, action: ParsedAction) -> list[dict]:
+        if not turns.has_backend(state.traj):
+            return self._follow_demonstration(state, action)
         calls = [(c.name, c.arguments) for c in action.tool_calls]
         self.costs.rollout_turns += 1
         try:
@@ -318,18 +357,59 @@ class ToolUseEnv(PivotEnv):
         return [{"role": "tool", "tool_call_id": c.id or f"call_{i}", "name": c.name, "content": out}
                 for i, (c, out) in enumerate(zip(action.tool_calls, outputs))]
 
+    # ------------------------------------------------------------------ backend-free episodes
+    # Nothing can run, so an episode follows the demonstration: a step the verifier judges equivalent
+    # to the demonstration's next action gets that action's recorded tool outputs (or, for a message,
+    # the next user message); the first step that is not ends the agent's chances (reward 0).
+    def _on_script(self, state: ToolUseState, action: ParsedAction) -> bool:
+        if state.off_script is not None:
+            return False
+        if state.k >= state.traj.num_turns:
+            state.off_script = "the demonstration had already ended"
+            return False
+        verdict = self.verifier.judge(state, action, state.traj.reference(state.k))
+        if not verdict.equivalent:
+            state.off_script = f"turn {state.k}: {verdict.reason}"
+        return verdict.equivalent
+
+    def _follow_demonstration(self, state: ToolUseState, action: ParsedAction) -> list[dict]:
+        if self._on_script(state, action):
+            outputs = [m["content"] for m in state.traj.tool_outputs_after(state.k)]
+            state.k += 1
+        else:
+            refused = f"{ERROR_PREFIX}this call differs from the demonstration and the data has no backend to run it"
+            outputs = [refused] * len(action.tool_calls)
+        outputs += [""] * (len(action.tool_calls) - len(outputs))
+        return [{"role": "tool", "tool_call_id": c.id or f"call_{i}", "name": c.name, "content": out}
+                for i, (c, out) in enumerate(zip(action.tool_calls, outputs))]
+
+    def _next_demonstration_user(self, state: ToolUseState) -> str | None:
+        action = parse_action(self._messages[-1])
+        if not self._on_script(state, action):
+            state.finished = True
+            return None
+        traj, state.k = state.traj, state.k + 1
+        if state.k >= traj.num_turns:
+            state.finished = True
+            return None
+        between = traj.messages[traj.assistant_indices[state.k - 1] + 1: traj.assistant_indices[state.k]]
+        return "\n".join(m.get("content") or "" for m in between if m["role"] == "user") or "Go on."
+
     def next_user_message(self, state: ToolUseState) -> str | None:
+        if not turns.has_backend(state.traj):
+            return self._next_demonstration_user(state)
         state.turn_checks.append(self._check_turn(state, state.bfcl_turn))
         state.bfcl_turn += 1
         state.calls_this_turn = 0
-        if state.bfcl_turn >= len(state.traj.task["user_turns"]):
+        user_turns = turns.user_turns(state.traj)
+        if state.bfcl_turn >= len(user_turns):
             state.finished = True
             return None
-        return "\n".join(m["content"] for m in state.traj.task["user_turns"][state.bfcl_turn])
+        return "\n".join(m["content"] for m in user_turns[state.bfcl_turn])
 
     def _turn_end_step(self, traj: Trajectory, t: int) -> int:
         """Assistant index right after BFCL turn t's closing message."""
-        steps = traj.task["turn_of_step"]
+        steps = turns.turn_of_step(traj)
         return max(i for i, s in enumerate(steps) if s == t) + 1
 
     def _check_turn(self, state: ToolUseState, t: int) -> dict:
@@ -353,6 +433,11 @@ class ToolUseEnv(PivotEnv):
         return {"turn": t, "ok": True, "reason": "state and responses match"}
 
     def episode_reward(self, state: ToolUseState) -> tuple[float, dict]:
+        if not turns.has_backend(state.traj):
+            ok = state.finished and state.off_script is None
+            reason = ("the agent followed the demonstration to its end" if ok else state.off_script
+                      or "episode ended before the demonstration's last turn")
+            return float(ok), {"success": ok, "reason": reason, "failure_kind": None}
         ok = state.finished and all(c["ok"] for c in state.turn_checks)
         reason = ("all turns passed" if ok else "episode ended before the last user turn" if not state.finished
                   else next(f"turn {c['turn']}: {c['reason']}" for c in state.turn_checks if not c["ok"]))

@@ -4,8 +4,8 @@ Five named verifiers (`make_verifier(name)`), all `judge(state, action, referenc
 
 - `canonical`: tool calls compared after canonicalisation against the tool schema:
   * tool names equal; argument order irrelevant; parallel calls of one turn compared as a multiset;
-  * optional parameters that are omitted take their default (doc default, else the backend's Python
-    signature default), so an explicit default equals an omitted one;
+  * optional parameters that are omitted take their default (the task's `defaults` table, else the
+    tool schema's JSON-schema `default`), so an explicit default equals an omitted one;
   * lossless coercions the schema allows: `number` params accept ints (5 -> 5.0) and numeric strings
     ("2.5" -> 2.5); `integer` params accept integral floats (5.0 -> 5) and integer strings ("5" -> 5);
     `boolean` params accept "true"/"false" (any case). Nothing is ever coerced *to* a string ("5" vs 5
@@ -18,7 +18,8 @@ Five named verifiers (`make_verifier(name)`), all `judge(state, action, referenc
   equivalent calls that look different (`ls(a=False)` vs `ls()`, `cd('temp')` in one spelling or
   another).
 - `functional` (default): canonical, and when that says "different", execution. `Verdict.method` says
-  which check decided.
+  which check decided. On backend-free trajectories (no `task["involved_classes"]`, see `turns.py`)
+  it is canonical alone; `execution` on them is refused when the env is built.
 - `paper`: the PivotRL paper's rule (see reference/paper-notes.md): exact tool name; recursive argument
   comparison (same dict keys, same list lengths, floats within 1e-6, other scalars exact, strings of 2+
   words by bag-of-words overlap |common| / (|expected| + |actual|) >= 0.1, shorter strings exact);
@@ -96,8 +97,15 @@ def _is_number(v: Any) -> bool:
 
 
 def canonical_value(value: Any, schema: dict) -> Any:
-    """Coerce `value` to the schema's type where that is lossless (rules in the module docstring)."""
+    """Coerce `value` to the schema's type where that is lossless (rules in the module docstring). A
+    union of types (`["integer", "null"]`) takes the first type the coerced value satisfies."""
     typ = schema.get("type")
+    if isinstance(typ, list):
+        for one in typ:
+            cv = canonical_value(value, {**schema, "type": one})
+            if _type_ok(cv, {"type": one}):
+                return cv
+        return value
     if typ == "number":
         if isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -126,6 +134,8 @@ def _type_ok(value: Any, schema: dict) -> bool:
     typ = schema.get("type")
     if value is None or typ is None:
         return True
+    if isinstance(typ, list):
+        return any(_type_ok(value, {"type": one}) for one in typ)
     return {"number": _is_number(value), "integer": isinstance(value, int) and not isinstance(value, bool),
             "boolean": isinstance(value, bool), "string": isinstance(value, str), "array": isinstance(value, list),
             "object": isinstance(value, dict)}.get(typ, True)
@@ -343,7 +353,7 @@ class FunctionalVerifier(ToolUseVerifier):
 
     def compare(self, state, sampled, ref_calls):
         v = self._canonical.compare(state, sampled, ref_calls)
-        if v.equivalent:
+        if v.equivalent or not getattr(state, "has_backend", True):  # backend-free data: nothing to execute
             return v
         e = self._execution.compare(state, sampled, ref_calls)
         if not e.equivalent and not e.masked:
