@@ -62,7 +62,13 @@ BUILD_TIMEOUT_S = 1800
 
 
 class ImageBuildError(RuntimeError):
-    """An image could not be built. The message names the failing command and its output tail."""
+    """An image could not be built. The message names the failing command and its output tail;
+    `output` holds the command's whole output (a refusal that quotes only the tail can lose the
+    line that says why)."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +101,8 @@ def _run(cmd: list[str], *, timeout: float, stdin: bytes | None = None,
     except subprocess.TimeoutExpired as e:
         raise ImageBuildError(f"`{' '.join(cmd[:4])} ...` ran longer than {timeout:.0f} s") from e
     if check and proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).decode(errors="replace")[-3000:]
-        raise ImageBuildError(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{tail}")
+        output = (proc.stdout + proc.stderr).decode(errors="replace")
+        raise ImageBuildError(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{output[-3000:]}", output)
     return proc
 
 
@@ -140,8 +146,10 @@ def image_present_or_pullable(name: str) -> bool:
 
 def docker_build(context: Path, tag: str, *, dockerfile: Path | None = None,
                  build_args: dict[str, str] | None = None) -> None:
-    """`docker build` with the given context/Dockerfile/args; raises ImageBuildError on failure."""
-    cmd = ["docker", "build", "-t", tag]
+    """`docker build` with the given context/Dockerfile/args; raises ImageBuildError on failure.
+    `--force-rm`: the classic builder keeps the container of a failed step (`Exited (1)`, one more
+    on every retry) unless asked to remove intermediate containers always."""
+    cmd = ["docker", "build", "--force-rm", "-t", tag]
     if dockerfile is not None:
         cmd += ["-f", str(dockerfile)]
     for key, value in (build_args or {}).items():

@@ -145,6 +145,15 @@ class SandboxBackend(abc.ABC):
     """Creates sandboxes and forks snapshots. One backend object per process is enough."""
 
     name: str = ""
+    # The longest limit one `exec` accepts (None: no ceiling). Callers with longer declared limits
+    # (e.g. a task's verifier timeout) clamp to it and say so, rather than fail on a ValueError.
+    max_exec_timeout_s: float | None = None
+
+    def image_identity(self, image: str | None) -> str:
+        """What identifies the contents of `image` now. Snapshot cache keys use it: keyed by the name,
+        an image rebuilt under the same tag in one process served the snapshots of the old one.
+        Backends with mutable image names (docker tags) return the image ID; the default is the name."""
+        return image or ""
 
     def __deepcopy__(self, memo: dict) -> SandboxBackend:
         # A backend is a handle to shared external resources (a daemon, mounts); `gym.make` deep-copies

@@ -751,6 +751,18 @@ class DockerBackend(SandboxBackend):
 
     # ------------------------------------------------------------------ contract
 
+    max_exec_timeout_s = MAX_EXEC_TIMEOUT_S
+
+    def image_identity(self, image: str | None) -> str:
+        """The image ID `image` (default: the backend's image) names now, so that snapshots of an image
+        rebuilt under the same tag are not served for the new one; the name when it is missing
+        (`create` then says so)."""
+        name = image or self.image
+        try:
+            return str(self.client.api.inspect_image(name)["Id"])
+        except self._docker.errors.ImageNotFound:
+            return name
+
     def create(self, image: str | None = None, *, workdir: str = "/app",
                limits: SandboxLimits | None = None) -> DockerSandbox:
         return self._sandbox_for(_Spec(image or self.image, workdir, limits or self.limits),

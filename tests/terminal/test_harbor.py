@@ -509,7 +509,8 @@ def test_folder_cli_summary_and_resume(docker_backend, tmp_path):
     for name in BEFORE_BUILD:
         shutil.copytree(WILD_DIR / name, src / "nested" / name)
     out = tmp_path / "out" / "tasks.jsonl"
-    cmd = [sys.executable, "-m", "pivot_envs.domains.terminal.harbor", "convert", str(src), "--out", str(out), "-q"]
+    cmd = [sys.executable, "-m", "pivot_envs.domains.terminal.harbor", "convert", str(src), "--out", str(out), "-q",
+           "--internet-tasks", "refuse"]  # allow_internet refused before any build (the default builds and runs it)
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, first.stderr
     assert "| refused | 2 |" in first.stdout and "needs_network: " in first.stdout

@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--backend", default="docker", help="sandbox backend (task images need docker)")
     conv.add_argument("--fallback-base", default=None,
                       help="image that replaces FROM images that cannot be pulled (default: the sandbox base)")
-    conv.add_argument("--internet-tasks", choices=("refuse", "offline"), default="refuse",
-                      help="tasks declaring allow_internet = true: refuse (default) or convert if they pass offline")
+    conv.add_argument("--internet-tasks", choices=("refuse", "offline"), default="offline",
+                      help="tasks declaring allow_internet = true: convert offline, kept (flagged declares_internet) "
+                           "only when they pass offline (default), or refuse them before any build")
     conv.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished tasks")
     conv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

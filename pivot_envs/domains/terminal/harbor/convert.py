@@ -7,12 +7,20 @@ Outcomes of `convert_task` (also the columns of the folder summary):
   placeholder assistant turn, and `task["episode_only"] = True`: usable with `mode="episode"` at turn 0
   (evaluation, E2E-RL), not as a demonstration.
 * refused (`TaskRefusedError`, with a `kind`): the tests pass on the initial state (a free reward), the
-  tests or the solution need the network, the task declares `allow_internet = true`, the solution
-  fails its own tests, the image does not build, or the folder is malformed.
+  tests or the solution need the network, the task declares `allow_internet = true` and does not pass
+  offline, the solution fails its own tests, the image does not build, or the folder is malformed.
+  The message keeps the whole reason (the failing step's or the test's full output, the build log):
+  the status file of a folder conversion stores it as it is.
 
 `allow_internet = true` means, in Harbor, that the agent may use the network. Sandboxes here never
-have network at run time, so such a task is refused by default; `internet_tasks="offline"` converts
-it anyway when it passes offline, flagged `declares_internet`.
+have network at run time, so such a task is converted offline (the default, `internet_tasks="offline"`)
+and kept only when its solution passes its tests that way; the record is then flagged
+`declares_internet` (`task["flags"]`). `internet_tasks="refuse"` refuses them before any build.
+
+Timeouts: a task may declare more time than one sandbox command may take (a backend's
+`max_exec_timeout_s`, 3540 s for docker). The test's limit is then clamped to that ceiling, and the
+record says so (`task["timeouts_clamped"]`: declared and used seconds), instead of failing the
+conversion.
 """
 
 from __future__ import annotations
@@ -82,12 +90,28 @@ def offline_plan(task: HarborTask) -> OfflinePlan:
     return plan.with_solution(task.solution) if task.solution is not None else plan
 
 
-def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None = None) -> dict[str, Any]:
-    """The trajectory's `task` field for a converted task."""
+def clamped_timeouts(task: HarborTask, max_exec_timeout_s: float | None) -> dict[str, dict[str, float]]:
+    """The task's per-command limits that exceed the backend's ceiling for one command, as
+    {field: {"declared": s, "used": ceiling}}. Public tasks give their verifier up to an hour
+    (3600 s) while docker's ceiling is 3540 s; the conversion failed with a raw ValueError from the
+    backend. The agent's total budget (`agent_timeout_s`) is no per-command limit and is kept."""
+    if max_exec_timeout_s is None:
+        return {}
+    declared = {"timeout_s": task.limits.timeout_s, "test_timeout_s": task.test_timeout_s}
+    return {k: {"declared": v, "used": float(max_exec_timeout_s)} for k, v in declared.items() if v > max_exec_timeout_s}
+
+
+def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None = None, *,
+                 max_exec_timeout_s: float | None = None) -> dict[str, Any]:
+    """The trajectory's `task` field for a converted task; limits above `max_exec_timeout_s` (the
+    backend's ceiling for one command) are clamped to it and listed in `timeouts_clamped`."""
     plan = plan if plan is not None else offline_plan(task)
+    clamped = clamped_timeouts(task, max_exec_timeout_s)
     return {
         "image": image, "workdir": task.workdir, "setup": "", "test": test_script(task, plan),
-        "timeout_s": task.limits.timeout_s, "test_timeout_s": task.test_timeout_s,
+        "timeout_s": clamped.get("timeout_s", {}).get("used", task.limits.timeout_s),
+        "test_timeout_s": clamped.get("test_timeout_s", {}).get("used", task.test_timeout_s),
+        **({"timeouts_clamped": clamped} if clamped else {}),
         "agent_timeout_s": task.agent_timeout_s, "instruction": task.instruction,
         "limits": {"cpus": task.limits.cpus, "memory_mb": task.limits.memory_mb},
         "source": {"format": task.layout, "name": task.name, "content_hash": task.content_hash()[:16],
@@ -136,7 +160,10 @@ def build_image(task: HarborTask, fallback_base: str | None = None, *, plan: Off
             (Path(context) / "Dockerfile").write_text(task.generated_dockerfile)
             return builder.build_task_image(context, tag, base, force=force, extra_lines=plan.dockerfile_lines())
     except builder.ImageBuildError as e:
-        raise TaskRefusedError(f"{task.path}: the image does not build: {e}", kind="image_build_failed") from None
+        log = getattr(e, "output", "")  # the whole build log: the message keeps only its tail
+        raise TaskRefusedError(f"{task.path}: the image does not build: {e}"
+                               + (f"\nWhole build output:\n{log}" if log and log not in str(e) else ""),
+                               kind="image_build_failed") from None
 
 
 def _refuse_initial_pass(task: HarborTask, initial_passed: bool | None) -> None:
@@ -152,14 +179,15 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
     without a solution gives its episode-only record. Raises TaskRefusedError (see the module doc)."""
     plan = plan if plan is not None else offline_plan(task)
     be = make_backend(backend) if isinstance(backend, str) else backend
-    task_dict = to_task_dict(task, image, plan)
+    task_dict = to_task_dict(task, image, plan, max_exec_timeout_s=be.max_exec_timeout_s)
+    limits = dataclasses.replace(task.limits, timeout_s=task_dict["timeout_s"])
     parsed = split_solution(task.solution) if task.solution is not None else None
     if parsed is not None and not parsed.steps:
         raise TaskRefusedError(f"{task.path}: the solution has no commands", kind="invalid_task")
     commands = parsed.steps if parsed is not None else []
-    recording = record_commands(be, image, workdir=task.workdir, limits=task.limits, commands=commands,
+    recording = record_commands(be, image, workdir=task.workdir, limits=limits, commands=commands,
                                 test=task_dict["test"], env=task_dict.get("env"), task_id=task.name,
-                                test_timeout_s=task.test_timeout_s,
+                                test_timeout_s=task_dict["test_timeout_s"],
                                 check_initial=check_initial and parsed is not None,
                                 stop_on_error=bool(parsed and parsed.stop_on_error))
     initial_passed = None if recording.initial_test is None else recording.initial_test.ok
@@ -174,12 +202,16 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
         return ConvertedTask(traj, initial_passed, [], "episode_only")
     if recording.stopped_at is not None or not recording.final_test.ok:
         k = recording.stopped_at
-        what = (f"solution step {k} failed under set -e:\n$ {commands[k]}\n{recording.outputs[k][-1500:]}"
-                if k is not None else f"the tests fail after the solution ran:\n{recording.test_output[-3000:]}")
+        # The whole output: the line that says why ("Failed to download ...") is often far from the end.
+        what = (f"solution step {k} failed under set -e:\n$ {commands[k]}\n{recording.outputs[k]}"
+                if k is not None else f"the tests fail after the solution ran:\n{recording.test_output}")
         text = "\n".join(recording.outputs) + recording.test_output
         kind = "needs_network" if _NETWORK_FAILURE_RE.search(text) else "solution_fails"
         hint = (" The output shows a network access; sandboxes have none at run time." if kind == "needs_network"
                 else "")
+        if task.allow_internet:
+            kind, hint = "declares_internet", (" The task declares [environment] allow_internet = true and does not "
+                                               "pass offline (sandboxes have no network at run time)." + hint)
         raise TaskRefusedError(f"{task.path}: {what}{hint}", kind=kind)
     flags = ("declares_internet",) if task.allow_internet else ()
     if flags:
@@ -191,8 +223,10 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
 
 
 def convert_task(path: str | Path, backend: SandboxBackend | str = "docker", *, fallback_base: str | None = None,
-                 check_initial: bool = True, internet_tasks: str = "refuse") -> ConvertedTask:
-    """Read a task folder, plan its offline tests, build its image and record its solution."""
+                 check_initial: bool = True, internet_tasks: str = "offline") -> ConvertedTask:
+    """Read a task folder, plan its offline tests, build its image and record its solution.
+    `internet_tasks`: "offline" (default) converts `allow_internet = true` tasks when they pass
+    offline, flagged `declares_internet`; "refuse" refuses them before any build."""
     if internet_tasks not in ("refuse", "offline"):
         raise ValueError(f"internet_tasks must be 'refuse' or 'offline', got {internet_tasks!r}")
     try:
@@ -201,9 +235,9 @@ def convert_task(path: str | Path, backend: SandboxBackend | str = "docker", *, 
         raise TaskRefusedError(str(e), kind="invalid_task") from None
     if task.allow_internet and internet_tasks == "refuse":
         raise TaskRefusedError(f"{task.path}: task.toml declares [environment] allow_internet = true, but sandboxes "
-                               "here never have network at run time; pass internet_tasks='offline' (CLI: "
-                               "--internet-tasks offline) to convert it anyway if it passes offline",
-                               kind="declares_internet")
+                               "here never have network at run time, and internet_tasks='refuse' was asked for; the "
+                               "default (internet_tasks='offline', CLI: --internet-tasks offline) converts it when it "
+                               "passes offline", kind="declares_internet")
     try:
         plan = offline_plan(task)
         if task.solution is not None:

@@ -7,7 +7,8 @@ task.yaml (task folders are not searched further), converts each (convert.py) an
 * `OUT` minus `.jsonl` plus `.episode_only.jsonl` — the episode-only records (`task.episode_only`, a
   placeholder assistant turn): for `mode="episode"` (evaluation, E2E-RL), never as demonstrations;
 * `OUT` minus `.jsonl` plus `.status.jsonl` — one line per finished task: name, folder, content hash,
-  outcome (converted / episode_only / refused), refusal kind and reason, seconds.
+  outcome (converted / episode_only / refused), refusal kind and the whole reason (the table shows
+  its start), seconds.
 
 All are appended and flushed after every task. A run that is killed and started again with the same
 `out` skips every task whose folder content has not changed since this version of the converter (a
@@ -86,7 +87,9 @@ class FolderReport:
         lines += ["", "| task | outcome | steps | reason |", "|---|---|---|---|"]
         for o in self.outcomes:
             reason = o.reason.replace("\n", " ").replace("|", "/")
-            reason = (f"{o.kind}: " if o.kind else "") + (reason[:160] + "..." if len(reason) > 160 else reason)
+            # the table shows the start; the status file keeps the whole reason
+            reason = (f"{o.kind}: " if o.kind else "") + (reason[:160] + "... (whole reason: status file)"
+                                                          if len(reason) > 160 else reason)
             if o.flags:
                 reason = (reason + " " if reason else "") + "flags: " + ", ".join(o.flags)
             lines.append(f"| {o.name} | {o.status.replace('_', '-')}{' (resumed)' if o.resumed else ''} | "

@@ -20,6 +20,11 @@ other host. So `plan_test_dependencies` reads the test scripts and returns an `O
 
 Python packages the solution itself installs (`pip install ...` in solve.sh) are downloaded into the
 wheelhouse as well, and every command of the task runs with pip/uv pointed at it (`command_env`).
+Debian packages the solution installs (`apt-get update && apt-get install -y ...`) are installed into
+the image at build time, so its apt lines find them installed and succeed offline.
+
+Install lines are read word by word as the shell reads them (`shell_words`): quotes removed,
+redirections such as `2>/dev/null` and comments left out.
 
 What still needs a host at test time (`curl`/`wget` of another URL, `git clone`, `pip install
 git+https://...`, `npm`/`npx`, `cargo install`, ...) is a `TestsNeedNetworkError` naming the command.
@@ -39,6 +44,11 @@ OFFLINE_ENV = {
     "UV_OFFLINE": "1", "UV_NO_INDEX": "1", "UV_FIND_LINKS": WHEELHOUSE, "UV_PYTHON_DOWNLOADS": "never",
     "UV_PYTHON_PREFERENCE": "only-system",
 }
+
+
+# Sandboxes drop the setuid/setgid capabilities, so apt's switch to its `_apt` user fails ("setgroups
+# 65534 failed") and `apt-get update` exits 100; run apt as root in images whose solution calls it.
+APT_AS_ROOT = "RUN printf 'APT::Sandbox::User \"root\";\\n' > /etc/apt/apt.conf.d/99pivotrl-sandbox"
 
 
 class TestsNeedNetworkError(HarborTaskError):
@@ -64,6 +74,10 @@ class OfflinePlan:
     # wheelhouse too (not installed: the demonstration still installs them), and every command of the
     # task then runs with OFFLINE_ENV so that pip and uv find them there (`command_env`).
     solution_requirements: tuple[str, ...] = ()
+    # What the solution's own `apt-get install` lines name (also in `apt_packages`): the image then lets
+    # apt run as root without switching to its `_apt` user (`APT_AS_ROOT`), so that those lines work in
+    # a sandbox, which has no setuid/setgid capabilities.
+    solution_apt_packages: tuple[str, ...] = ()
 
     @property
     def command_env(self) -> dict[str, str] | None:
@@ -72,9 +86,19 @@ class OfflinePlan:
         return dict(OFFLINE_ENV) if self.solution_requirements else None
 
     def with_solution(self, script: str) -> OfflinePlan:
-        """This plan plus what the solution `script` installs from PyPI."""
+        """This plan plus what the solution `script` installs: Python packages from PyPI (into the
+        wheelhouse) and Debian packages (`apt-get install`, installed into the image at build time).
+
+        Why the apt packages: a solution whose first step is `apt-get update && apt-get install -y jq`
+        failed offline ("Unable to locate package") and the task was refused. With the packages
+        already installed, the step runs unchanged in the sandbox: `apt-get update` only warns
+        without network (exit 0) and `apt-get install` finds every package "already the newest
+        version" (exit 0), so the demonstration keeps its install step as the author wrote it."""
         reqs: list[str] = []
+        apt: list[str] = []
         uses_uv = False
+        for m in _APT_RE.finditer(script):
+            apt.extend(apt_packages(_split(m.group(2), m.group(0))) or [])
         for m in _PIP_RE.finditer(script):
             reqs.extend(_pip_requirements(_split(m.group(2), m.group(0)), {}, m.group(0)))
         for m in _UVX_RE.finditer(script):
@@ -83,10 +107,18 @@ class OfflinePlan:
             if kind != "uv venv":
                 reqs.extend(_uv_tool_requirements(kind, _split(m.group(2), m.group(0)), {}, m.group(0)))
         uses_uv = uses_uv or bool(re.search(r"(?<![\w-])uv[ \t]+pip[ \t]", script))
+        plan = self
+        if apt:
+            new_apt = tuple(p for p in dict.fromkeys(apt) if p not in self.apt_packages)
+            note = (f"solution: apt packages {' '.join(new_apt)} installed at image build (the solution's apt-get "
+                    "lines then find them installed offline)")
+            plan = dataclasses.replace(
+                plan, apt_packages=self.apt_packages + new_apt, solution_apt_packages=tuple(dict.fromkeys(apt)),
+                notes=self.notes + ((note,) if new_apt else ()))
         if not reqs:
-            return self
+            return plan
         return dataclasses.replace(
-            self, python_requirements=tuple(dict.fromkeys(self.python_requirements + tuple(reqs))),
+            plan, python_requirements=tuple(dict.fromkeys(self.python_requirements + tuple(reqs))),
             solution_requirements=tuple(dict.fromkeys(reqs)),
             uv_version=self.uv_version if self.uv_version is not None or not uses_uv else "")
 
@@ -101,7 +133,7 @@ class OfflinePlan:
     def key(self) -> str:
         """What the image build depends on (part of the image's content hash)."""
         return repr((self.apt_packages, self.python_requirements, self.uv_version, self.preinstalled,
-                     self.solution_requirements))
+                     self.solution_requirements) + ((self.solution_apt_packages,) if self.solution_apt_packages else ()))
 
     def dockerfile_lines(self) -> list[str]:
         lines: list[str] = []
@@ -114,6 +146,8 @@ class OfflinePlan:
             lines.append("RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
                          f"--no-install-recommends {' '.join(shlex.quote(p) for p in apt)} "
                          "&& rm -rf /var/lib/apt/lists/*")
+        if self.solution_apt_packages:
+            lines.append(APT_AS_ROOT)
         pip = "PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip"
         if self.uv_version is not None:
             spec = f"uv=={self.uv_version}" if self.uv_version else "uv"
@@ -165,11 +199,63 @@ _SKIP_APT_WORDS = {"install", "add", "update", "upgrade", "-y", "-q", "-qq", "--
                    "--no-install-recommends", "--no-cache", "--assume-yes", "--fix-missing", "--no-upgrade"}
 
 
+# Redirection operators as `shlex` (punctuation_chars) returns them; each takes the next word as its target.
+_REDIRECTIONS = {"<", ">", ">>", ">|", "<>", "<&", ">&", "&>", "&>>", "<<<"}
+
+
+def shell_words(text: str) -> list[str]:
+    """The arguments of one simple command as bash reads them, for finding package names.
+
+    `shlex.split` alone keeps `2>/dev/null` as a word, so `pip install pytest==8.3.5 2>/dev/null`
+    asked PyPI for a package called "2>/dev/null" and the image build failed. Here `shlex` runs with
+    `punctuation_chars`, so operators come out as tokens of their own: a redirection (`>`, `2>`,
+    `>>`, `2>&1`, `&>`, `<`, `<<<`) is dropped together with its target (and the file-descriptor
+    number before it), quotes are removed (`"requests>=2"` stays one word, while an unquoted `a>=1`
+    is, as in bash, `a` redirected to `=1`), `#` comments and line continuations are dropped, and
+    reading stops at the first control operator (`;`, `&&`, `||`, `|`, `&`, parentheses).
+    Raises ValueError for an unclosed quote."""
+    lexer = shlex.shlex(text.replace("\\\n", " "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True  # split on blanks and operators only: `-r`, `a==1`, `x.txt` stay whole
+    words: list[str] = []
+    skip_target = False
+    for token in lexer:
+        if skip_target:
+            skip_target = False
+            continue
+        if token in _REDIRECTIONS:
+            if words and words[-1].isdigit():
+                words.pop()  # `2>file`: the 2 is the redirected descriptor, not an argument
+            skip_target = True
+            continue
+        if token and all(c in lexer.punctuation_chars for c in token):
+            break  # a control operator ends the simple command
+        words.append(token)
+    return words
+
+
 def _split(text: str, what: str) -> list[str]:
     try:
-        return shlex.split(text.replace("\\\n", " "), comments=True)
+        return shell_words(text)
     except ValueError as e:
-        raise HarborTaskError(f"cannot read the arguments of `{what}` in the tests ({e})") from None
+        raise HarborTaskError(f"cannot read the arguments of `{what}` ({e})") from None
+
+
+def apt_packages(words: list[str]) -> list[str] | None:
+    """The packages of an `apt-get|apt|apk` command given its arguments after the program name: a list
+    for `install`/`add`, [] for `update`/`upgrade`/`clean`/`autoremove` (nothing to install), None for
+    anything else (apt-cache, apt-get source, ...: not an install)."""
+    if not words or words[0] not in ("install", "add"):
+        return [] if words and words[0] in ("update", "upgrade", "clean", "autoremove") else None
+    packages, skip_next = [], False
+    for w in words[1:]:
+        if skip_next or w in _SKIP_APT_WORDS:
+            skip_next = False
+            continue
+        if w in ("-o", "-t", "--target-release"):
+            skip_next = True
+        elif not w.startswith("-"):
+            packages.append(w)
+    return packages
 
 
 def _is_url_requirement(req: str) -> bool:
@@ -289,20 +375,10 @@ def plan_test_dependencies(files: dict[str, bytes], scripts: list[str]) -> Offli
         new = _UV_INSTALLER_RE.sub(uv_installer, new)
 
         def apt_line(m: re.Match, rel: str = rel) -> str:
-            rest = m.group(2)
-            words = _split(rest, m.group(0))
-            if words and words[0] in ("install", "add"):
-                skip_next = False
-                for w in words[1:]:
-                    if skip_next or w in _SKIP_APT_WORDS:
-                        skip_next = False
-                        continue
-                    if w in ("-o", "-t", "--target-release"):
-                        skip_next = True
-                    elif not w.startswith("-"):
-                        apt.append(w)
-            elif not words or words[0] not in ("update", "upgrade", "clean", "autoremove"):
+            packages = apt_packages(_split(m.group(2), m.group(0)))
+            if packages is None:
                 return m.group(0)  # apt-cache / apt-get source ...: left alone
+            apt.extend(packages)
             notes.append(f"{rel}: `{m.group(0).strip()}` -> done at image build")
             return _as_true(m.group(0))
 

@@ -1,0 +1,2 @@
+#!/bin/bash
+grep -qx ok /app/built
