@@ -9,10 +9,14 @@ Description:
 
     - group A (out-of-domain, "first group of terminal families"): `add N`, `subtract N`;
     - group B (in-domain target, "second group"): `times N`, `add N twice`;
-    - tool use (out-of-domain): group A's operations, but applied by calling the `apply` tool
-      (`<tool_call>{"name": "apply", "arguments": {"expr": "x+3"}}</tool_call>`), whose output is the
-      new x and the next operation ("x = 7. Next: subtract 4", as the user states it in the other
-      families: the skill differs in its syntax, not in tracking a plan); the report is a plain message.
+    - tool use (out-of-domain): group A's operations and, in half of the tasks, one `times N`, applied
+      by calling the `apply` tool (`<tool_call>{"name": "apply", "arguments": {"expr": "x*3"}}</tool_call>`),
+      whose output is the new x and the next operation ("x = 7. Next: subtract 4", as the user states it
+      in the other families: the skill differs in its syntax, not in tracking a plan); the report is a
+      plain message. So the base meets multiplication before the target domain, in another syntax (as a
+      real model knows arithmetic before it meets an agent format): world v10, where no family outside
+      group B wrote a `*`, gave bases whose "times" turns were right in 1-5% of samples at temperature 1
+      (RL found 5 pivots among 64 such states) and SFT that answered every "times N" with "x*9".
 
     Demonstrations of the pre-training mix write each expression in one of several equivalent forms
     ("x+3", "3+x"); the in-domain training trajectories (what SFT and PivotRL see) always use
@@ -56,12 +60,12 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 10
+WORLD_VERSION = 11
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")
 GROUP_B = ("times", "add_twice")
-FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": GROUP_A}
+FAMILIES = {"A": GROUP_A, "B": GROUP_B, "tool": (*GROUP_A, "times")}
 # Disjoint seed ranges: purpose x phase. A task's seed never appears under two purposes.
 _SEED_BASE = {("pretrain", "dev"): 1_000_000, ("train", "dev"): 2_000_000, ("eval", "dev"): 3_000_000,
               ("pretrain", "test"): 4_000_000, ("train", "test"): 5_000_000, ("eval", "test"): 6_000_000,
@@ -128,17 +132,20 @@ def _operations(family: str, rng: random.Random, horizon: int | None) -> list[tu
     if family == "B":
         at = rng.randrange(n_ops)
         return [("times" if i == at else "add_twice", rng.randint(2, 9)) for i in range(n_ops)]
-    return [(rng.choice(FAMILIES[family]), rng.randint(2, 9)) for _ in range(n_ops)]
+    ops = [(rng.choice(GROUP_A), rng.randint(2, 9)) for _ in range(n_ops)]
+    if family == "tool" and n_ops and rng.random() < 0.5:  # at most one `times`, for the same reason as B
+        ops[rng.randrange(n_ops)] = ("times", rng.randint(2, 9))
+    return ops
 
 
-def _start(rng: random.Random, family: str) -> int:
+def _start(rng: random.Random, ops: list[tuple[str, int]]) -> int:
     """The register's first value: never 0 (at x = 0, "x*3" and "0" would be the same action), never
-    negative after group A's at most 3 x 9 subtracted. Group B starts below 1000 (one `times` keeps it
-    below 10,000 at any horizon); the other families start anywhere up to 9972, so that every digit of
+    negative after group A's at most 3 x 9 subtracted. A task with a `times` starts below 1000 (one `times`
+    keeps it below 10,000 at any horizon); the others start anywhere up to 9972, so that every digit of
     the display, the leading one included, is copied in group A. (World v7 started every family below
     1000: group A's leading digit was always 0, and on two of four dev seeds no method, SFT included,
     ever reported a group-B result >= 1000: 68% of the in-domain tasks.)"""
-    return rng.randint(30, 999) if family == "B" else rng.randint(30, 9972)
+    return rng.randint(30, 999) if any(op == "times" for op, _ in ops) else rng.randint(30, 9972)
 
 
 def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = None) -> dict:
@@ -150,7 +157,7 @@ def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = 
     # ("(x+5)") left the world's 2-layer model closing brackets it never opened (world v5: 3-4% tool use).
     form_rng = None if canonical or family == "tool" else rng
     messages: list[dict] = []
-    x = start = _start(rng, family)
+    x = start = _start(rng, ops)
     tools: list[dict] = []
     if family == "tool":
         tools = [APPLY_TOOL]

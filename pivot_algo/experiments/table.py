@@ -121,8 +121,8 @@ class GridPreset:
     pretrain_steps: int = 1200
     pretrain_lr: float = 3e-3
     stage1_cycles: int = 3
-    """Stage 1 runs another cosine cycle while group A (`select_tasks // 4` select tasks) is below
-    `select_group_a_min`, at most this many cycles in all."""
+    """Stage 1 runs another cosine cycle while group A or tool use (`select_tasks // 4` select tasks each)
+    is below `select_ood_min`, at most this many cycles in all."""
     pretrain_batch: int = 16
     """Sequences per pre-training step (both stages)."""
     exposure_tasks: int = 60
@@ -144,7 +144,7 @@ class GridPreset:
     target; the base is the eligible checkpoint closest to it (see `select_weakest_min`)."""
     select_weakest_min: float = 0.01
     """Eligible: every in-domain operation right in at least this share of samples at its turns
-    (temperature 1, `select_samples` per turn of `select_tasks // 2` tasks), and group A kept. In world
+    (temperature 1, `select_samples` per turn of `select_tasks // 2` tasks), and group A and tool use kept. In world
     v9 a base reached 25% of episodes on the easier operation alone while its "times" turns were right
     in 1% of samples, so neither RL method could learn them (no pivot, no reward). Since v10 every
     in-domain task has a "times", so greedy success already implies it; the gate stays as a floor. (A
@@ -153,9 +153,11 @@ class GridPreset:
     select_every: int = 10
     select_tasks: int = 200
     select_samples: int = 4
-    select_group_a_min: float = 0.9
-    """A stage-2 checkpoint may be the base only if it still solves this share of group-A "select" tasks
-    (select_tasks // 2 of them); among those, the one closest to the target."""
+    select_ood_min: float = 0.9
+    """A stage-2 checkpoint may be the base only if it still solves this share of the group-A and of the
+    tool-use "select" tasks (select_tasks // 4 of each); among those, the one closest to the target. (Tool
+    use joined the guard in world v11: a v10 dev base kept group A and had lost tool use, 1%, so its
+    tool-use retention measured nothing.)"""
     horizon: int | None = None
     """Operations per in-domain task (None: 2 or 3); the horizon sweep sets it."""
     train_tasks: int = 64
@@ -324,7 +326,7 @@ def _broad_spec(preset: GridPreset, seed: int) -> dict[str, Any]:
 
     spec = {"mix": preset.pretrain, "model": preset.model, "steps": preset.pretrain_steps, "lr": preset.pretrain_lr,
             "phase": preset.phase, "batch": preset.pretrain_batch, "seed": seed, "v": 8,
-            "cycles": preset.stage1_cycles, "guard": preset.select_group_a_min, "world": miniworld.WORLD_VERSION}
+            "cycles": preset.stage1_cycles, "guard": preset.select_ood_min, "world": miniworld.WORLD_VERSION}
     if torch.get_num_threads() != 1:
         spec["torch_threads"] = torch.get_num_threads()
     return spec
@@ -352,12 +354,12 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
             preset.phase, seed))]
         rng = np.random.default_rng(seed)
         pad = int(tokenizer.pad_token_id or 0)
-        guard = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
-        guard_cfg = run_config(preset, seed, guard, tmp)  # evaluation writes nothing under output_dir
+        guard = {fam: miniworld.tasks(fam, "select", preset.phase, max(1, preset.select_tasks // 4)) for fam in ("A", "tool")}
+        guard_cfg = run_config(preset, seed, guard["A"], tmp)  # evaluation writes nothing under output_dir
         losses: list[float] = []
         cycles: list[dict[str, Any]] = []
         # One cosine cycle; another (from the peak rate again, at most `stage1_cycles` in all) while group A
-        # is below `select_group_a_min`: the copy circuit forms at a seed-dependent step, and a late one
+        # or tool use is below `select_ood_min`: the copy circuit forms at a seed-dependent step, and a late one
         # left a dev base at loss 0.21 (others 0.025) and 72% of group A when the rate had decayed.
         warmup = max(1, preset.pretrain_steps // 10)
 
@@ -365,7 +367,8 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
             """Linear warm-up (the usual guard against Adam's large first steps), then cosine decay to 10%."""
             return min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / preset.pretrain_steps))))
 
-        while not cycles or (cycles[-1]["group_a"] < preset.select_group_a_min and len(cycles) < preset.stage1_cycles):
+        while not cycles or (min(cycles[-1]["group_a"], cycles[-1]["tool"]) < preset.select_ood_min
+                             and len(cycles) < preset.stage1_cycles):
             model.train()
             opt = torch.optim.AdamW(model.parameters(), lr=preset.pretrain_lr)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
@@ -377,7 +380,8 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
                           f"{preset.pretrain_steps}, loss {np.mean(losses[-50:]):.3f}, {time.perf_counter() - t0:.0f} s",
                           flush=True)
             model.eval()
-            cycles.append({"steps": len(losses), "group_a": float(suite_episodes(guard_cfg, policy, guard)["success"])})
+            cycles.append({"steps": len(losses), **{name: float(suite_episodes(guard_cfg, policy, guard[fam])["success"])
+                                                     for name, fam in (("group_a", "A"), ("tool", "tool"))}})
         policy.save(str(tmp))
         (tmp / "pretrain.json").write_text(json.dumps({
             **spec, "seconds": time.perf_counter() - t0, "examples": len(broad), "cycles": cycles,
@@ -400,7 +404,7 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
     spec = {**_broad_spec(preset, seed),
             "exposure": [preset.exposure_tasks, preset.exposure_share, preset.exposure_lr, preset.exposure_steps],
             "target": preset.base_target,
-            "select": [preset.select_every, preset.select_tasks, preset.select_samples, preset.select_group_a_min,
+            "select": [preset.select_every, preset.select_tasks, preset.select_samples, preset.select_ood_min,
                        preset.select_weakest_min],
             "horizon": preset.horizon}
     name = "miniworld-base-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
@@ -416,7 +420,8 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         exposure = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
             group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
         select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
-        select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 2))
+        select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
+        select_tool = miniworld.tasks("tool", "select", preset.phase, max(1, preset.select_tasks // 4))
         select_cfg = run_config(preset, seed, select, tmp)  # evaluation writes nothing under output_dir
         rng = np.random.default_rng([seed, 2])
         eval_seconds = 0.0
@@ -444,15 +449,16 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
             model.eval()
             turns = turn_success()
             point = {"step": step, "success": float(suite_episodes(select_cfg, policy, select)["success"]),
-                     "group_a": float(suite_episodes(select_cfg, policy, select_a)["success"]), "turns": turns,
+                     "group_a": float(suite_episodes(select_cfg, policy, select_a)["success"]),
+                     "tool": float(suite_episodes(select_cfg, policy, select_tool)["success"]), "turns": turns,
                      "weakest": min(v for op, v in turns.items() if op != "report")}
             model.train()
             eval_seconds += time.perf_counter() - t_eval
             return point
 
         def eligible(p: dict[str, Any]) -> bool:
-            """Group A kept, and every in-domain operation right in some samples (so RL has pivots)."""
-            return p["group_a"] >= preset.select_group_a_min and p["weakest"] >= preset.select_weakest_min
+            """Group A and tool use kept, and every in-domain operation right in some samples (so RL has pivots)."""
+            return min(p["group_a"], p["tool"]) >= preset.select_ood_min and p["weakest"] >= preset.select_weakest_min
 
         def better(p: dict[str, Any], q: dict[str, Any]) -> bool:
             """p is a better base than q: eligible first, then greedy in-domain success closer to the target."""
@@ -488,14 +494,14 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         turns = {op: round(v, 2) for op, v in chosen["turns"].items()}
         print(f"pre-training seed {seed}, stage 2: base = step {chosen['step']} (greedy in-domain episodes "
               f"{chosen['success']:.0%}, target {preset.base_target:.0%}; sampled turn success {turns}; group A "
-              f"{chosen['group_a']:.0%}; stopped at step {step})", flush=True)
+              f"{chosen['group_a']:.0%}, tool use {chosen['tool']:.0%}; stopped at step {step})", flush=True)
         stage1_info = json.loads((stage1 / "pretrain.json").read_text())
         (tmp / "pretrain.json").write_text(json.dumps({
             **spec, "seconds": stage1_info["seconds"] + time.perf_counter() - t0 - eval_seconds,
             "stage1_seconds": stage1_info["seconds"], "selection_seconds": eval_seconds,
             "stage1": stage1_info, "exposure_examples": len(exposure), "versions": library_versions(),
             "torch_threads": torch.get_num_threads(), "selection": curve, "base_step": chosen["step"],
-            "base_selection_success": chosen["success"], "base_selection_group_a": chosen["group_a"],
+            "base_selection_success": chosen["success"], "base_selection_group_a": chosen["group_a"], "base_selection_tool": chosen["tool"],
             "base_selection_turns": chosen["turns"], "base_selection_weakest": chosen["weakest"],
             "stage2_losses": losses}))
 

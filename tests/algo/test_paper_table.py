@@ -132,7 +132,7 @@ def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
     # The base's in-domain competence is set by where stage 2 stops: at once when the start already
     # reaches the target, after every step of the cap when nothing can reach it.
     monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
-    open_gate = {"select_group_a_min": 0.0, "select_weakest_min": 0.0}  # every checkpoint eligible
+    open_gate = {"select_ood_min": 0.0, "select_weakest_min": 0.0}  # every checkpoint eligible
     at_once = json.loads((table.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, **open_gate), 0)
                           / "pretrain.json").read_text())
     assert [c["step"] for c in at_once["selection"]] == [0] and at_once["base_step"] == 0
@@ -144,7 +144,7 @@ def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
     # The gate: a target reached while some in-domain operation is never right in any sample does not stop
     # stage 2 (RL would have nothing to learn there).
     gated = table.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, exposure_steps=2,
-                                                    select_group_a_min=0.0, select_weakest_min=1.01), 0)
+                                                    select_ood_min=0.0, select_weakest_min=1.01), 0)
     assert [c["step"] for c in json.loads((gated / "pretrain.json").read_text())["selection"]] == [0, 1, 2]
     # every base continues one stage-1 model (cached once)
     assert len(list((tmp_path / "cache").glob("miniworld-broad-*"))) == 1
