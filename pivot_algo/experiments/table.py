@@ -12,7 +12,7 @@ tasks, compared by paired intervals, and judged claim by claim (pivot_algo/exper
 Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-trained in two stages
 and cached: SFT on a broad mix (group-A families, tool use, report-only conversations, one-call tool
 tasks; no group B), then a little of group B at a low rate until its in-domain success on tasks of their
-own seed range reaches `GridPreset.base_target` (20%) with every in-domain operation sometimes right. Every method then starts from that base on the
+own seed range reaches `GridPreset.base_target` (25%) with every in-domain operation sometimes right. Every method then starts from that base on the
 same in-domain (group B) training trajectories:
 
     base, sft, pivotrl, pivotrl_paper (verifier="paper"), pivotrl_exact_match, pivotrl_random_turns,
@@ -134,14 +134,16 @@ class GridPreset:
     rehearsed), at a constant low rate, for at most `exposure_steps` steps. (With half of each batch, one
     dev base lost group A from 100% to 66% by the time it reached the target: "add N twice" answers
     leaked into "add N".)"""
-    base_target: float = 0.2
+    base_target: float = 0.25
     """Where stage 2 stops: greedy in-domain episode success. Competence in domain forms abruptly, at a
     step that depends on the seed and on the torch thread count (log.jsonl: bases of one fixed mix and
     step count gave 0-27% in domain by seed, 1-7% with 2 threads; mid-schedule checkpoints swing from 9%
     to 72% in 5 steps), so no fixed recipe puts every base in the acceptance band (10-40%). Stage 2 is
     evaluated every `select_every` steps on in-domain tasks of their own seed range ("select", never a
     validation or evaluation task) and stops at the first eligible checkpoint whose success reaches the
-    target; the base is the eligible checkpoint closest to it (see `select_weakest_min`)."""
+    target; the base is the eligible checkpoint closest to it (see `select_weakest_min`). The target is the
+    middle of the band and checks come every 5 steps since world v11: with 20% and checks every 10 steps, two
+    dev bases jumped 10% -> 38% and 12% -> 30% between checks and the rule kept 10% and 12%, the band's edge."""
     select_weakest_min: float = 0.01
     """Eligible: every in-domain operation right in at least this share of samples at its turns
     (temperature 1, `select_samples` per turn of `select_tasks // 2` tasks), and group A and tool use kept. In world
@@ -150,7 +152,7 @@ class GridPreset:
     in-domain task has a "times", so greedy success already implies it; the gate stays as a floor. (A
     higher one binds late: greedy success jumps 14% -> 43% in 10 steps while "times" is right in 3-4% of
     samples, since the right answer can be the mode with little mass.)"""
-    select_every: int = 10
+    select_every: int = 5
     select_tasks: int = 200
     select_samples: int = 4
     select_ood_min: float = 0.9
