@@ -67,7 +67,10 @@ def shared_sandbox(kind: str | SandboxBackend) -> tuple[SandboxBackend, Snapshot
 
 @atexit.register
 def close_shared_sandboxes() -> None:
-    """Release every shared snapshot and backend (also called by tests)."""
+    """Release every shared snapshot and backend of this process (`shared_sandbox`): call it when done
+    with the envs (their snapshots otherwise live until exit, where this runs too). Backends passed
+    in as objects lose their snapshots but stay open: closing them is their owner's job. An env made
+    afterwards starts a fresh backend and cache."""
     with _SHARED_LOCK:
         for key, (backend, cache) in list(_SHARED.items()):
             try:

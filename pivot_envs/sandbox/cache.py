@@ -1,5 +1,7 @@
 """Snapshot cache: the sandbox state after the demonstration's actions 0..k-1, keyed by
-(backend, image, task key, hash of those actions).
+(backend, image identity, task key, hash of those actions). The image identity is the backend's
+`image_identity` (docker: the image ID, not its tag), so an image rebuilt under the same name gets
+snapshots of its own instead of the old image's.
 
 A cold reset to turn k replays the missing actions once, from the deepest cached ancestor, and
 snapshots every intermediate turn on the way; afterwards a reset to ANY turn of that trajectory is a
@@ -40,8 +42,10 @@ class SnapshotCache:
         self.replayed_actions = 0
         self.replay_seconds = 0.0
 
-    def key(self, image: str | None, task_key: str, actions: Sequence[dict]) -> str:
-        raw = f"{self.backend.name}|{image or ''}|{task_key}|{action_hash(actions)}"
+    def key(self, image: str | None, task_key: str, actions: Sequence[dict], *, identity: str | None = None) -> str:
+        """The state's key; `identity` is `backend.image_identity(image)` when the caller has it."""
+        ident = self.backend.image_identity(image) if identity is None else identity
+        raw = f"{self.backend.name}|{ident}|{task_key}|{action_hash(actions)}"
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def get(self, key: str) -> Snapshot | None:
@@ -67,7 +71,8 @@ class SnapshotCache:
         one demonstration action. Both raise on infrastructure failure (nothing is cached then).
         """
         k = len(actions)
-        keys = [self.key(image, task_key, actions[:i]) for i in range(k + 1)]
+        identity = self.backend.image_identity(image)  # looked up once per reset
+        keys = [self.key(image, task_key, actions[:i], identity=identity) for i in range(k + 1)]
         with self._lock:
             snap = self.get(keys[k])
             if snap is not None:

@@ -1,6 +1,7 @@
 # An image for a repository the user brings as a local git checkout (SWE-bench / SWE-Gym / SWE-smith
-# instances): the checkout, .git included, under /testbed, pytest installed from host-fetched wheels.
-# Built by sandboxes.swe.repos.build_checkout_image; the instance's base_commit must be in its history.
+# instances): the tree of the instance's base commit under /testbed as a repository with that one
+# commit (no history that could hold the fix), pytest installed from host-fetched wheels.
+# Built by sandboxes.swe.repos.build_checkout_image, which makes testbed/ (its .git included).
 ARG BASE_IMAGE=pivotrl/sandbox-base:latest
 FROM ${BASE_IMAGE}
 

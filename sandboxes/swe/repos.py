@@ -20,15 +20,25 @@ Adding a repository = one `RepoSpec` line (see the README, "SWE repositories").
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
-from sandboxes.build import DEFAULT_IMAGE, ImageBuildError, docker_build, image_exists
+from sandboxes.build import (
+    DEFAULT_IMAGE,
+    ImageBuildError,
+    docker_build,
+    image_exists,
+    image_id,
+)
 
 logger = logging.getLogger("sandboxes.swe")
 
@@ -165,28 +175,92 @@ def build_all(names: list[str] | None = None, *, force: bool = False) -> list[st
 
 
 CHECKOUT_DOCKERFILE = Path(__file__).resolve().parent / "checkout.Dockerfile"
+# The one commit of a checkout image: a fixed author, date and message, so that its id is a function of
+# the tree alone (the same identity checkout.Dockerfile gives the container's git).
+_COMMIT_ENV = {"GIT_AUTHOR_NAME": "pivotrl", "GIT_AUTHOR_EMAIL": "pivotrl@localhost", "GIT_COMMITTER_NAME": "pivotrl",
+               "GIT_COMMITTER_EMAIL": "pivotrl@localhost", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+               "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+CHECKOUT_COMMIT_MESSAGE = "base: the instance's base commit, without history"
 
 
-def build_checkout_image(checkout: Path, *, tag: str, base_image: str = DEFAULT_IMAGE,
-                         test_dependencies: tuple[str, ...] = (), force: bool = False) -> str:
-    """Build an image whose /testbed is a copy of the local git checkout `checkout` (its .git
-    included, so any commit of its history can be the base), with pytest installed."""
+@dataclasses.dataclass(frozen=True)
+class CheckoutImage:
+    """An image built from a local checkout. `/testbed` holds the tree of `source_commit` as the
+    only commit, `base_commit` (a new id: the instance's base commit in the image)."""
+
+    tag: str
+    base_commit: str
+    source_commit: str
+
+
+def _git(args: list[str], cwd: Path, what: str, *, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=DOWNLOAD_TIMEOUT_S, check=False, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise ImageBuildError(f"{what}: `git {' '.join(args)}` in {cwd} failed: {(proc.stdout + proc.stderr)[-1000:]}")
+    return proc.stdout.strip()
+
+
+def single_commit_tree(checkout: Path, commit: str, dest: Path) -> str:
+    """Write the tree of `commit` in the git checkout `checkout` to `dest` as a new repository whose
+    only commit holds it, and return that commit's id.
+
+    Why: a copy of the checkout with its .git let the agent read the fix (`git log --all`, later
+    commits, other branches). Only the committed tree is taken (`git archive`), not uncommitted or
+    ignored files of the checkout; the commit id depends on the tree alone (`_COMMIT_ENV`)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=checkout, capture_output=True,
+                             stdin=subprocess.DEVNULL, timeout=DOWNLOAD_TIMEOUT_S, check=False)
+    if archive.returncode != 0:
+        raise ImageBuildError(f"{checkout}: commit {commit!r} cannot be exported (is it in this checkout's history?): "
+                              f"{archive.stderr.decode(errors='replace')[-500:]}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="tar")
+    what = f"making the single-commit tree of {checkout}@{commit}"
+    _git(["init", "-q", "-b", "main"], dest, what, env=_COMMIT_ENV)
+    (dest / ".git" / "info" / "exclude").write_text("__pycache__/\n*.pyc\n.pytest_cache/\n")
+    _git(["add", "-A", "-f", "."], dest, what, env=_COMMIT_ENV)  # -f: a tracked file its .gitignore names stays
+    _git(["commit", "-q", "--no-verify", "-m", CHECKOUT_COMMIT_MESSAGE], dest, what, env=_COMMIT_ENV)
+    return _git(["rev-parse", "HEAD"], dest, what)
+
+
+def checkout_image_tag(checkout: Path, commit: str, *, name: str, base_image: str = DEFAULT_IMAGE,
+                       test_dependencies: tuple[str, ...] = ()) -> str:
+    """`pivotrl/swe-checkout-NAME:HASH`, HASH over everything the image is made of: the tree of
+    `commit`, the test dependencies, the Dockerfile and the base image's ID. Tagged by the name alone,
+    an image built from an earlier checkout was silently reused after the checkout changed."""
+    tree = _git(["rev-parse", f"{commit}^{{tree}}"], checkout, f"reading {checkout}@{commit}")
+    h = hashlib.sha256("\0".join([tree, *sorted(TEST_DEPENDENCIES + test_dependencies), CHECKOUT_DOCKERFILE.read_text(),
+                                  CHECKOUT_COMMIT_MESSAGE, image_id(base_image) or base_image]).encode())
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.")[:100] or "checkout"
+    return f"pivotrl/swe-checkout-{slug}:{h.hexdigest()[:12]}"
+
+
+def build_checkout_image(checkout: Path, *, base_commit: str = "HEAD", name: str | None = None,
+                         base_image: str = DEFAULT_IMAGE, test_dependencies: tuple[str, ...] = (),
+                         force: bool = False) -> CheckoutImage:
+    """Build (or reuse) an image whose /testbed is the tree of `base_commit` of the local git checkout
+    `checkout` as a single commit (no history), with pytest installed. The tag hashes what the image
+    holds (`checkout_image_tag`), so a changed checkout gets a new image."""
     checkout = Path(checkout)
     if not (checkout / ".git").exists():
         raise ImageBuildError(f"{checkout} is not a git checkout (no .git); clone the repository first")
-    if not force and image_exists(tag):
-        return tag
-    spec = RepoSpec(checkout.name, "checkout", (), (), "", test_dependencies=test_dependencies)
-    wheels = fetch_test_wheels(spec)
+    source = _git(["rev-parse", "--verify", f"{base_commit}^{{commit}}"], checkout,
+                  f"{checkout}: base commit {base_commit!r} is not in this checkout")
+    tag = checkout_image_tag(checkout, source, name=name or checkout.name, base_image=base_image,
+                             test_dependencies=test_dependencies)
     with tempfile.TemporaryDirectory(prefix="pivotrl-swe-checkout-") as tmp:
         context = Path(tmp)
-        shutil.copyfile(CHECKOUT_DOCKERFILE, context / "Dockerfile")
-        shutil.copytree(checkout, context / "testbed", symlinks=True)
-        (context / "wheels").mkdir()
-        for whl in wheels.glob("*.whl"):
-            shutil.copyfile(whl, context / "wheels" / whl.name)
-        docker_build(context, tag, dockerfile=context / "Dockerfile", build_args={"BASE_IMAGE": base_image})
-    return tag
+        new_base = single_commit_tree(checkout, source, context / "testbed")
+        if force or not image_exists(tag):
+            spec = RepoSpec(checkout.name, "checkout", (), (), "", test_dependencies=test_dependencies)
+            wheels = fetch_test_wheels(spec)
+            shutil.copyfile(CHECKOUT_DOCKERFILE, context / "Dockerfile")
+            (context / "wheels").mkdir()
+            for whl in wheels.glob("*.whl"):
+                shutil.copyfile(whl, context / "wheels" / whl.name)
+            docker_build(context, tag, dockerfile=context / "Dockerfile", build_args={"BASE_IMAGE": base_image})
+    return CheckoutImage(tag, new_base, source)
 
 
 _ENSURED: set[str] = set()

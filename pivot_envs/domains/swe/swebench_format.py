@@ -9,8 +9,11 @@ Bringing your own instances (`task_from_instance(instance, image=...)` or `repo_
 - `image`: a docker image whose `/testbed` is a git checkout of the repository containing
   `base_commit` (SWE-bench's instance images are laid out like this), with the test
   dependencies installed;
-- `repo_checkout`: a local git checkout; an image is built from the sandbox base with the checkout
-  copied to `/testbed` and pytest installed (`sandboxes.swe.repos.build_checkout_image`).
+- `repo_checkout`: a local git checkout; an image is built from the sandbox base with the tree of
+  `base_commit` as the only commit of `/testbed` (no history: `git log --all` cannot show the fix)
+  and pytest installed (`sandboxes.swe.repos.build_checkout_image`). That commit has a new id: the
+  task's `base_commit` is it, `upstream_base_commit` the instance's. The image tag hashes the tree,
+  the test dependencies and the base image, so a changed checkout gets a new image.
 Our generated instances name their image in `image_name` and carry the bug as `bug_patch`: the env
 applies it to the clean tree and makes the buggy tree the only commit (= `base_commit`).
 
@@ -156,10 +159,12 @@ def task_from_instance(instance: dict[str, Any], *, image: str | None = None,
     """The env's task spec for a SWE-bench instance (see the module docstring for `image` and
     `repo_checkout`; default: the instance's own `image_name`)."""
     inst = check_instance(instance)
+    base_commit, upstream = inst["base_commit"], {}
     if repo_checkout is not None:
         from sandboxes.swe.repos import build_checkout_image
 
-        image = build_checkout_image(Path(repo_checkout), tag=f"pivotrl/swe-checkout-{_slug(inst['instance_id'])}")
+        built = build_checkout_image(Path(repo_checkout), base_commit=inst["base_commit"], name=inst["instance_id"])
+        image, base_commit, upstream = built.tag, built.base_commit, {"upstream_base_commit": built.source_commit}
     image = image or inst.get("image_name")
     if not image:
         raise SWEBenchFormatError(f"instance {inst['instance_id']!r} names no image: pass image=... (a docker image "
@@ -172,7 +177,8 @@ def task_from_instance(instance: dict[str, Any], *, image: str | None = None,
         "image": image,
         "workdir": WORKDIR,
         "state_roots": [WORKDIR],
-        "base_commit": inst["base_commit"],
+        "base_commit": base_commit,
+        **upstream,
         "environment_setup_commit": inst.get("environment_setup_commit") or "",
         "bug_patch": inst.get("bug_patch") or "",
         "gold_patch": inst["patch"],
@@ -191,6 +197,41 @@ def task_from_instance(instance: dict[str, Any], *, image: str | None = None,
     }
 
 
+EPISODE_ONLY_MESSAGE = "(no demonstration: use this record in episode mode from turn 0)"
+
+
+def record_from_instance(instance: dict[str, Any], *, image: str | None = None,
+                         repo_checkout: str | os.PathLike | None = None,
+                         demonstration: list[dict[str, Any]] | None = None, split: str = "test") -> dict[str, Any]:
+    """A SWE-bench instance as a trajectory record that `PivotSWE-v0` takes as it is, in one call.
+
+    `image` / `repo_checkout` as in `task_from_instance` (a checkout is built into an image here).
+    Without `demonstration` the record is episode-ready: system prompt, the issue as the user's
+    message, the env's tool schemas (`bash`, `str_replace_editor`) and one placeholder assistant
+    turn, marked `task["episode_only"]` (use `mode="episode"` at turn 0: evaluation, E2E-RL; never
+    as a demonstration). With `demonstration` - the messages after the user's, in OpenAI chat
+    format: assistant turns with `bash` / `str_replace_editor` tool calls, their `tool` results,
+    and a final assistant answer (how SWE-agent and OpenHands trajectories look once written as
+    chat messages) - it is pivot-ready: every turn can be reset to and judged.
+
+    Before this, a user wrote the record by hand and found the tool schemas in `tools.py`."""
+    from pivot_envs.domains.swe.expert import SYSTEM_PROMPT, user_message
+    from pivot_envs.domains.swe.tools import TOOLS
+    from pivot_envs.trajectory import validate_record
+
+    task = {**task_from_instance(instance, image=image, repo_checkout=repo_checkout), "split": split}
+    if demonstration is None:
+        task["episode_only"] = True
+        turns: list[dict[str, Any]] = [{"role": "assistant", "content": EPISODE_ONLY_MESSAGE}]
+    else:
+        turns = [dict(m) for m in demonstration]
+    record = {"id": task["instance_id"], "domain": "swe", "task": task, "tools": TOOLS,
+              "messages": [{"role": "system", "content": SYSTEM_PROMPT},
+                           {"role": "user", "content": user_message(task)}, *turns]}
+    validate_record(record, source=f"instance {task['instance_id']}")  # a bad demonstration fails here, named
+    return record
+
+
 def instance_from_task(task: dict[str, Any]) -> dict[str, Any]:
     """The SWE-bench instance a task was made from (inverse of `task_from_instance`)."""
     out = {
@@ -201,14 +242,11 @@ def instance_from_task(task: dict[str, Any]) -> dict[str, Any]:
         "FAIL_TO_PASS": json.dumps(task["fail_to_pass"]), "PASS_TO_PASS": json.dumps(task["pass_to_pass"]),
         "environment_setup_commit": task.get("environment_setup_commit", ""), "image_name": task["image"],
     }
+    if task.get("upstream_base_commit"):
+        out["upstream_base_commit"] = task["upstream_base_commit"]
     if task.get("bug_patch"):
         out["bug_patch"] = task["bug_patch"]
     if task.get("mutation"):
         out["mutation"] = task["mutation"]
     return out
 
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower())[:100]
