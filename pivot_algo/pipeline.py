@@ -266,7 +266,14 @@ def cmd_profile(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     summary = {**prof.report.summary(), "train_pivots": len(prof.train_pivots),
                "heldout_pivots": len(prof.heldout_pivots), "costs": prof.costs}
     print(json.dumps(summary, indent=1))
+    print(pivot_share_line(prof))
     return summary
+
+
+def pivot_share_line(prof: ProfileResult) -> str:
+    r = prof.report
+    return (f"pivots: {r.pivots_kept} of {r.candidate_states} candidate states ({100 * r.pivot_share:.1f}%; "
+            f"{len(prof.train_pivots)} train / {len(prof.heldout_pivots)} held-out), start mean reward {r.mean_reward:.3f}")
 
 
 def cmd_train(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +281,9 @@ def cmd_train(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     splits, out = prepare(cfg)
     pivots: list[StartState] = []
     if get_algorithm(cfg.algo).needs_pivots:
-        pivots = profile_start(cfg, cfg.model, splits, out / "profile.jsonl").train_pivots
+        prof = profile_start(cfg, cfg.model, splits, out / "profile.jsonl")
+        print(pivot_share_line(prof))
+        pivots = prof.train_pivots
     summary = run_train(cfg, cfg.algo, cfg.model, splits["train"], pivots, out,
                         f"{cfg.env.name}__{cfg.algo}__{cfg.seed}__{int(time.time())}")
     print(json.dumps({k: summary[k] for k in ("run_dir", "steps", "costs", "policy")}, indent=1))
@@ -331,11 +340,12 @@ def cmd_run(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     splits, out = prepare(cfg)
     start, warm = start_model(cfg, splits, out)
     prof = profile_start(cfg, start, splits, out / "profile.jsonl")
+    print(pivot_share_line(prof))
     report, train_p, held_p = prof.report, prof.train_pivots, prof.heldout_pivots
     notes = [(f"splits: train={len(splits['train'])}, held-out={len(splits['heldout'])}, "
               f"warm-up={len(splits['warmup'])} trajectories"),
              (f"profile (start policy): {report.candidate_states} candidate states, {report.pivots_kept} pivots "
-              f"({len(train_p)} train / {len(held_p)} held-out), start mean reward {report.mean_reward:.3f}, "
+              f"(share {100 * report.pivot_share:.1f}%; {len(train_p)} train / {len(held_p)} held-out), start mean reward {report.mean_reward:.3f}, "
               f"{report.verdicts_per_s:.1f} verdicts/s, cache hit rate {report.cache_hit_rate:.2f}, "
               f"message/tool-call ratio {report.message_ratio:.2f}/{report.tool_call_ratio:.2f}, {report.seconds:.0f} s"),
              ("mean pivot reward: on held-out pivot states of the start policy; rollout turns are model calls "

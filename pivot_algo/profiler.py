@@ -100,9 +100,15 @@ class ProfileReport:
     seconds: float
     pivots: list[StartState] = dataclasses.field(default_factory=list)
 
+    @property
+    def pivot_share(self) -> float:
+        """Pivots kept / candidate states (0 when nothing was profiled)."""
+        return self.pivots_kept / self.candidate_states if self.candidate_states else 0.0
+
     def summary(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("pivots")
+        d["pivot_share"] = self.pivot_share
         return d
 
 

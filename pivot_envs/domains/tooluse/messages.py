@@ -23,8 +23,10 @@ report what the turn produced, by recall of *salient values*:
   one) of S. When S is empty (the outputs were `None`, or the demonstration mentions none of them), S
   is taken from the argument values of the turn's calls instead (what was done: the file created,
   the amount sent); when that is empty too, the reply must name one of the called functions by a word
-  of its name (`lockDoors` -> "lock" or "door"). A reply that declines ("cannot", "unable", ...)
-  where the demonstration did not decline earns 0; so does one that lists more than
+  of its name (`lockDoors` -> "lock" or "door"); a turn with no calls at all (small talk in chat
+  data) needs a reply with a content word, or any reply where the demonstration has none either.
+  A reply that declines ("cannot", "unable", ...) where the demonstration did not decline earns 0;
+  so does one that lists more than
   `MAX_OTHER_ITEMS` (2) numbers or id-like tokens that occur nowhere in the turn (request, calls,
   outputs, tool names): stuffing a reply with frequent ids ("USR001 USR002 AAPL 12345") is guessing, not reporting.
   Because S is defined by what the demonstration mentions, with the same matcher, the demonstration
@@ -497,6 +499,8 @@ def judge_closing(content: str, turn: MessageTurn, reference_content: str) -> tu
         return False, f"the closing message must say what was done: name one of {sorted(names)}"
     if content_words(content):
         return True, "closing message with content (nothing recorded to recall)"
+    if not content_words(reference_content):  # small talk in chat data: the demonstration is no more specific
+        return True, "a message where the demonstration's says nothing specific either (no call, nothing to recall)"
     return False, "the closing message says nothing specific"
 
 
