@@ -168,6 +168,33 @@ def test_snapshots_of_an_image_rebuilt_under_the_same_tag_are_not_served(docker_
         subprocess.run(["docker", "rmi", "-f", tag, *built], capture_output=True, check=False, timeout=120)
 
 
+@pytest.mark.docker
+def test_listed_tests_the_image_does_not_run_are_reported_at_load(docker_backend, tmp_path):
+    """A FAIL_TO_PASS test skipped in the image (its module is missing there) can never pass; it was
+    silently required, so the instance could not be resolved. The first reset now says which."""
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401
+    from pivot_envs.errors import ReplayError
+
+    checkout, base = _project(tmp_path / "c")
+    _git(checkout, "checkout", "-q", "-b", "with-fast-test", base)  # the bug is still there
+    (checkout / "tests" / "test_fast.py").write_text(
+        "import pytest\n\nfast = pytest.importorskip('numpy_is_not_in_this_image')\n\n\n"
+        "def test_vectorised():\n    assert fast.clip(42, 0, 10) == 10\n")
+    _git(checkout, "add", "-A")
+    _git(checkout, "commit", "-q", "-m", "a test needing a module the image lacks")
+    instance = _instance(_git(checkout, "rev-parse", "HEAD"), iid="mathbits__mathbits-2")
+    instance["FAIL_TO_PASS"] = json.dumps([*F2P, "tests/test_fast.py::test_vectorised"])
+    env = gym.make("PivotSWE-v0", trajectories=[record_from_instance(instance, repo_checkout=checkout)],
+                   sandbox=docker_backend, mode="episode")
+    try:
+        with pytest.raises(ReplayError, match=r"1 listed test\(s\) do not run .*tests/test_fast.py::test_vectorised"):
+            env.reset(options={"trajectory": 0, "turn": 0})
+    finally:
+        env.close()
+
+
 def _bash(cmd: str) -> str:
     return render_tool_call("bash", {"command": cmd})
 

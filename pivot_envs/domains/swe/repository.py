@@ -128,6 +128,13 @@ def check_tests_run(box: Sandbox, task: dict[str, Any], exec_fn: Exec) -> None:
     if len(missing) == len(listed):
         raise ReplayError(f"instance {iid}: its tests do not run (none of the {len(listed)} listed tests is in the "
                           f"output of `{test_command(task)}`): {run.tail[-400:]}")
+    # A listed test the image's interpreter does not run (skipped for a missing module, a wrong node id)
+    # can never pass: as a FAIL_TO_PASS test it made the instance silently unsolvable.
+    absent = [t for t in listed if run.status(t) in ("MISSING", "SKIPPED")]
+    if absent:
+        raise ReplayError(f"instance {iid}: {len(absent)} listed test(s) do not run in {task.get('image')} "
+                          f"(not collected or skipped, e.g. for a module the image lacks): {absent[:5]}; install what "
+                          f"they need in the image or drop them from FAIL_TO_PASS / PASS_TO_PASS")
     passing_f2p = [t for t in task["fail_to_pass"] if run.status(t) in PASSING]
     failing_p2p = [t for t in task["pass_to_pass"] if run.status(t) not in PASSING]
     if passing_f2p or failing_p2p:
