@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,10 +163,28 @@ def run_profile(cfg: RunConfig, rollouts: Rollouts, states: Sequence[StartState]
                                  parser=getattr(rollouts.base_env, "parser", "hermes"))
 
 
+def claim_profile_file(path: Path, identity: dict[str, Any]) -> None:
+    """A profile file resumes: states already in it are not sampled again. That is right for the same
+    model and settings and wrong for any other (`pivotrl profile` of the base, then `pivotrl run` from
+    a warm-up, write the same `profile.jsonl`). So the file's maker is recorded beside it
+    (`profile.identity.json`), and a file made by another model or setup is moved aside
+    (`profile.stale-<time>.jsonl`) instead of being resumed."""
+    sidecar = path.with_name(path.stem + ".identity.json")
+    mine = json.loads(json.dumps(identity, default=str))
+    if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()) != mine:
+        stale = path.with_name(f"{path.stem}.stale-{int(time.time())}.jsonl")
+        path.rename(stale)
+        log.warning("%s was profiled by another model or setup: moved to %s, profiling afresh", path, stale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps(mine, indent=1, sort_keys=True))
+
+
 def profile_start(cfg: RunConfig, model_spec: str, splits: dict[str, list[str]], path: Path,
                   **env_kwargs: Any) -> ProfileResult:
     """Profile train + held-out states with `model_spec`; `env_kwargs` select e.g. another verifier."""
     t0 = time.perf_counter()
+    claim_profile_file(path, {"model": model_spec, "profile": dataclasses.asdict(cfg.profile), "env": cfg.env.id,
+                              "env_kwargs": {**cfg.env.kwargs, **env_kwargs}})
     policy = load_model(model_spec)
     rollouts = make_rollouts(cfg, policy, **env_kwargs)
     try:
@@ -266,7 +285,7 @@ def cmd_profile(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     summary = {**prof.report.summary(), "train_pivots": len(prof.train_pivots),
                "heldout_pivots": len(prof.heldout_pivots), "costs": prof.costs}
     print(json.dumps(summary, indent=1))
-    print(pivot_share_line(prof))
+    print(pivot_share_line(prof), file=sys.stderr)  # stdout stays one JSON document
     return summary
 
 
@@ -282,7 +301,7 @@ def cmd_train(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     pivots: list[StartState] = []
     if get_algorithm(cfg.algo).needs_pivots:
         prof = profile_start(cfg, cfg.model, splits, out / "profile.jsonl")
-        print(pivot_share_line(prof))
+        print(pivot_share_line(prof), file=sys.stderr)
         pivots = prof.train_pivots
     summary = run_train(cfg, cfg.algo, cfg.model, splits["train"], pivots, out,
                         f"{cfg.env.name}__{cfg.algo}__{cfg.seed}__{int(time.time())}")

@@ -4,9 +4,11 @@ The shape most SFT sets use: one object per line with `messages` (OpenAI chat me
 optionally, `tools` (OpenAI function-tool schemas, nested or flat, or a JSON string of them).
 What the importer accepts, beyond the strict OpenAI form:
 
-- tool calls as structured `tool_calls` (arguments as a JSON string or an object), as the legacy
-  `function_call` of an assistant message, or as Hermes text in the content
-  (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, the Qwen / Hermes / NousResearch form);
+- tools in the `tools` field or, Hermes style, as a `<tools>` block in the system prompt;
+- tool calls as structured `tool_calls` (nested, or flat `{"name", "arguments"}`; arguments as a JSON
+  string or an object), as the legacy `function_call` of an assistant message, or as Hermes text in
+  the content (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, the Qwen / Hermes /
+  NousResearch form);
 - tool outputs as `tool` messages, legacy `function` messages, or a user message made only of
   `<tool_response>` blocks (Hermes);
 - `developer` messages (OpenAI's newer name for system) as system messages; content as a string or
@@ -44,7 +46,7 @@ def _assistant(m: dict[str, Any], where: Where, field: str, turn: int) -> dict[s
             where.fail("tool_calls must be a list", f"{field}.tool_calls")
         for j, tc in enumerate(raw_calls):
             f = f"{field}.tool_calls[{j}]"
-            fn = tc.get("function") if isinstance(tc, dict) else None
+            fn = tc.get("function", tc) if isinstance(tc, dict) else None  # nested, or flat {"name", "arguments"}
             if not isinstance(fn, dict):
                 where.fail("must be {'type': 'function', 'function': {'name': str, 'arguments': str|object}}", f)
             calls.append(call_from_object(fn, where, f + ".function", str(tc.get("id") or f"call_{turn}_{j}")))

@@ -9,6 +9,7 @@ and fix the record they wrote, not the one we derived from it.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -103,8 +104,10 @@ def chat_like_trajectory(rec: Any, where: Where, conversation: str, own_fields: 
     meta = {k: v for k, v in rec.items() if k not in (*own_fields, conversation, "tools", "id", "domain", "task")}
     if meta:
         task = {**task, "meta": meta}
+    converted = messages(rec)
+    tools = parse_tools(rec.get("tools"), where) if rec.get("tools") else tools_in_system_prompt(converted, where)
     traj = {"id": derive_id(rec, where), "domain": derive_domain(rec, where, "tooluse"), "task": task,
-            "tools": parse_tools(rec.get("tools"), where), "messages": messages(rec)}
+            "tools": tools, "messages": converted}
     validate_record(traj, line=where.line, source=where.source)
     return traj
 
@@ -162,6 +165,26 @@ def call_from_object(obj: Any, where: Where, field: str, call_id: str) -> dict[s
     if not isinstance(args, (str, dict)):
         where.fail(f"tool-call arguments must be an object or a JSON string, got {type(args).__name__}", field)
     return tool_call(obj["name"], args, str(obj.get("id") or call_id))
+
+
+_TOOLS_RE = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)
+
+
+def tools_in_system_prompt(messages: list[dict[str, Any]], where: Where) -> list[dict[str, Any]]:
+    """Hermes-style sets list the tools in the system prompt, `<tools> [...] </tools>` (a JSON list, one
+    JSON object per line, or a Python literal as some sets print it), instead of a `tools` field."""
+    system = next((m.get("content") or "" for m in messages if m["role"] == "system"), "")
+    blocks = [m.group(1).strip() for m in _TOOLS_RE.finditer(system)]  # the prompt may mention "<tools></tools>"
+    body = next((b for b in blocks if b), None)
+    if body is None:
+        return []
+    for parse in (json.loads, lambda b: [json.loads(line) for line in b.splitlines() if line.strip()], ast.literal_eval):
+        try:
+            value = parse(body)
+        except (ValueError, SyntaxError):
+            continue
+        return parse_tools(value, where, "system prompt <tools>")
+    where.fail("the <tools> block of the system prompt is neither JSON nor a Python literal", "system prompt <tools>")
 
 
 _HERMES_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)

@@ -18,7 +18,7 @@ from .conftest import self_scores
 
 def test_hermes_legacy_and_structured_calls_become_tool_calls(fixtures):
     trajs = {t.id: t for t in import_file("chat", fixtures / "chat_hermes.jsonl")}
-    assert set(trajs) == {"hermes-weather", "chat_hermes-2", "hermes-parallel"}  # the unnamed record: file stem + line
+    assert set(trajs) == {"hermes-weather", "chat_hermes-2", "hermes-parallel", "hermes-system-tools"}  # unnamed: stem-line
     weather = trajs["hermes-weather"]
     assert weather.domain == "tooluse" and weather.tools[0]["function"]["name"] == "get_weather"  # tools from a JSON string
     assert [(c.name, c.arguments) for c in tool_calls_of(weather.reference(0))] == [("get_weather", {"city": "Lisbon"})]
@@ -33,6 +33,9 @@ def test_hermes_legacy_and_structured_calls_become_tool_calls(fixtures):
     assert parallel.reference(0)["content"] == "Checking both."
     assert [c.arguments["ticker"] for c in tool_calls_of(parallel.reference(0))] == ["NVDA", "AMD"]
     assert [m.get("name") for m in parallel.messages if m["role"] == "tool"] == ["get_stock", "get_stock"]
+    system_tools = trajs["hermes-system-tools"]  # tools in the system prompt (a Python literal), flat tool_calls
+    assert [t["function"]["name"] for t in system_tools.tools] == ["get_stock_price"]
+    assert tool_calls_of(system_tools.reference(0))[0].arguments == {"symbol": "AAPL"}
 
 
 @pytest.mark.parametrize("name", ["chat_hermes.jsonl", "chat_tooluse.jsonl"])
