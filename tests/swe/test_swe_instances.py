@@ -9,6 +9,7 @@ tests need no network."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -214,40 +215,157 @@ def _episode(env, actions: list[str]) -> tuple[float, list[dict]]:
     return float(reward), obs["messages"][2:]
 
 
+def _walkthrough(backend, instance: dict, checkout: Path, *, explore: str, fixes: dict[str, str]) -> dict:
+    """The README's SWE-bench walk-through: instance + checkout -> episode record -> a reward per fix
+    (plus doing nothing); the gold episode's own messages (`explore`, then the gold fix) -> pivot
+    record -> a verdict per fix at the edit turn. `fixes`: name -> action, "gold" first."""
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401  (registers the envs)
+
+    record = record_from_instance(instance, repo_checkout=checkout)  # one call: builds the image
+    assert record["task"]["episode_only"] and record["messages"][-1]["role"] == "assistant"
+    env = gym.make("PivotSWE-v0", trajectories=[record], sandbox=backend, mode="episode")
+    try:
+        episode = {name: _episode(env, [action])[0] for name, action in fixes.items()}
+        episode["nothing"] = _episode(env, [])[0]
+        _, demonstration = _episode(env, [explore, fixes["gold"]])
+    finally:
+        env.close()
+    assert [m["role"] for m in demonstration] == ["assistant", "tool", "assistant", "tool", "assistant"]
+    pivot_record = record_from_instance(instance, repo_checkout=checkout, demonstration=demonstration)
+    assert "episode_only" not in pivot_record["task"] and pivot_record["task"]["image"] == record["task"]["image"]
+    env = gym.make("PivotSWE-v0", trajectories=[pivot_record], sandbox=backend)
+    try:
+        env.reset(options={"trajectory": 0, "turn": 1})  # the edit turn
+        verdicts = env.unwrapped.judge_actions([*fixes.values(), _bash("ls")])
+    finally:
+        env.close()
+    pivot = {name: v.reward for name, v in zip([*fixes, "nothing"], verdicts)}
+    return {"episode": episode, "pivot": pivot, "demonstration": demonstration,
+            "reasons": [v.reason for v in verdicts]}
+
+
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.timeout(1200)
 def test_walkthrough_instance_and_checkout_to_episode_and_pivot_verdicts(docker_backend, tmp_path):
-    """The README's SWE-bench walk-through: instance + checkout -> episode record -> verdicts; the gold
-    episode's own messages -> pivot record -> verdicts."""
-    import gymnasium as gym
-
-    import pivot_envs  # noqa: F401  (registers the envs)
+    """The walk-through on the small project written here."""
     from pivot_envs.sandboxed_env import close_shared_sandboxes
 
     checkout, base = _project(tmp_path / "mathbits")
-    instance = _instance(base)
-    record = record_from_instance(instance, repo_checkout=checkout)  # one call: builds the image
-    assert record["task"]["episode_only"] and record["messages"][-1]["role"] == "assistant"
-    env = gym.make("PivotSWE-v0", trajectories=[record], sandbox=docker_backend, mode="episode")
     try:
-        rewards = {name: _episode(env, actions)[0] for name, actions in {
-            "gold": [_write_core(GOLD)], "alternative": [_write_core(ALTERNATIVE)],
-            "breaks percent": [_write_core(BREAKS_PERCENT)], "nothing": []}.items()}
-        assert rewards == {"gold": 1.0, "alternative": 1.0, "breaks percent": 0.0, "nothing": 0.0}
-        _, demonstration = _episode(env, [_bash("grep -n 'return lo' mathbits/core.py"), _write_core(GOLD)])
+        got = _walkthrough(docker_backend, _instance(base), checkout, explore=_bash("grep -n 'return lo' mathbits/core.py"),
+                           fixes={"gold": _write_core(GOLD), "alternative": _write_core(ALTERNATIVE),
+                                  "breaks percent": _write_core(BREAKS_PERCENT)})
     finally:
-        env.close()
-    assert [m["role"] for m in demonstration] == ["assistant", "tool", "assistant", "tool", "assistant"]
-    assert "6:        return lo" in demonstration[1]["content"]  # the real output of the grep
-    pivot_record = record_from_instance(instance, repo_checkout=checkout, demonstration=demonstration)
-    assert "episode_only" not in pivot_record["task"] and pivot_record["task"]["image"] == record["task"]["image"]
-    env = gym.make("PivotSWE-v0", trajectories=[pivot_record], sandbox=docker_backend)
-    try:
-        env.reset(options={"trajectory": 0, "turn": 1})  # the edit turn
-        verdicts = env.unwrapped.judge_actions([_write_core(GOLD), _write_core(ALTERNATIVE),
-                                                _write_core(BREAKS_PERCENT), _bash("ls")])
-        assert [v.reward for v in verdicts] == [1.0, 1.0, 0.0, 0.0], [v.reason for v in verdicts]
-    finally:
-        env.close()
         close_shared_sandboxes()  # releases the snapshots every env of this process shared
+    want = {"gold": 1.0, "alternative": 1.0, "breaks percent": 0.0, "nothing": 0.0}
+    assert got["episode"] == want and got["pivot"] == want, got["reasons"]
+    assert "6:        return lo" in got["demonstration"][1]["content"]  # the real output of the grep
+
+
+# ----------------------------------------------------------------------------- a real project: six 1.17.0
+
+# `six.add_metaclass`'s body as released; the instances below break one part of it and fix it again.
+SIX_BLOCK = """        slots = orig_vars.get('__slots__')
+        if slots is not None:
+            if isinstance(slots, str):
+                slots = [slots]
+            for slots_var in slots:
+                orig_vars.pop(slots_var)
+        orig_vars.pop('__dict__', None)
+        orig_vars.pop('__weakref__', None)
+        if hasattr(cls, '__qualname__'):
+            orig_vars['__qualname__'] = cls.__qualname__
+"""
+_STR_SLOTS = "            if isinstance(slots, str):\n                slots = [slots]\n"
+_QUALNAME = "        if hasattr(cls, '__qualname__'):\n            orig_vars['__qualname__'] = cls.__qualname__\n"
+SIX_CASES = {
+    # bug: a string __slots__ is iterated letter by letter (KeyError 'a')
+    "benjaminp__six-string-slots": {
+        "bug": SIX_BLOCK.replace(_STR_SLOTS, ""),
+        "statement": "add_metaclass fails with KeyError: 'a' on a class whose __slots__ is a single string like 'ab'.",
+        "fail_to_pass": ["test_six.py::test_add_metaclass"],
+        "pass_to_pass": ["test_six.py::test_add_metaclass_nested", "test_six.py::test_with_metaclass",
+                         "test_six.py::test_int2byte"],
+        "alternative": SIX_BLOCK.replace(_STR_SLOTS + "            for slots_var in slots:\n",
+                                         "            for slots_var in ((slots,) if isinstance(slots, str) else slots):\n"),
+        "breaking": SIX_BLOCK.replace(_QUALNAME, ""),  # fixes the slots, loses nested __qualname__
+    },
+    # bug: the class made by add_metaclass loses its __qualname__ (nested classes)
+    "benjaminp__six-qualname": {
+        "bug": SIX_BLOCK.replace(_QUALNAME, ""),
+        "statement": "A nested class decorated with add_metaclass gets __qualname__ 'B' instead of 'f.<locals>.A.B'.",
+        "fail_to_pass": ["test_six.py::test_add_metaclass_nested"],
+        "pass_to_pass": ["test_six.py::test_add_metaclass", "test_six.py::test_with_metaclass",
+                         "test_six.py::test_int2byte"],
+        "alternative": SIX_BLOCK.replace(_QUALNAME, "        orig_vars['__qualname__'] = getattr(cls, '__qualname__', "
+                                                    "cls.__name__)\n"),
+        "breaking": SIX_BLOCK.replace("        orig_vars.pop('__dict__', None)\n", ""),  # breaks test_add_metaclass
+    },
+}
+
+
+def _six_checkout(root: Path) -> Path:
+    """six 1.17.0 from its PyPI sdist (cached like the shipped repositories' sdists) as a git checkout;
+    each instance is a branch: a bug commit (its base) and the fix after it."""
+    import tarfile
+
+    from sandboxes.swe.repos import RepoSpec, fetch_sdist
+
+    sdist = fetch_sdist(RepoSpec("six", "1.17.0", (".",), ("test_six.py",), "benjaminp/six"))
+    with tarfile.open(sdist) as tar:
+        tar.extractall(root.parent / "sdist", filter="data")
+    shutil.copytree(root.parent / "sdist" / "six-1.17.0", root)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "six 1.17.0")
+    return root
+
+
+def _six_instance(checkout: Path, iid: str, case: dict) -> dict:
+    upstream = (checkout / "six.py").read_text()
+    assert upstream.count(SIX_BLOCK) == 1
+    _git(checkout, "checkout", "-q", "-b", iid, "main")
+    (checkout / "six.py").write_text(upstream.replace(SIX_BLOCK, case["bug"]))
+    _git(checkout, "commit", "-q", "-am", "a bug")
+    base = _git(checkout, "rev-parse", "HEAD")
+    patch = subprocess.run(["git", "diff", "HEAD", "main", "--", "six.py"], cwd=checkout, check=True,
+                           capture_output=True, text=True).stdout  # unstripped: a hunk may end in a blank line
+    (checkout / "six.py").write_text(upstream)
+    _git(checkout, "commit", "-q", "-am", "the fix")
+    _git(checkout, "checkout", "-q", "main")
+    return {"instance_id": iid, "repo": "benjaminp/six", "base_commit": base, "patch": patch, "test_patch": "",
+            "problem_statement": case["statement"], "FAIL_TO_PASS": json.dumps(case["fail_to_pass"]),
+            "PASS_TO_PASS": json.dumps(case["pass_to_pass"]), "version": "1.17.0"}
+
+
+def _six_edit(case: dict, block: str) -> str:
+    return render_tool_call("str_replace_editor", {"command": "str_replace", "path": "/testbed/six.py",
+                                                   "old_str": case["bug"], "new_str": block})
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.timeout(1800)
+def test_walkthrough_on_instances_of_a_real_project(docker_backend, tmp_path):
+    """Issue 20's acceptance on a small real PyPI project other than the five shipped ones: two
+    SWE-bench-format instances of six 1.17.0 (bugs in `add_metaclass`, fixed after the base commit).
+    Gold 1, a different correct fix 1, a fix that breaks another test 0, doing nothing 0, in episode
+    and pivot mode."""
+    from pivot_envs.sandboxed_env import close_shared_sandboxes
+
+    checkout = _six_checkout(tmp_path / "six")
+    want = {"gold": 1.0, "alternative": 1.0, "breaking": 0.0, "nothing": 0.0}
+    try:
+        for iid, case in SIX_CASES.items():
+            instance = _six_instance(checkout, iid, case)
+            got = _walkthrough(docker_backend, instance, checkout, explore=_bash("grep -n 'def add_metaclass' six.py"),
+                               fixes={"gold": _six_edit(case, SIX_BLOCK),
+                                      "alternative": _six_edit(case, case["alternative"]),
+                                      "breaking": _six_edit(case, case["breaking"])})
+            print(iid, got["episode"], got["pivot"])
+            assert got["episode"] == want and got["pivot"] == want, (iid, got["reasons"])
+    finally:
+        close_shared_sandboxes()
