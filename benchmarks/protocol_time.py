@@ -21,7 +21,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from pivot_algo.experiments.table import METHODS, RATE_OF
+from pivot_algo.experiments.presets import METHODS, RATE_OF
 
 MEAN_HORIZON = 2.5  # operations per in-domain task of the standard world (2 or 3)
 BORROW = RATE_OF

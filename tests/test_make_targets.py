@@ -19,16 +19,16 @@ def _make_variable(name: str) -> str:
 
 
 def test_make_demo_runs_a_held_out_paper_table_preset():
-    from pivot_algo.experiments import table
+    from pivot_algo.experiments import presets
 
-    preset = table.PRESETS[_make_variable("TABLE_PRESET")]
+    preset = presets.PRESETS[_make_variable("TABLE_PRESET")]
     assert preset.phase == "test", "the main job reports held-out tasks, never the dev split the world was tuned on"
     assert "pivot_algo.cli table --preset $(TABLE_PRESET) --out $(TABLE_OUT)" in (ROOT / "Makefile").read_text()
     # The main job must not rewrite tracked files: its results and log go to the git-ignored runs/.
     assert _make_variable("TABLE_OUT").startswith("runs/")
     assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
     # Its rates are the ones chosen on dev (the full protocol uses the same): a demo never tunes on test.
-    assert preset.lrs == table.PRESETS["full"].lrs and preset.key() == table.PRESETS["full"].key()
+    assert preset.lrs == presets.PRESETS["full"].lrs and preset.key() == presets.PRESETS["full"].key()
 
 
 def test_the_venv_is_installed_against_the_pinned_constraints():

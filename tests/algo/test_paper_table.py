@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from pivot_algo.experiments import table
+from pivot_algo.experiments import bases, presets, report, table
 from pivot_algo.experiments.curves import IN_DOMAIN
 
 
@@ -34,11 +34,11 @@ def _cells(success, turns=None, seeds=(0, 1, 2), jitter=0.0):
     seed s's outcomes of every trained method by s * jitter tasks (seed-to-seed variation)."""
     cells = {}
     for s in seeds:
-        for m in table.METHODS:
+        for m in presets.METHODS:
             ones = round(30 * success[m]) + (0 if m == "base" else int(s * jitter))
             per = [1.0] * max(0, min(30, ones)) + [0.0] * (30 - max(0, min(30, ones)))
             cells[(s, m)] = {"seed": s, "method": m, "note": None, "pivots": None, "lr": 1e-3,
-                             "eval": {k: {"success": sum(per) / 30, "per_task": per} for k in table.SUITES},
+                             "eval": {k: {"success": sum(per) / 30, "per_task": per} for k in presets.SUITES},
                              "curve": (turns or {}).get(m, []), "profile_costs": {},
                              "costs": {"rollout_turns": 0, "sandbox_executions": 0, "generated_tokens": 0,
                                        "sandbox_seconds": 0, "wall_seconds": 0, "optimizer_steps": 0}}
@@ -46,8 +46,8 @@ def _cells(success, turns=None, seeds=(0, 1, 2), jitter=0.0):
 
 
 def _verdicts(cells, seeds=(0, 1, 2)):
-    preset = dataclasses.replace(table.PRESETS["ci"], seeds=seeds)
-    claims = table.summarise(preset, cells)["claims"]
+    preset = dataclasses.replace(presets.PRESETS["ci"], seeds=seeds)
+    claims = report.summarise(preset, cells)["claims"]
     # "1.", "2a.", "2b.", "3." and each ablation "4. <what>" (three share the number)
     return {c["claim"].split()[0] if not c["claim"].startswith(("4.", "5.")) else c["claim"]: c["verdict"]
             for c in claims}
@@ -56,9 +56,9 @@ def _verdicts(cells, seeds=(0, 1, 2)):
 def test_nothing_learned_is_not_testable_not_contradicted():
     # The all-zero table of the old demo printed claim 3 "contradicted": a claim about which method
     # learns better is not testable when no compared method learned at all.
-    zeros = {m: 0.0 for m in table.METHODS}
+    zeros = {m: 0.0 for m in presets.METHODS}
     assert set(_verdicts(_cells(zeros)).values()) == {"not testable"}
-    flat = {m: 0.4 for m in table.METHODS}  # every method exactly the base
+    flat = {m: 0.4 for m in presets.METHODS}  # every method exactly the base
     assert set(_verdicts(_cells(flat)).values()) == {"not testable"}
 
 
@@ -82,22 +82,22 @@ def test_efficiency_is_read_at_matched_accuracy_from_the_curves():
     # PivotRL reaches 0.6 after 1 point (100 calls + 300 profiling), E2E after 4 points (400 calls);
     # the accuracy both reach is min(0.6, 0.7) = 0.6.
     curves_ = {"pivotrl": _curve([0.2, 0.6, 0.6, 0.6]), "e2e_grpo": _curve([0.2, 0.3, 0.4, 0.5, 0.7])}
-    cells = _cells({m: 0.5 for m in table.METHODS}, curves_, seeds=(0, 1))
+    cells = _cells({m: 0.5 for m in presets.METHODS}, curves_, seeds=(0, 1))
     for s in (0, 1):
         cells[(s, "pivotrl")]["profile_costs"] = {"rollout_turns": 300.0, "wall_seconds": 1.0}
-    eff = table.efficiency(cells, (0, 1))
+    eff = report.efficiency(cells, (0, 1))
     row = eff["per_seed"][0]
     assert row["target"] == pytest.approx(0.6) and row["pivotrl_calls"] == 400 and row["e2e_grpo_calls"] == 400
     assert row["pivotrl_calls_no_profiling"] == 100 and eff["ratio"]["mean"] == pytest.approx(1.0)
     # Neither improves on its start: no matched accuracy, the seed is not usable.
-    flat = _cells({m: 0.5 for m in table.METHODS}, {"pivotrl": _curve([0.5, 0.5]), "e2e_grpo": _curve([0.5, 0.4])},
+    flat = _cells({m: 0.5 for m in presets.METHODS}, {"pivotrl": _curve([0.5, 0.5]), "e2e_grpo": _curve([0.5, 0.4])},
                   seeds=(0,))
-    assert table.efficiency(flat, (0,))["usable_seeds"] == 0
+    assert report.efficiency(flat, (0,))["usable_seeds"] == 0
 
 
 def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(tmp_path):
-    preset = dataclasses.replace(table.PRESETS["ci"], seeds=(0, 1, 2))
-    cells = _cells({**{m: 0.6 for m in table.METHODS}, "base": 0.2, "sft": 0.3})
+    preset = dataclasses.replace(presets.PRESETS["ci"], seeds=(0, 1, 2))
+    cells = _cells({**{m: 0.6 for m in presets.METHODS}, "base": 0.2, "sft": 0.3})
     meta = {"preset": "ci", "key": preset.key(), "commit": "abc", "wall_seconds": 1234.0, "cells_run": 21,
             "cells_resumed": 0, "load_start": [1, 1, 1], "load_end": [2, 2, 2]}
     (tmp_path / "ci").mkdir()
@@ -112,7 +112,7 @@ def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(tmp_pat
 
 
 def test_planned_cells_put_every_owned_rate_on_the_grid_and_ablations_at_pivotrls():
-    preset = dataclasses.replace(table.PRESETS["ci"], seeds=(0,), lrs={"sft": 1e-3, "pivotrl": 3e-4, "e2e_grpo": 3e-4})
+    preset = dataclasses.replace(presets.PRESETS["ci"], seeds=(0,), lrs={"sft": 1e-3, "pivotrl": 3e-4, "e2e_grpo": 3e-4})
     plan = table.planned_cells(preset, (1e-4, 1e-3))
     rates = {m: sorted(r for _, mm, r in plan if mm == m) for m in preset.methods}
     assert rates["base"] == [None] and rates["sft"] == [1e-4, 1e-3]
@@ -121,7 +121,7 @@ def test_planned_cells_put_every_owned_rate_on_the_grid_and_ablations_at_pivotrl
 
 def _micro():
     return dataclasses.replace(
-        table.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
+        presets.PRESETS["ci"], seeds=(0,), methods=("base", "sft", "pivotrl"),
         pretrain={"group_a": 6, "tool": 4, "group_b": 0, "report": 4}, pretrain_steps=2, pretrain_batch=4,
         exposure_tasks=4, exposure_steps=2, select_every=1, select_tasks=2,
         train_tasks=3, eval_in=2, eval_ood=2, val_in=2, val_ood=2, max_steps=2, eval_every=1, pivots_per_step=2,
@@ -133,17 +133,17 @@ def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
     # reaches the target, after every step of the cap when nothing can reach it.
     monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
     open_gate = {"select_ood_min": 0.0, "select_weakest_min": 0.0}  # every checkpoint eligible
-    at_once = json.loads((table.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, **open_gate), 0)
+    at_once = json.loads((bases.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, **open_gate), 0)
                           / "pretrain.json").read_text())
     assert [c["step"] for c in at_once["selection"]] == [0] and at_once["base_step"] == 0
-    base = table.pretrain_base(dataclasses.replace(_micro(), base_target=1.01, exposure_steps=3, **open_gate), 0)
+    base = bases.pretrain_base(dataclasses.replace(_micro(), base_target=1.01, exposure_steps=3, **open_gate), 0)
     never = json.loads((base / "pretrain.json").read_text())
     assert [c["step"] for c in never["selection"]] == [0, 1, 2, 3]
     assert never["base_selection_success"] == max(c["success"] for c in never["selection"])  # the closest
     assert never["versions"]["torch"] and not (base / "select").exists()
     # The gate: a target reached while some in-domain operation is never right in any sample does not stop
     # stage 2 (RL would have nothing to learn there).
-    gated = table.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, exposure_steps=2,
+    gated = bases.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, exposure_steps=2,
                                                     select_ood_min=0.0, select_weakest_min=1.01), 0)
     assert [c["step"] for c in json.loads((gated / "pretrain.json").read_text())["selection"]] == [0, 1, 2]
     # every base continues one stage-1 model (cached once)
@@ -186,19 +186,19 @@ def test_ci_preset_fills_every_cell_with_finite_numbers(tmp_path):
     cfg = result["config"]
     assert len(result["cells"]) == len(cfg["seeds"]) * len(cfg["methods"])
     text = (tmp_path / "out" / "ci" / "table.md").read_text()
-    for label in table.LABELS.values():
+    for label in presets.LABELS.values():
         assert f"| {label} |" in text
 
 
 def test_a_horizon_run_has_its_own_tasks_cells_and_folder(tmp_path, monkeypatch):
     # The horizon sweep: in-domain tasks of H operations, their own cache key and output folder, so a
     # sweep never overwrites the standard table. Only the task sets are built here (no training).
-    long = dataclasses.replace(table.PRESETS["ci"], horizon=8)
-    tasks = table.world(long)
+    long = dataclasses.replace(presets.PRESETS["ci"], horizon=8)
+    tasks = presets.world(long)
     assert all(len(t["task"]["ops"]) == 8 for t in tasks["train"] + tasks["val_in"] + tasks["eval_in"])
     assert all(len(t["task"]["ops"]) in (2, 3) for t in tasks["eval_ood_a"])  # OOD suites unchanged
-    assert long.key() != table.PRESETS["ci"].key()
-    cfg = table.run_config(long, 0, tasks["train"][:1], tmp_path)
+    assert long.key() != presets.PRESETS["ci"].key()
+    cfg = presets.run_config(long, 0, tasks["train"][:1], tmp_path)
     assert cfg.env.kwargs["max_turns"] == 2 * 8 + 2
 
 
@@ -213,8 +213,8 @@ def test_ood_is_compared_at_the_in_domain_accuracy_both_reach():
     for s in (0, 1, 2):
         cells[(s, "pivotrl")] = {"curve": curve([0.2, 0.4, 0.6, 0.6], [0.9, 0.9, 0.9 - 0.01 * s, 0.8])}
         cells[(s, "sft")] = {"curve": curve([0.2, 0.6, 0.8, 0.8], [0.9, 0.5, 0.2, 0.2])}
-    out = table.ood_at_matched_accuracy(cells, (0, 1, 2))
+    out = report.ood_at_matched_accuracy(cells, (0, 1, 2))
     assert out["usable_seeds"] == 3 and [r["target"] for r in out["per_seed"]] == [0.6] * 3
     assert out["difference"]["mean"] == pytest.approx(0.4 - 0.01) and out["difference"]["sign"] == "above 0"
     flat = {(0, m): {"curve": curve([0.2, 0.2], [0.9, 0.9])} for m in ("pivotrl", "sft")}
-    assert table.ood_at_matched_accuracy(flat, (0,))["usable_seeds"] == 0  # neither learned: no match
+    assert report.ood_at_matched_accuracy(flat, (0,))["usable_seeds"] == 0  # neither learned: no match
