@@ -8,6 +8,7 @@ tasks, compared by paired intervals, and judged claim by claim (pivot_algo/exper
     pivotrl table --preset full --shard 0/2 & pivotrl table --preset full --shard 1/2   # the protocol
     pivotrl table --preset dev --world-check                   # the world's acceptance check (dev only)
     pivotrl table --preset full --horizon 8 --methods base,pivotrl,e2e_grpo   # one point of the horizon sweep
+    pivotrl table --preset full --horizon-summary               # the sweep's table and plot (horizon.py)
 
 Per seed: a tiny model (`GridPreset.model`, pivot_algo/policy/tiny.py) is pre-trained in two stages
 and cached: SFT on a broad mix (group-A families, tool use, report-only conversations, one-call tool
@@ -36,6 +37,7 @@ The experiments layer, one job per module (read in this order):
     bases.py        the seed's base: two-stage pre-training, cached
     cells.py        one (seed, method, rate): profile, train to a plateau, evaluate (evaluation.py: episodes, curves)
     report.py       statistics, matched-accuracy comparisons, the markdown table, plots, the rate choice
+    horizon.py      claim 3 against the horizon, read from the finished --horizon runs
     verdicts.py     the claims, each judged by a rule written before the runs
     stats.py, stages.py, curves.py   intervals, the resumable stage cache, plateaus and probes
     table.py        this file: the grid (cells to run, shards, resume), the world's acceptance check, the CLI
@@ -60,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from pivot_algo import miniworld
+from pivot_algo.experiments import horizon
 from pivot_algo.experiments.cells import run_cell
 from pivot_algo.experiments.presets import (
     METHODS,
@@ -294,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rejudge", action="store_true",
                         help="recompute the table, claims and plots of a finished grid from its results.json (no cell re-run)")
     parser.add_argument("--world-check", action="store_true", help="the world's acceptance check (dev presets only)")
+    parser.add_argument("--horizon-summary", action="store_true",
+                        help="claim 3 against the horizon: read the finished <preset>-h<H> runs, write <preset>-horizon/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     preset = PRESETS[args.preset]
@@ -312,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         preset = dataclasses.replace(preset, methods=tuple(args.methods.split(",")))
     if args.rejudge:
         rejudge(args.preset, Path(args.out))
+        return 0
+    if args.horizon_summary:
+        try:
+            horizon.write_summary(Path(args.out), args.preset)
+        except FileNotFoundError as e:
+            parser.error(str(e))
         return 0
     if args.world_check:
         check = world_check(args.preset, preset, Path(args.out), Path(args.work), args.threads, args.shard)

@@ -218,3 +218,32 @@ def test_ood_is_compared_at_the_in_domain_accuracy_both_reach():
     assert out["difference"]["mean"] == pytest.approx(0.4 - 0.01) and out["difference"]["sign"] == "above 0"
     flat = {(0, m): {"curve": curve([0.2, 0.2], [0.9, 0.9])} for m in ("pivotrl", "sft")}
     assert report.ood_at_matched_accuracy(flat, (0,))["usable_seeds"] == 0  # neither learned: no match
+
+
+def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_path):
+    # Two horizon runs: at H=2 both reach 0.6 after the same calls (ratio 1); at H=8 E2E's calls per point
+    # grow with H (its rollouts are whole episodes), so it needs 4x PivotRL's calls (ratio ~4, above 1 on
+    # every seed). The crossover is the first H whose ratio interval lies above 1.
+    from pivot_algo.experiments import horizon
+
+    seeds = (0, 1, 2)
+    for h, e2e_calls in ((2, 100.0), (8, 400.0)):
+        curves_ = {"pivotrl": _curve([0.2, 0.6, 0.6]), "e2e_grpo": _curve([0.2, 0.6, 0.6], calls_per_point=e2e_calls)}
+        cells = _cells({m: 0.5 for m in presets.METHODS}, curves_, seeds=seeds)
+        for s in seeds:  # seed-to-seed variation, so the t-interval has a width
+            cells[(s, "e2e_grpo")]["curve"] = _curve([0.2, 0.6, 0.6], calls_per_point=e2e_calls * (1 + 0.1 * s))
+        preset = dataclasses.replace(presets.PRESETS["ci"], seeds=seeds, methods=("base", "pivotrl", "e2e_grpo"), horizon=h)
+        summary = report.summarise(preset, cells)
+        folder = tmp_path / f"ci-h{h}"
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps({"config": dataclasses.asdict(preset), "summary": summary}))
+    (tmp_path / "ci-hx").mkdir()  # not a horizon folder: ignored
+    sweep = horizon.write_summary(tmp_path, "ci")
+    ratios = {r["horizon"]: r["calls_ratio"] for r in sweep["rows"]}
+    assert sorted(ratios) == [2, 8]
+    assert ratios[2]["mean"] == pytest.approx(1.1, rel=0.05) and ratios[8]["mean"] == pytest.approx(4.4, rel=0.05)
+    assert ratios[2]["lo"] < 1 < ratios[8]["lo"] and sweep["crossover"] == 8
+    assert (tmp_path / "ci-horizon" / "horizon.png").stat().st_size > 0
+    assert "| 8 | 3 (3) |" in (tmp_path / "ci-horizon" / "horizon.md").read_text()
+    with pytest.raises(FileNotFoundError, match="--horizon H"):
+        horizon.write_summary(tmp_path, "full")

@@ -1,0 +1,121 @@
+"""Claim 3 as a function of the horizon: how the cost of E2E-RL relative to PivotRL grows with the number
+of turns per task (issue "The paper's claims, decided": a 4x saving in model calls cannot exist on
+3-turn episodes; the paper's setting is tens of turns).
+
+Each horizon H is its own grid run (`pivotrl table --preset P --horizon H --methods base,pivotrl,e2e_grpo`,
+results in <out>/<P>-h<H>/). This module reads those results, nothing else:
+
+    pivotrl table --preset full --horizon-summary     # -> <out>/full-horizon/horizon.md, horizon.png
+
+Per H it takes the matched-accuracy comparison the table already made (report.efficiency: per seed, the
+model calls each method spent to first reach the highest in-domain validation accuracy both reach,
+PivotRL's profiling included; the ratio E2E / PivotRL summarised by a t-interval over seeds of its
+logarithm) and the methods' held-out in-domain success. The crossover is the smallest H whose ratio
+interval lies above 1 (E2E-RL needs more model calls than PivotRL for the same accuracy); "none" when no
+horizon's interval does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+RATIO_KEYS = ("calls_ratio", "wall_ratio")
+
+
+def horizon_folders(out_root: Path, preset_name: str) -> dict[int, Path]:
+    """H -> the folder of a finished horizon run of `preset_name` (one with a results.json)."""
+    found = {}
+    for path in sorted(out_root.glob(f"{preset_name}-h*")):
+        suffix = path.name[len(preset_name) + 2:]
+        if suffix.isdigit() and (path / "results.json").is_file():
+            found[int(suffix)] = path
+    return found
+
+
+def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Rows per horizon (ratios with intervals, usable seeds, held-out in-domain means) and the crossover."""
+    rows = []
+    for h in sorted(results):
+        summary = results[h]["summary"]
+        eff = summary.get("efficiency") or {}
+        row: dict[str, Any] = {"horizon": h, "seeds": len(results[h]["config"]["seeds"]),
+                               "usable_seeds": eff.get("usable_seeds", 0)}
+        for key in RATIO_KEYS:
+            row[key] = eff.get(key)
+        row["in_domain"] = {m: r["in_domain"]["mean"] for m, r in summary["methods"].items()}
+        rows.append(row)
+    crossover = next((r["horizon"] for r in rows
+                      if r["calls_ratio"] and math.isfinite(r["calls_ratio"]["lo"]) and r["calls_ratio"]["lo"] > 1), None)
+    return {"rows": rows, "crossover": crossover}
+
+
+def _ratio(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "- (no seed with a matched accuracy above both starts)"
+    lo = "nan" if not math.isfinite(d["lo"]) else f"{d['lo']:.2f}"
+    hi = "nan" if not math.isfinite(d["hi"]) else f"{d['hi']:.2f}"
+    return f"{d['mean']:.2f} [{lo}, {hi}] (n={d['n_seeds']})"
+
+
+def markdown(sweep: dict[str, Any]) -> str:
+    head = ("| H (operations per task) | seeds (usable) | E2E / PivotRL model calls to matched accuracy [95% CI] "
+            "| E2E / PivotRL wall time | held-out in-domain %: base / PivotRL / E2E-RL |")
+    lines = [head, "|---|---|---|---|---|"]
+    for r in sweep["rows"]:
+        acc = " / ".join(f"{r['in_domain'][m] * 100:.1f}" if m in r["in_domain"] else "-"
+                         for m in ("base", "pivotrl", "e2e_grpo"))
+        lines.append(f"| {r['horizon']} | {r['seeds']} ({r['usable_seeds']}) | {_ratio(r['calls_ratio'])} "
+                     f"| {_ratio(r['wall_ratio'])} | {acc} |")
+    cross = sweep["crossover"]
+    lines += ["", "crossover (smallest H whose calls-ratio interval lies above 1): "
+              + (f"H = {cross}" if cross is not None else "none of the horizons run")]
+    return "\n".join(lines) + "\n"
+
+
+def plot(sweep: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, colour in (("calls_ratio", "model calls", "C0"), ("wall_ratio", "wall time", "C1")):
+        pts = [(r["horizon"], r[key]) for r in sweep["rows"] if r[key]]
+        if not pts:
+            continue
+        xs = [h for h, _ in pts]
+        means = [d["mean"] for _, d in pts]
+        los = [d["mean"] - (d["lo"] if math.isfinite(d["lo"]) else d["mean"]) for _, d in pts]
+        his = [(d["hi"] if math.isfinite(d["hi"]) else d["mean"]) - d["mean"] for _, d in pts]
+        ax.errorbar(xs, means, yerr=[los, his], fmt="o-", capsize=3, color=colour, label=f"E2E / PivotRL, {label}")
+    ax.axhline(1, color="grey", lw=0.5)
+    ax.axhline(4, color="grey", lw=0.5, ls="--", label="the paper's 4x")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("operations per in-domain task (H)")
+    ax.set_ylabel("cost ratio to matched accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_summary(out_root: Path, preset_name: str) -> dict[str, Any]:
+    """Read every finished <preset>-h<H> run under `out_root`, write <preset>-horizon/{horizon.md,
+    horizon.png, horizon.json}, return the sweep. Raises FileNotFoundError when no horizon run is finished."""
+    folders = horizon_folders(out_root, preset_name)
+    if not folders:
+        raise FileNotFoundError(f"no finished horizon run under {out_root} (folders {preset_name}-h<H> with a "
+                                f"results.json): run `pivotrl table --preset {preset_name} --horizon H` first")
+    sweep = summarise_horizons({h: json.loads((p / "results.json").read_text()) for h, p in folders.items()})
+    out = out_root / f"{preset_name}-horizon"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "horizon.json").write_text(json.dumps(sweep, indent=1))
+    text = markdown(sweep)
+    (out / "horizon.md").write_text(text)
+    plot(sweep, out / "horizon.png")
+    print(text, flush=True)
+    return sweep
