@@ -1,6 +1,7 @@
 """Harbor adapter on shapes met in public task folders (issue 20): install lines with redirections,
 a solution that apt-installs what it needs, `allow_internet = true` tasks that pass offline, hour-long
-timeouts, an image that does not build, and a refusal whose reason is far from the end of the output.
+timeouts, an image that does not build, a refusal whose reason is far from the end of the output, and
+a Terminal-Bench `uv venv -p 3.12` + `uv pip install` of an sdist-only package.
 The folders are in `harbor_public_shapes/` (task data, not tests of this project)."""
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def test_apt_packages_the_solution_installs_are_installed_at_build():
     assert any("jq" in note and "solution" in note for note in plan.notes)
 
 
+def test_sdists_in_the_wheelhouse_are_built_into_wheels_at_image_build():
+    """`uv venv -p 3.12 && uv pip install docopt==0.6.2` (an sdist-only release) failed offline: uv had
+    to build it and setuptools was not in the wheelhouse ("Failed to download and build")."""
+    lines = _plan("uv pip install pytest==8.3.5 docopt==0.6.2\n").dockerfile_lines()
+    download = next(i for i, line in enumerate(lines) if " download " in line)
+    assert " wheel " in lines[download + 1] and "*.tar.gz" in lines[download + 1]
+
+
 def test_hour_long_timeouts_are_clamped_to_the_backend_ceiling_and_recorded():
     """[verifier] timeout_sec = 3600 failed the conversion with docker's raw `exec timeout must be in
     (0, 3540] s`; now the test's limit is the ceiling and the record says what was declared."""
@@ -103,6 +112,7 @@ def test_public_shapes_convert(docker_backend, tmp_path):
         "internet-declared-offline-ok": ("converted", ""),
         "pip-redirect-hour-timeouts": ("converted", ""),
         "solution-fails-long-log": ("refused", "solution_fails"),
+        "uv-venv-sdist-only": ("converted", ""),
     }, report.table()
     trajs = {t["id"]: t for t in report.trajectories}
     assert trajs["harbor-internet-declared-offline-ok"]["task"]["flags"] == ["declares_internet"]

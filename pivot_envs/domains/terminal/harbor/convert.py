@@ -56,7 +56,7 @@ from pivot_envs.sandbox import SandboxBackend, make_backend
 FINAL_MESSAGE = "The task is complete."
 EPISODE_ONLY_MESSAGE = "(no demonstration: this task ships no solution; use it in episode mode from turn 0)"
 # Part of every image tag: bump when the build recipe (offline layer, python shim) changes.
-BUILD_RECIPE = "harbor-build-2"
+BUILD_RECIPE = "harbor-build-3"
 # Output that says a command tried to reach the network.
 _NETWORK_FAILURE_RE = re.compile(r"Could not resolve host|Temporary failure in name resolution|Network is unreachable|"
                                  r"Failed to establish a new connection|No matching distribution found|"

@@ -5,7 +5,8 @@ the uv installer from astral.sh, `uvx -w pytest==8.4.1 pytest ...`, `pip install
 here never have network at run time; image builds reach the package registries (PyPI, Debian) and no
 other host. So `plan_test_dependencies` reads the test scripts and returns an `OfflinePlan`:
 
-* build time (`dockerfile_lines`, appended to the task's Dockerfile):
+* build time (`dockerfile_lines`, appended to the task's Dockerfile; sdists among the downloads are
+  built into wheels there, so nothing needs a build backend at test time):
   - Debian packages the tests `apt-get|apt install` (also `apk add`, same names) are installed;
   - the astral.sh uv installer becomes `pip install uv[==version]` (uv is published on PyPI), and
     `$HOME/.local/bin/env`, which that installer writes and test scripts `source`, is created;
@@ -156,6 +157,11 @@ class OfflinePlan:
         if self.python_requirements:
             reqs = " ".join(shlex.quote(r) for r in self.python_requirements)
             lines.append(f"RUN mkdir -p {WHEELHOUSE} && {pip} download --no-cache-dir -q -d {WHEELHOUSE} {reqs}")
+            # A package published only as an sdist (docopt 0.6.2, ...) would be built at test time, and its
+            # build backend (setuptools) is not in the wheelhouse: offline uv then fails with "Failed to
+            # download and build". Build those wheels now, while PyPI answers.
+            lines.append(f"RUN cd {WHEELHOUSE} && for f in *.tar.gz *.zip; do [ -e \"$f\" ] || continue; "
+                         f"{pip} wheel --no-cache-dir -q --no-deps -w . \"$f\" || exit 1; done")
         if self.preinstalled:
             reqs = " ".join(shlex.quote(r) for r in self.preinstalled)
             lines.append(f"RUN {pip} install --no-cache-dir -q --no-index --find-links {WHEELHOUSE} {reqs}")
