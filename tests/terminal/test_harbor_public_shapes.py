@@ -92,15 +92,44 @@ def test_docker_build_removes_intermediate_containers_of_a_failed_step(monkeypat
 
 
 def _containers() -> set[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True, check=True, timeout=60)
-    return set(out.stdout.split())
+    """Stopped containers that no sandbox backend made (no `pivotrl` label): what a failed `docker
+    build` leaves behind. Sandboxes of tests running beside this one are not counted."""
+    out = subprocess.run(["docker", "ps", "-a", "--no-trunc", "--filter", "status=exited", "--filter", "status=created",
+                          "--format", "{{.ID}} {{.Label \"pivotrl\"}}"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return {line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 1}
 
 
+@pytest.mark.docker
+def test_refusals_keep_their_whole_reason_and_failed_builds_leave_no_container(docker_backend, tmp_path):
+    """The folders that need no registry at build time (FROM the local base): the status file keeps
+    the line that says why, 400 lines before the end of the output, and the build log; the failed
+    build leaves no `Exited` container; an allow_internet task that passes offline is kept, flagged."""
+    import shutil
+
+    names = ("image-build-fails", "internet-declared-offline-ok", "solution-fails-long-log")
+    for name in names:
+        shutil.copytree(SHAPES / name, tmp_path / "src" / name)
+    before = _containers()
+    out = tmp_path / "out.jsonl"
+    report = harbor.convert_folder(tmp_path / "src", docker_backend, out=out)
+    assert [(o.name, o.status, o.kind, o.flags) for o in report.outcomes] == [
+        ("image-build-fails", "refused", "image_build_failed", ()),
+        ("internet-declared-offline-ok", "converted", "", ("declares_internet",)),
+        ("solution-fails-long-log", "refused", "solution_fails", ())], report.table()
+    status = {r["name"]: r for r in map(json.loads, harbor.folder.status_path(out).read_text().splitlines())}
+    assert "Failed to download and unpack toolchain-1.2.3" in status["solution-fails-long-log"]["reason"]
+    assert "the vendored archive checksum does not match" in status["image-build-fails"]["reason"]
+    assert _containers() <= before, "a failed build left containers behind"
+
+
+@pytest.mark.slow  # the image builds reach PyPI and Debian (apt jq, pytest, docopt), like harbor_wild's
 @pytest.mark.docker
 @pytest.mark.timeout(1800)
 def test_public_shapes_convert(docker_backend, tmp_path):
     """Each folder converts (or is refused) as issue 20 asks; the refusals keep their whole reason in
-    the status file, and the failed image build leaves no container behind."""
+    the status file, the failed image build leaves no container behind, and every converted record
+    scores its demonstration 1 at every turn and doing nothing 0."""
     before = _containers()
     out = tmp_path / "shapes.jsonl"
     report = harbor.convert_folder(SHAPES, docker_backend, out=out)
