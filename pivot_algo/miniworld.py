@@ -42,7 +42,6 @@ evaluated in the final table.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import random
 import re
@@ -53,6 +52,12 @@ from pivot_envs.base_env import PivotEnv
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import Trajectory
 from pivot_envs.verdict import Verdict
+from pivot_envs.verifiers.rules import (
+    PAPER_SIMILARITY,
+    exact_match,
+    normalise_text,
+    similarity,
+)
 
 _EXPR = re.compile(r"^[x0-9+\-* ()]{1,40}$")
 
@@ -278,10 +283,6 @@ class RegisterState:
     corrupted: bool = False  # an operation produced the wrong value
 
 
-def _norm(text: str) -> str:
-    return " ".join((text or "").split())
-
-
 class MiniWorldEnv(PivotEnv):
     """See the module docstring. `verifier` is "execution" (default), "paper" or "exact"."""
 
@@ -328,17 +329,16 @@ class MiniWorldEnv(PivotEnv):
             expected = "a tool call" if ref_calls else "a plain message"
             return Verdict.wrong(f"expected {expected}", method)
         if method == "exact":
-            same = (_action_text(action) == _action_text(_as_parsed(reference)))
-            return Verdict.correct("exact match", method) if same else Verdict.wrong("differs from the demonstration", method)
+            return exact_match(action, reference, method)
         if method == "paper":
             if ref_calls:
                 same = [(c.name, c.arguments) for c in action.tool_calls] == [
                     (c["function"]["name"], _args(c)) for c in ref_calls]
                 return (Verdict.correct("same call and arguments", method) if same else
                         Verdict.wrong("tool call differs (name or arguments)", method))
-            ratio = difflib.SequenceMatcher(None, _norm(action.content), _norm(reference.get("content") or "")).ratio()
-            return (Verdict.correct(f"similarity {ratio:.2f} >= 0.95", method) if ratio >= 0.95 else
-                    Verdict.wrong(f"similarity {ratio:.2f} < 0.95", method))
+            ratio = similarity(normalise_text(action.content), normalise_text(reference.get("content")))
+            return (Verdict.correct(f"similarity {ratio:.2f} >= {PAPER_SIMILARITY}", method) if ratio >= PAPER_SIMILARITY
+                    else Verdict.wrong(f"similarity {ratio:.2f} < {PAPER_SIMILARITY}", method))
         # execution: compare values in this state
         self.costs.rollout_turns += 2  # the sampled action and the demonstration's, each evaluated at x
         ref_expr = _expr_of(reference)
@@ -426,15 +426,7 @@ def _int(text: Any) -> int | None:
         return None
 
 
-def _as_parsed(message: dict) -> ParsedAction:
-    from pivot_envs.trajectory import ToolCall
-
-    calls = [ToolCall(name=c["function"]["name"], arguments=_args(c), id=c.get("id", ""))
-             for c in message.get("tool_calls") or []]
-    return ParsedAction(content=message.get("content") or "", tool_calls=calls)
-
-
 def _action_text(action: ParsedAction) -> str:
     if action.tool_calls:
         return json.dumps([[c.name, c.arguments] for c in action.tool_calls], sort_keys=True)
-    return _norm(action.content)
+    return normalise_text(action.content)

@@ -12,11 +12,8 @@ from hypothesis import strategies as st
 
 import pivot_envs  # noqa: F401 - registers the envs
 from pivot_envs.domains.tooluse.messages import MessageTurn, judge_message
-from pivot_envs.domains.tooluse.verifier import (
-    compare_canonical,
-    paper_calls_match,
-    paper_value_match,
-)
+from pivot_envs.domains.tooluse.verifier import compare_canonical
+from pivot_envs.verifiers.rules import paper_calls_match, paper_value_match
 
 # real schemas (GorillaFileSystem / MathAPI / TwitterAPI docs as converted)
 TOOLS = {

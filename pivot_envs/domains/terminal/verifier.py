@@ -43,7 +43,6 @@ decides (no judge: 0). `ExactVerifier` ("exact") is strict string match (the abl
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import re
 import threading
@@ -58,6 +57,7 @@ from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, tim
 from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.trajectory import tool_calls_of
 from pivot_envs.verdict import Verdict
+from pivot_envs.verifiers.rules import PAPER_SIMILARITY, exact_match, similarity
 
 _STOP_WORDS = frozenset(["the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "have", "has", "had", "all", "any", "its", "not", "but", "you", "your", "can", "will", "been", "there", "their", "them", "then", "than", "each", "done", "task"])
 
@@ -227,23 +227,13 @@ class ExecutionVerifier:
 
 
 class ExactVerifier:
-    """Strict match: same tool calls with identical arguments (whitespace-trimmed), or identical text."""
+    """The strict-match ablation: the one rule of every domain (pivot_envs/verifiers/rules.py): same tool
+    calls with identical arguments in order, or the same whitespace-normalised text (never an empty one)."""
 
     name = "exact"
 
     def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
-        if action.error:
-            return Verdict.wrong(f"unusable action: {action.error}", self.name)
-        ref_calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in tool_calls_of(reference)]
-        got_calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in action.tool_calls]
-        if ref_calls or got_calls:
-            ok = ref_calls == got_calls
-        elif not action.content.strip():  # an empty demonstration message must not let an empty reply through
-            return Verdict.wrong("empty message", self.name)
-        else:
-            ok = (reference.get("content") or "").strip() == action.content.strip()
-        return (Verdict.correct("exact match", self.name) if ok
-                else Verdict.wrong("not a string match of the demonstration", self.name))
+        return exact_match(action, reference, self.name)
 
 
 JudgeFn = Callable[[list[dict], str, str], bool]
@@ -255,7 +245,7 @@ class PaperVerifier:
 
     name = "paper"
 
-    def __init__(self, threshold: float = 0.95, judge_fn: JudgeFn | None = None):
+    def __init__(self, threshold: float = PAPER_SIMILARITY, judge_fn: JudgeFn | None = None):
         self.threshold = threshold
         self.judge_fn = judge_fn
 
@@ -277,7 +267,7 @@ class PaperVerifier:
         if cmds is None:
             return Verdict.wrong(why, self.name)
         a, b = "\n".join(cmds), "\n".join(ref_cmds or [])
-        ratio = difflib.SequenceMatcher(None, a, b).ratio()
+        ratio = similarity(a, b)
         if ratio >= self.threshold:
             return Verdict.correct(f"command similarity {ratio:.2f} >= {self.threshold}", self.name, similarity=ratio)
         if self.judge_fn is not None and self.judge_fn(getattr(state, "prefix", []), a, b):

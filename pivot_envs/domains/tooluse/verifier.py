@@ -20,12 +20,11 @@ Five named verifiers (`make_verifier(name)`), all `judge(state, action, referenc
 - `functional` (default): canonical, and when that says "different", execution. `Verdict.method` says
   which check decided. On backend-free trajectories (no `task["involved_classes"]`, see `turns.py`)
   it is canonical alone; `execution` on them is refused when the env is built.
-- `paper`: the PivotRL paper's rule (see reference/paper-notes.md): exact tool name; recursive argument
-  comparison (same dict keys, same list lengths, floats within 1e-6, other scalars exact, strings of 2+
-  words by bag-of-words overlap |common| / (|expected| + |actual|) >= 0.1, shorter strings exact);
-  several calls matched as a batch (some one-to-one pairing); a reference message accepts ANY message.
-- `exact`: the strict-match ablation: the calls, in order, with JSON-identical arguments; a message
-  must equal the reference text (whitespace-normalised).
+- `paper`: the PivotRL paper's rule (pivot_envs/verifiers/rules.py: exact tool name, recursive argument
+  comparison, several calls matched as a batch); a reference message accepts ANY message.
+- `exact`: the strict-match ablation, the rule every domain shares (pivot_envs/verifiers/rules.py): the
+  calls, in order, with JSON-identical arguments; a message must equal the reference text
+  (whitespace-normalised), and an empty one never matches.
 
 Messages (all verifiers but `paper` and `exact`): a plain message where a call was expected scores 0,
 a call where a message was expected scores 0, an empty message scores 0. With
@@ -44,7 +43,6 @@ and never accepts an empty message.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -57,11 +55,10 @@ from pivot_envs.errors import SandboxError
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import ToolCall, tool_calls_of
 from pivot_envs.verdict import Verdict
+from pivot_envs.verifiers.rules import exact_match, paper_calls_match
 
 VERIFIERS = ("functional", "canonical", "execution", "paper", "exact")
 MESSAGE_POLICIES = ("content", "any")
-PAPER_STRING_THRESHOLD = 0.1
-FLOAT_TOL = 1e-6
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
 _FLOAT_RE = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -221,45 +218,6 @@ def compare_canonical(sampled: list[tuple[str, dict]], reference: list[tuple[str
 
 # ----------------------------------------------------------------------------- messages
 
-# ----------------------------------------------------------------------------- paper rule
-
-def paper_value_match(expected: Any, actual: Any, threshold: float = PAPER_STRING_THRESHOLD) -> bool:
-    """The paper's recursive argument comparison (see module docstring)."""
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and set(expected) == set(actual) and all(
-            paper_value_match(expected[k], actual[k], threshold) for k in expected)
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            paper_value_match(e, a, threshold) for e, a in zip(expected, actual))
-    if isinstance(expected, float) or isinstance(actual, float):
-        return _is_number(expected) and _is_number(actual) and abs(expected - actual) <= FLOAT_TOL
-    if isinstance(expected, str) and isinstance(actual, str):
-        ew, aw = expected.lower().split(), actual.lower().split()
-        if len(ew) < 2 or len(aw) < 2:
-            return expected == actual
-        common = sum((Counter(ew) & Counter(aw)).values())
-        return common / (len(ew) + len(aw)) >= threshold
-    return type(expected) is type(actual) and expected == actual
-
-
-def paper_calls_match(sampled: list[tuple[str, dict]], reference: list[tuple[str, dict]]) -> bool:
-    if len(sampled) != len(reference):
-        return False
-
-    def ok(s: tuple[str, dict], r: tuple[str, dict]) -> bool:
-        return s[0] == r[0] and paper_value_match(r[1], s[1])
-
-    if len(reference) <= 6:
-        return any(all(ok(s, r) for s, r in zip(perm, reference)) for perm in itertools.permutations(sampled))
-    used: set[int] = set()  # greedy beyond 6 calls (720 permutations)
-    for r in reference:
-        j = next((i for i, s in enumerate(sampled) if i not in used and ok(s, r)), None)
-        if j is None:
-            return False
-        used.add(j)
-    return True
-
-
 # ----------------------------------------------------------------------------- verifiers
 
 def _calls(action_calls: list[ToolCall]) -> list[tuple[str, dict]]:
@@ -374,19 +332,12 @@ class PaperVerifier(ToolUseVerifier):
 
 
 class ExactVerifier(ToolUseVerifier):
+    """The strict-match ablation: the one rule of every domain (pivot_envs/verifiers/rules.py)."""
+
     name = "exact"
 
-    def judge_message(self, state, content, reference):
-        a, b = " ".join((content or "").split()), " ".join((reference.get("content") or "").split())
-        if not a:  # an empty reference text must not let an empty reply through
-            return Verdict.wrong("empty message", "exact")
-        return (Verdict.correct("same text", "exact") if a == b else Verdict.wrong("text differs", "exact"))
-
-    def compare(self, state, sampled, ref_calls):
-        key = lambda calls: [json.dumps([n, a], sort_keys=True, ensure_ascii=False) for n, a in calls]
-        if key(sampled) == key(ref_calls):
-            return Verdict.correct("identical calls", "exact")
-        return Verdict.wrong("calls are not identical (strict match)", "exact")
+    def judge(self, state: ToolUseStateLike, action: ParsedAction, reference: dict) -> Verdict:
+        return exact_match(action, reference, self.name)
 
 
 def make_verifier(name: str = "functional", message_policy: str | None = None) -> ToolUseVerifier:

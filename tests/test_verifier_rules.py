@@ -1,0 +1,96 @@
+"""pivot_envs/verifiers/rules.py: the one exact-match rule (the strict-match ablation) and the paper's
+rules, as tables; and every domain's "exact" verifier is that rule (same verdict on the same pair)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pivot_envs.parsing import parse_action
+from pivot_envs.verifiers.rules import (
+    exact_match,
+    normalise_text,
+    paper_value_match,
+    similarity,
+)
+
+BASH = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {
+    "command": {"type": "string"}}, "required": ["command"]}}}]
+
+
+def _call(name, **arguments):
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c0", "type": "function", "function": {"name": name, "arguments": arguments}}]}
+
+
+def _hermes(name, **arguments):
+    import json
+    return f'<tool_call>{json.dumps({"name": name, "arguments": arguments})}</tool_call>'
+
+
+@pytest.mark.parametrize(("reply", "reference", "reward"), [
+    ("Done.", {"role": "assistant", "content": "Done."}, 1),
+    ("  Done.\n", {"role": "assistant", "content": "Done."}, 1),            # leading / trailing whitespace
+    ("the  answer\tis 4", {"role": "assistant", "content": "the answer is 4"}, 1),  # inner runs of whitespace
+    ("done.", {"role": "assistant", "content": "Done."}, 0),                # case matters
+    ("", {"role": "assistant", "content": ""}, 0),                          # empty never matches, even empty
+    ("   ", {"role": "assistant", "content": ""}, 0),
+    (_hermes("bash", command="ls -la"), _call("bash", command="ls -la"), 1),
+    (_hermes("bash", command="ls -al"), _call("bash", command="ls -la"), 0),  # no functional credit
+    (_hermes("bash", command="ls -la"), {"role": "assistant", "content": "ls -la"}, 0),  # call vs message
+    ("ls -la", _call("bash", command="ls -la"), 0),
+    ("<tool_call>{not json</tool_call>", _call("bash", command="ls"), 0),   # unparseable
+])
+def test_exact_match_table(reply, reference, reward):
+    assert exact_match(parse_action(reply, "hermes", BASH), reference).reward == reward
+
+
+def test_argument_key_order_does_not_matter_but_values_do():
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a": {"type": "integer"}, "b": {"type": "integer"}}}}}]
+    ref = _call("f", a=1, b=2)
+    assert exact_match(parse_action('<tool_call>{"name": "f", "arguments": {"b": 2, "a": 1}}</tool_call>', "hermes", tools),
+                       ref).reward == 1
+    assert exact_match(parse_action('<tool_call>{"name": "f", "arguments": {"a": 1, "b": 2.0}}</tool_call>', "hermes", tools),
+                       ref).reward == 0
+
+
+def test_the_demonstration_matches_itself_in_every_domain_rule():
+    from pivot_algo.algorithms.pivotrl_exact_match import exact_match_judge
+    from pivot_envs.domains.terminal.verifier import ExactVerifier as TerminalExact
+    from pivot_envs.domains.tooluse.verifier import ExactVerifier as ToolUseExact
+
+    cases = [("Done.", {"role": "assistant", "content": "Done."}), ("", {"role": "assistant", "content": ""}),
+             (_hermes("bash", command="ls -la"), _call("bash", command="ls -la")),
+             (_hermes("bash", command="ls -al"), _call("bash", command="ls -la")),
+             ("done  .", {"role": "assistant", "content": "done ."})]
+
+    class AllowAll:
+        allowed = ("bash",)
+
+    for reply, ref in cases:
+        action = parse_action(reply, "hermes", BASH)
+        want = exact_match(action, ref).reward
+        assert TerminalExact().judge(None, action, ref).reward == want
+        assert ToolUseExact().judge(AllowAll(), action, ref).reward == want
+        assert exact_match_judge([reply], ref, BASH)[0].reward == want
+
+
+def test_the_miniworld_exact_verifier_is_the_shared_rule():
+    from pivot_algo import miniworld
+
+    (task,) = miniworld.tasks("A", "eval", "dev", 1)
+    env = miniworld.MiniWorldEnv([task], verifier="exact")
+    demo = task["messages"][1]["content"]
+    for reply in (demo, f"  {demo} ", demo.replace("x+", "x +"), ""):
+        env.reset(options={"trajectory": task["id"], "turn": 0})
+        _, reward, *_ = env.step(reply)
+        assert reward == exact_match(parse_action(reply, "hermes", []), task["messages"][1]).reward
+    env.close()
+
+
+def test_paper_rules():
+    assert similarity("ls -la /tmp", "ls -la /tmp") == 1.0 and similarity("abc", "xyz") == 0.0
+    assert normalise_text("  a \n b\t") == "a b"
+    assert paper_value_match({"q": "weather in Paris today"}, {"q": "Paris weather today"})
+    assert not paper_value_match({"n": 5}, {"n": 5.5})
+    assert paper_value_match(1.0, 1.0000001) and not paper_value_match("yes", "Yes")
