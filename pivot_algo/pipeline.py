@@ -15,6 +15,7 @@ ran, verification and replay included).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -163,6 +164,22 @@ def run_profile(cfg: RunConfig, rollouts: Rollouts, states: Sequence[StartState]
                                  parser=getattr(rollouts.base_env, "parser", "hermes"))
 
 
+def weights_digest(model_spec: str) -> str | None:
+    """A hash of a saved policy's weights and config (None for a named model such as "tiny"): a
+    warm-up retrained into the same folder is another model."""
+    folder = Path(model_spec)
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".safetensors", ".bin") or f.name == "config.json":
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def claim_profile_file(path: Path, identity: dict[str, Any]) -> None:
     """A profile file resumes: states already in it are not sampled again. That is right for the same
     model and settings and wrong for any other (`pivotrl profile` of the base, then `pivotrl run` from
@@ -183,7 +200,8 @@ def profile_start(cfg: RunConfig, model_spec: str, splits: dict[str, list[str]],
                   **env_kwargs: Any) -> ProfileResult:
     """Profile train + held-out states with `model_spec`; `env_kwargs` select e.g. another verifier."""
     t0 = time.perf_counter()
-    claim_profile_file(path, {"model": model_spec, "profile": dataclasses.asdict(cfg.profile), "env": cfg.env.id,
+    claim_profile_file(path, {"model": model_spec, "weights": weights_digest(model_spec),
+                              "profile": dataclasses.asdict(cfg.profile), "env": cfg.env.id,
                               "env_kwargs": {**cfg.env.kwargs, **env_kwargs}})
     policy = load_model(model_spec)
     rollouts = make_rollouts(cfg, policy, **env_kwargs)

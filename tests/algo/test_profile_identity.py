@@ -18,3 +18,16 @@ def test_a_profile_of_another_model_is_moved_aside_and_the_same_one_resumes(tmp_
     stale = list(tmp_path.glob("profile.stale-*.jsonl"))
     assert len(stale) == 1 and stale[0].read_text().startswith('{"trajectory_id": "a"')
     assert "warmup_sft" in (tmp_path / "profile.identity.json").read_text()
+
+
+def test_a_retrained_policy_in_the_same_folder_is_another_model(tmp_path):
+    from pivot_algo.pipeline import weights_digest
+
+    folder = tmp_path / "warmup_sft" / "final"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights-1")
+    first = weights_digest(str(folder))
+    (folder / "model.safetensors").write_bytes(b"weights-2")
+    assert first is not None and weights_digest(str(folder)) != first
+    assert weights_digest("tiny") is None
