@@ -240,19 +240,21 @@ def load_trajectories(source: Any) -> list[Trajectory]:
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
-        return list(iter_jsonl(source))
-    if isinstance(source, Trajectory):
+        out = list(iter_jsonl(source))
+        if not out:
+            raise TrajectoryError("the file holds no trajectory (it is empty): expected one JSON object per line",
+                                  source=str(source))
+        where = str(source)
+    elif isinstance(source, Trajectory):
         return [source]
-    out = []
-    for i, rec in enumerate(source):
-        if isinstance(rec, Trajectory):
-            out.append(rec)
-        else:
-            out.append(validate_record(dict(rec), line=i + 1, source="<records>"))
+    else:
+        out = [rec if isinstance(rec, Trajectory) else validate_record(dict(rec), line=i + 1, source="<records>")
+               for i, rec in enumerate(source)]
+        where = None
     ids = [t.id for t in out]
     if len(set(ids)) != len(ids):
         dup = sorted({x for x in ids if ids.count(x) > 1})[:5]
-        raise TrajectoryError(f"duplicate trajectory ids {dup}; ids must be unique", field="id")
+        raise TrajectoryError(f"duplicate trajectory ids {dup}; ids must be unique", field="id", source=where)
     return out
 
 

@@ -83,3 +83,17 @@ def test_export_of_profiled_pivots_to_nemo_gym_rows(fixtures, tmp_path, capsys):
     row = json.loads(rows.read_text())
     assert row["id"] == "compare-0-turn1" and row["agent_ref"] == {"type": "responses_api_agents", "name": "my_agent"}
     assert row["expected_action"] == {"type": "function_call", "name": "calculator", "arguments": '{"expression": "21-7"}'}
+
+
+def test_an_empty_or_duplicated_pivotrl_file_names_the_file(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    rc, _, err = run(capsys, "profile", "--config", "tiny", f"env.trajectories={empty}", f"output_dir={tmp_path}")
+    assert rc == 2 and f"{empty}: the file holds no trajectory" in err
+    twice = tmp_path / "twice.jsonl"
+    rec = {"id": "a", "domain": "tooluse", "task": {}, "messages": [{"role": "user", "content": "hi"},
+                                                                   {"role": "assistant", "content": "hello"}]}
+    twice.write_text(json.dumps(rec) + "\n" + json.dumps(rec) + "\n")
+    rc, _, err = run(capsys, "profile", "--config", "tiny", "env.id=PivotToolUse-v0", f"env.trajectories={twice}",
+                     f"output_dir={tmp_path}")
+    assert rc == 2 and str(twice) in err and "duplicate trajectory ids ['a']" in err
