@@ -1,6 +1,6 @@
 """`pivotrl data convert|validate|stats`: bring a trajectory file in, check it, see what it holds.
 
-    pivotrl data convert --from chat mine.jsonl --out trajectories.jsonl     # import (chat, sharegpt, nemo_gym, pivotrl)
+    pivotrl data convert --from chat mine.jsonl --out trajectories.jsonl     # import (chat, sharegpt, nemo_gym, atif, pivotrl)
     pivotrl data convert --to nemo_gym trajectories.jsonl --out rows.jsonl  # export (optionally --pivots profile.jsonl)
     pivotrl data validate trajectories.jsonl [--from FORMAT] [--verifier canonical] [--replay]
     pivotrl data stats trajectories.jsonl [--from FORMAT]
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from pivot_envs.errors import PivotError
 
-FORMATS = ("pivotrl", "chat", "sharegpt", "nemo_gym")
+FORMATS = ("pivotrl", "chat", "sharegpt", "nemo_gym", "atif")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ One module per format, each with `to_trajectory(record, where) -> trajectory dic
 | `chat` | `chat.py` | OpenAI / Hugging Face chat JSONL (`messages` + `tools`; structured or Hermes tool calls) |
 | `sharegpt` | `sharegpt.py` | ShareGPT (`conversations` of `from` / `value`; `function_call` / `observation` turns) |
 | `nemo_gym` | `nemo_gym.py` | NeMo-Gym pivot rows (`responses_create_params` + `expected_action`); also exported |
+| `atif` | `atif.py` | Harbor ATIF agent trajectories (`steps` with `tool_calls` and `observation`), as backend-free tool use |
 | `pivotrl` | - | the project's own format (`pivot_envs/trajectory.py`), checked as it is |
 
 `import_file(fmt, path)` reads a whole file (JSON Lines, or one JSON array) into validated
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pivot_envs.errors import TrajectoryError
-from pivot_envs.formats import chat, nemo_gym, sharegpt
+from pivot_envs.formats import atif, chat, nemo_gym, sharegpt
 from pivot_envs.formats.common import Where, read_records
 from pivot_envs.trajectory import (
     Trajectory,
@@ -41,7 +42,7 @@ def _pivotrl(rec: Any, where: Where) -> dict[str, Any]:
 
 IMPORTERS: dict[str, Callable[[Any, Where], dict[str, Any]]] = {
     "chat": chat.to_trajectory, "sharegpt": sharegpt.to_trajectory, "nemo_gym": nemo_gym.to_trajectory,
-    "pivotrl": _pivotrl}
+    "atif": atif.to_trajectory, "pivotrl": _pivotrl}
 EXPORTERS = ("nemo_gym", "pivotrl")
 
 

@@ -34,14 +34,22 @@ class Where:
 
 
 def read_records(path: str | os.PathLike) -> Iterator[tuple[Any, Where]]:
-    """(record, where) for every record of a JSON Lines file, or of a file holding one JSON array
-    (ShareGPT sets are often shipped that way). Blank lines are skipped; bad JSON names its line."""
+    """(record, where) for every record of a JSON Lines file, of a file holding one JSON array
+    (ShareGPT sets are often shipped that way), or of a file holding one pretty-printed object (an
+    ATIF trajectory.json). Blank lines are skipped; bad JSON names its line."""
     path = Path(path)
     if not path.exists():
         raise TrajectoryError(f"input file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise TrajectoryError("the file is empty: expected one JSON object per line", source=str(path))
+    first = text.lstrip().split("\n", 1)[0]
+    if first.strip() == "{":  # one object over many lines
+        try:
+            yield json.loads(text), Where(str(path), 1)
+        except json.JSONDecodeError as e:
+            raise TrajectoryError(f"not valid JSON ({e.msg})", line=e.lineno, field="<json>", source=str(path)) from None
+        return
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)

@@ -8,11 +8,10 @@ import json
 
 import pytest
 
-from pivot_envs.errors import TrajectoryError
 from pivot_envs.formats import export_file, import_file, nemo_gym
 from pivot_envs.trajectory import Trajectory, tool_calls_of
 
-from .conftest import self_scores
+from .conftest import import_error, self_scores
 
 
 def test_rows_become_trajectories_whose_last_turn_is_the_expected_action(fixtures):
@@ -80,8 +79,5 @@ def test_pivot_states_export_one_row_each(fixtures):
       "expected_action": {"type": "function_call", "name": "f", "arguments": {"a": 1}}}, "expected_action.arguments"),
 ])
 def test_bad_rows_name_the_line_and_field(tmp_path, row, field):
-    path = tmp_path / "rows.jsonl"
-    path.write_text(json.dumps(row) + "\n")
-    with pytest.raises(TrajectoryError) as e:
-        import_file("nemo_gym", path)
-    assert e.value.line == 1 and e.value.field == field
+    e = import_error(tmp_path, "nemo_gym", row)
+    assert e.line == 1 and e.field == field

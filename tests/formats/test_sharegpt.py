@@ -9,11 +9,10 @@ import json
 import pytest
 
 from pivot_envs.errors import TrajectoryError
-from pivot_envs.formats import import_file, nemo_gym
-from pivot_envs.formats.common import Where
+from pivot_envs.formats import import_file
 from pivot_envs.trajectory import tool_calls_of
 
-from .conftest import self_scores
+from .conftest import calls_back_and_forth, self_scores
 
 
 def test_function_call_and_observation_turns_become_calls_and_outputs(fixtures):
@@ -38,12 +37,8 @@ def test_loaded_and_self_scored_at_every_turn(fixtures, verifier):
 
 
 def test_round_trip_through_nemo_gym_rows(fixtures):
-    trajs = import_file("sharegpt", fixtures / "sharegpt.json")
-    rows = nemo_gym.export_rows(trajs)
-    back = [nemo_gym.to_trajectory(r, Where("rows", i)) for i, r in enumerate(rows, 1)]
-    refs = [t.reference(k) for t in trajs for k in range(t.num_turns)]
-    assert [[(c.name, c.arguments) for c in tool_calls_of(b["messages"][-1])] for b in back] == \
-        [[(c.name, c.arguments) for c in tool_calls_of(r)] for r in refs]
+    back, before = calls_back_and_forth(import_file("sharegpt", fixtures / "sharegpt.json"))
+    assert back == before
 
 
 @pytest.mark.parametrize("record, field", [
