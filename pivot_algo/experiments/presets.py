@@ -53,9 +53,9 @@ class GridPreset:
     step ~300, ~500 or never, by seed). No group B here: the base meets its target domain in stage 2."""
     pretrain_steps: int = 1200
     pretrain_lr: float = 3e-3
-    stage1_cycles: int = 3
-    """Stage 1 runs another cosine cycle while group A or tool use (`select_tasks // 4` select tasks each)
-    is below `select_ood_min`, at most this many cycles in all."""
+    stage1_draws: int = 3
+    """Stage 1 draws a fresh initialisation while group A or tool use (`select_tasks // 4` select tasks
+    each) ends below `select_ood_min`, at most this many draws; the best is kept (bases.pretrain_broad)."""
     pretrain_batch: int = 16
     """Sequences per pre-training step (both stages)."""
     exposure_tasks: int = 60
@@ -149,7 +149,7 @@ class GridPreset:
 PRESETS = {
     # A tooling check: every cell fills with finite numbers. Its few-step bases learn nothing.
     "ci": GridPreset(phase="dev", seeds=(0, 1), pretrain={"group_a": 60, "tool": 20, "group_b": 0, "report": 40},
-                     exposure_tasks=10, exposure_steps=20, select_every=10, select_tasks=8, stage1_cycles=1,
+                     exposure_tasks=10, exposure_steps=20, select_every=10, select_tasks=8, stage1_draws=1,
                      pretrain_steps=40, pretrain_batch=8, train_tasks=12, eval_in=16, eval_ood=8, val_in=8, val_ood=4,
                      max_steps=6, eval_every=3, warmup_steps=2, pivots_per_step=4, group_size=4,
                      e2e_tasks_per_step=2, e2e_group_size=4, profile_k=4),
