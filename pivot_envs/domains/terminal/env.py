@@ -50,7 +50,7 @@ from pivot_envs.domains.terminal.verifier import (
     ExecutionVerifier,
     PaperVerifier,
 )
-from pivot_envs.errors import ReplayError
+from pivot_envs.errors import ReplayError, TrajectoryError
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits
 from pivot_envs.sandbox.base import Sandbox
@@ -83,6 +83,20 @@ class TerminalEnv(SandboxedEnv):
             self.verifier = verifier
         else:
             raise ValueError(f"verifier must be 'execution', 'paper', 'exact' or an object with judge(); got {verifier!r}")
+        if self.mode == "episode" or (verifier == "execution" and message_check != "any"):
+            self._require_tests("mode='episode'" if self.mode == "episode" else
+                                f"verifier='execution' with message_check={message_check!r}")
+
+    def _require_tests(self, why: str) -> None:
+        """The task's `test` script decides episodes and, with the execution verifier, message turns:
+        a task without one fails here, naming it, not at its first message turn (a masked verdict) or
+        episode end (a KeyError)."""
+        for t in self.trajectories:
+            test = t.task.get("test")
+            if not isinstance(test, str) or not test.strip():
+                raise TrajectoryError(f"trajectory {t.id!r}: the task has no 'test' script, which {why} runs; add "
+                                      "one (exit 0 = solved), or use verifier='paper' / 'exact' or "
+                                      "message_check='any' in pivot mode", field="task.test")
 
     def default_trajectories(self) -> list[Trajectory | dict]:
         from pivot_envs.domains.terminal.tasks import builtin_trajectories
