@@ -127,9 +127,11 @@ class SandboxedEnv(PivotEnv):
         setup = traj.task.get("setup") or ""
         if setup.strip():
             res = self.exec_in(box, traj, setup)
-            if not res.ok:
+            if not res.ok:  # both streams: a script that fails quietly on stderr often said why on stdout
+                said = "; ".join(f"{name}: {text.strip()[-400:]}" for name, text in
+                                 (("stderr", res.stderr), ("stdout", res.stdout)) if text.strip())
                 raise ReplayError(f"setup of {traj.id!r} failed (exit {res.exit_code}, timed out={res.timed_out}): "
-                                  f"{res.stderr[-500:]}")
+                                  f"{said or 'no output (a `set -e` script stops at the first failing command)'}")
 
     def state_roots(self, traj: Trajectory, box: Sandbox) -> tuple[str, ...]:
         """The directories whose contents are the task's state (compared by verifiers): the task's

@@ -1,6 +1,8 @@
-"""A terminal task without a `test` script fails when the env is built, naming the trajectory, where
-something will run the test (episodes; message turns under the execution verifier); it was a masked
-verdict with a logged traceback in pivot mode and a raw KeyError in episode mode."""
+"""Bad terminal tasks fail early and say why: a task without a `test` script fails when the env is
+built, naming the trajectory, where something will run the test (episodes; message turns under the
+execution verifier; it was a masked verdict with a logged traceback in pivot mode and a raw KeyError in
+episode mode); a setup script that fails reports its output, stdout included (it reported only stderr,
+often empty)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import gymnasium as gym
 import pytest
 
 import pivot_envs  # noqa: F401
-from pivot_envs.errors import TrajectoryError
+from pivot_envs.errors import ReplayError, TrajectoryError
 
 
 def no_test_trajectory():
@@ -30,3 +32,18 @@ def test_a_task_without_test_fails_at_construction(local_backend, kwargs):
 def test_verifiers_that_never_run_the_test_accept_it(local_backend, kwargs):
     env = gym.make("PivotTerminal-v0", trajectories=[no_test_trajectory()], sandbox=local_backend, **kwargs)
     env.close()
+
+
+@pytest.mark.parametrize("setup, said", [
+    ("echo 'need /data/x.csv'; exit 3", r"exit 3.*stdout: need /data/x\.csv"),
+    ("set -e\nfalse\n", r"exit 1.*no output"),
+])
+def test_a_failing_setup_reports_its_output(local_backend, setup, said):
+    rec = no_test_trajectory()
+    rec["task"] = dict(rec["task"], setup=setup, test="true")
+    env = gym.make("PivotTerminal-v0", trajectories=[rec], sandbox=local_backend)
+    try:
+        with pytest.raises(ReplayError, match=said):
+            env.reset(options={"trajectory": 0, "turn": 0})
+    finally:
+        env.close()
