@@ -146,6 +146,17 @@ def _fail(msg: str, line: int | None, field: str, source: str | None) -> NoRetur
     raise TrajectoryError(msg, line=line, field=field, source=source)
 
 
+# A record in another format fails the first required-field check: say which importer reads it.
+_FORMAT_KEYS = (("responses_create_params", "nemo_gym"), ("conversations", "sharegpt"), ("steps", "atif"),
+                ("messages", "chat"))
+
+
+def _format_hint(rec: dict[str, Any]) -> str:
+    fmt = next((f for key, f in _FORMAT_KEYS if key in rec), None)
+    return (f" (this looks like {fmt} data: convert it first, `pivotrl data convert --from {fmt} IN --out OUT`)"
+            if fmt else "")
+
+
 def _is_json_object(arguments: str | dict) -> bool:
     if isinstance(arguments, dict):
         return True
@@ -163,7 +174,8 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
         _fail(f"expected a JSON object, got {type(rec).__name__}", line, "<record>", source)
     for key, typ in (("id", str), ("domain", str), ("task", dict), ("messages", list)):
         if key not in rec:
-            _fail("missing required field; a trajectory needs id, domain, task, tools, messages", line, key, source)
+            _fail("missing required field; a trajectory needs id, domain, task, tools, messages" + _format_hint(rec),
+                  line, key, source)
         if not isinstance(rec[key], typ):
             _fail(f"must be a {typ.__name__}, got {type(rec[key]).__name__}", line, key, source)
     if rec["domain"] not in DOMAINS:

@@ -97,3 +97,10 @@ def test_an_empty_or_duplicated_pivotrl_file_names_the_file(tmp_path, capsys):
     rc, _, err = run(capsys, "profile", "--config", "tiny", "env.id=PivotToolUse-v0", f"env.trajectories={twice}",
                      f"output_dir={tmp_path}")
     assert rc == 2 and str(twice) in err and "duplicate trajectory ids ['a']" in err
+
+
+def test_data_in_another_format_says_which_importer_reads_it(fixtures, tmp_path, capsys):
+    for name, fmt in (("chat_tooluse.jsonl", "chat"), ("nemo_gym_rows.jsonl", "nemo_gym"), ("atif_runs.jsonl", "atif")):
+        rc, _, err = run(capsys, "profile", "--config", "tiny", "env.id=PivotToolUse-v0",
+                         f"env.trajectories={fixtures / name}", f"output_dir={tmp_path}")
+        assert rc == 2 and f"pivotrl data convert --from {fmt} IN --out OUT" in err, err
