@@ -225,9 +225,11 @@ def row_at(traj: Trajectory, k: int, agent_ref: dict[str, Any] | None = None) ->
     if "params_keys" in kept and "tools" not in kept["params_keys"] and not params["tools"]:
         del params["tools"]
     params = {key: params[key] for key in [*kept.get("params_keys", []), *params] if key in params}
-    row = {**kept.get("row", {"id": f"{traj.id}-turn{k}", "agent_ref": agent_ref or DEFAULT_AGENT}),
+    row = {**kept.get("row", {"id": f"{traj.id}-turn{k}", "agent_ref": DEFAULT_AGENT}),
            "responses_create_params": params,
            "expected_action": action if action is not None else message_to_action(reference)}
+    if agent_ref is not None:  # asked for: it replaces an imported row's own
+        row["agent_ref"] = agent_ref
     return {key: row[key] for key in [*kept.get("row_keys", []), *row] if key in row}
 
 
