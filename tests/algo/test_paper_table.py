@@ -150,6 +150,20 @@ def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("miniworld-broad-*"))) == 1
 
 
+def test_stage_one_draws_again_only_while_the_guard_fails(tmp_path, monkeypatch):
+    # A stage 1 that ends below the guard is redrawn from another initialisation (at most stage1_draws),
+    # and the best draw is kept; one that passes is not redrawn.
+    monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
+    failing = json.loads((bases.pretrain_broad(dataclasses.replace(_micro(), select_ood_min=1.01, stage1_draws=2), 0)
+                          / "pretrain.json").read_text())
+    assert [d["init_seed"] for d in failing["draws"]] == [bases.stage1_init_seed(0, 0), bases.stage1_init_seed(0, 1)]
+    assert failing["chosen_draw"] == max(failing["draws"], key=lambda d: min(d["group_a"], d["tool"]))["draw"]
+    assert failing["draws"][0]["loss_every_50"] and failing["draws"][0]["loss_first"] != failing["draws"][1]["loss_first"]
+    passing = json.loads((bases.pretrain_broad(dataclasses.replace(_micro(), select_ood_min=0.0, stage1_draws=2), 0)
+                          / "pretrain.json").read_text())
+    assert len(passing["draws"]) == 1 and passing["chosen_draw"] == 0
+
+
 @pytest.mark.slow  # ~60 s on this shared machine (pre-training, three cells, two runs)
 def test_a_killed_grid_resumes_from_its_finished_cells(tmp_path, monkeypatch):
     monkeypatch.setenv("PIVOTRL_CACHE", str(tmp_path / "cache"))
