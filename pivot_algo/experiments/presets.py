@@ -103,12 +103,12 @@ class GridPreset:
     val_in: int = 60
     val_ood: int = 30
     """Validation tasks per suite for the curves (own seed range, never the held-out tasks)."""
-    lrs: dict = dataclasses.field(default_factory=lambda: {"sft": 1e-3, "pivotrl": 3e-4, "e2e_grpo": 3e-4})
+    lrs: dict = dataclasses.field(default_factory=lambda: {"sft": 3e-4, "pivotrl": 1e-4, "e2e_grpo": 1e-4})
     """Learning rate per trained method (ablations and the null control use PivotRL's): chosen on dev by
-    `pivotrl table --preset dev --methods base,sft,pivotrl,e2e_grpo --lr-grid 3e-4,1e-3,3e-3` (4 dev seeds;
-    the best mean in-domain validation plateau; benchmarks/results/paper_table/dev-v9/rates.md). That grid
-    ran on world v9 bases; v10 changed which group-B tasks exist and where stage 2 stops, not the methods:
-    re-run the grid on v10 before the test-phase protocol. Fixed before any test-phase run."""
+    `pivotrl table --preset dev --methods base,sft,pivotrl,e2e_grpo --lr-grid 1e-4,3e-4,1e-3` on world v11
+    (4 dev seeds; the best mean in-domain validation plateau; benchmarks/results/paper_table/dev-v11-rates/
+    rates.md). Both RL methods were best at the grid's lowest rate: a lower one (3e-5) is still to try.
+    Fixed before any test-phase run."""
     warmup_steps: int = 10
     max_steps: int = 150
     """Step cap when no plateau comes first."""
