@@ -63,7 +63,7 @@ def main(cache: Path, cells_root: Path, old: str, new: str, seeds: list[int]) ->
             stored = json.loads(f.read_text())
             spec = {**stored["spec"], "preset": new}
             if dst.get(stored["name"], spec) is None:
-                dst.put(stored["name"], spec, stored["value"])
+                dst.put(stored["name"], spec, stored["value"], wall_s=stored.get("wall_s"))
                 moved = json.loads((cells_root / new / f.name).read_text())
                 moved["migrated_from"] = old
                 (cells_root / new / f.name).write_text(json.dumps(moved))
