@@ -138,7 +138,7 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
         # One cosine cycle per draw; a fresh draw (another initialisation and batch order) while group A or
         # tool use is below `select_ood_min`, at most `stage1_draws` in all; the best draw is kept.
         draws: list[dict[str, Any]] = []
-        best: tuple[float, Any] | None = None
+        best_score, best_draw, best_policy = -math.inf, 0, None
         for d in range(preset.stage1_draws):
             policy = HFPolicy(build_model(len(tokenizer), stage1_init_seed(seed, d), **preset.model), tokenizer, name="tiny")
             model = policy.model
@@ -164,13 +164,13 @@ def pretrain_broad(preset: GridPreset, seed: int) -> Path:
                       "loss_every_50": [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]}
             draws.append(result)
             score = min(kept.values())
-            if best is None or score > best[0]:
-                best = (score, policy)
+            if score > best_score:  # the first of equally good draws
+                best_score, best_draw, best_policy = score, d, policy
             if score >= preset.select_ood_min:
                 break
-        assert best is not None  # stage1_draws >= 1
-        best[1].save(str(tmp))
-        chosen = max(draws, key=lambda r: min(r["group_a"], r["tool"]))
+        assert best_policy is not None  # stage1_draws >= 1
+        best_policy.save(str(tmp))
+        chosen = draws[best_draw]
         print(f"pre-training seed {seed}, stage 1: draw {chosen['draw'] + 1} of {len(draws)} kept (group A "
               f"{chosen['group_a']:.0%}, tool use {chosen['tool']:.0%})", flush=True)
         (tmp / "pretrain.json").write_text(json.dumps({
