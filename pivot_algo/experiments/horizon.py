@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pivot_algo.experiments.report import ratio_text
+
 RATIO_KEYS = ("calls_ratio", "wall_ratio")
 
 
@@ -53,11 +55,7 @@ def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ratio(d: dict[str, Any] | None) -> str:
-    if not d:
-        return "- (no seed with a matched accuracy above both starts)"
-    lo = "nan" if not math.isfinite(d["lo"]) else f"{d['lo']:.2f}"
-    hi = "nan" if not math.isfinite(d["hi"]) else f"{d['hi']:.2f}"
-    return f"{d['mean']:.2f} [{lo}, {hi}] (n={d['n_seeds']})"
+    return ratio_text(d) if d else "- (no seed with a matched accuracy above both starts)"
 
 
 def markdown(sweep: dict[str, Any]) -> str:

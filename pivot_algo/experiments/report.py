@@ -160,11 +160,16 @@ def _delta(d: dict | None) -> str:
     return _ci({"mean": d["mean"], "lo": d["boot_lo"], "hi": d["boot_hi"]}) + "*"
 
 
+def ratio_text(v: dict[str, Any]) -> str:
+    """A cost ratio with its interval over seeds ("nan" bounds with one seed)."""
+    return f"{v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds)"
+
+
 def _number(k: str, v: Any) -> str:
     if isinstance(v, dict) and "sign" in v:
         return f"{k} {_delta(v)} ({v['sign']})"
     if isinstance(v, dict):  # a ratio with its interval over seeds
-        return f"{k} {v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds)"
+        return f"{k} {ratio_text(v)}"
     return f"{k} {v}"
 
 
