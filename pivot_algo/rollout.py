@@ -163,19 +163,17 @@ class Rollouts:
             traj, tools = self.trajectory(state.trajectory_id), self.tools(state)
             if judge is not None:
                 verdicts = judge(texts, traj.reference(state.turn), tools)
+                parsed = [parse_action(t, self.base_env.parser, list(tools)) for t in texts]
             else:
                 self.env.reset(options={"trajectory": state.trajectory_id, "turn": state.turn})
-                verdicts = self.base_env.judge_actions(texts)
-            parsed = [self._parse(t, tools) for t in texts]
+                judged = self.base_env.judge_actions(texts)
+                verdicts, parsed = list(judged), judged.actions  # parsed once, by the env
             groups.append(SampledGroup(state, prompt, completions, verdicts,
                                        is_tool_call=[bool(p.tool_calls) for p in parsed],
                                        is_invalid=[p.error is not None for p in parsed]))
             self._count(completions, parsed)
         self.judge_seconds += time.perf_counter() - t0
         return groups
-
-    def _parse(self, text: str, tools: Sequence[dict]) -> ParsedAction:
-        return parse_action(text, self.base_env.parser, list(tools))
 
     def _count(self, completions: Sequence[Completion], parsed: Sequence[ParsedAction]) -> None:
         self.samples += len(completions)
@@ -215,17 +213,18 @@ class Rollouts:
             step_seed = None if seed is None else stable_seed(seed, "lockstep", turn)
             completions = [g[0] for g in self.policy.generate(
                 prompts, 1, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=step_seed)]
-            self._count(completions, [self._parse(c.text, obs[j]["tools"]) for j, c in zip(active, completions)])
-            still = []
+            still, parsed = [], []
             for j, prompt, comp in zip(active, prompts, completions):
                 episodes[j].turns.append(EpisodeTurn(prompt, comp))
                 obs[j], reward, terminated, truncated, info = envs[j].step(comp.text)
+                parsed.append(info["action"])  # as the env parsed it
                 if terminated or truncated:
                     episodes[j].reward = float(reward)
                     episodes[j].masked = bool(info.get("masked", False))
                     episodes[j].finished = bool(terminated)
                 else:
                     still.append(j)
+            self._count(completions, parsed)
             active = still
             turn += 1
         return [episodes[i * n:(i + 1) * n] for i in range(len(trajectory_ids))]

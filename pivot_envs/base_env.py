@@ -20,8 +20,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 import gymnasium as gym
 
@@ -102,6 +102,31 @@ class VerdictCache:
             if len(self._data) >= self.max_entries:
                 self._data.pop(next(iter(self._data)))
             self._data[self.key(state_key, action, reference, verifier)] = verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgements(Sequence[Verdict]):
+    """What `judge_actions` returns: a sequence of verdicts (index, iterate and unpack it as a list),
+    with `actions[i]`, the parsed form of the i-th action that `verdicts[i]` judged, so a caller that
+    counts tool calls or parse failures reads them here instead of parsing the sample again."""
+
+    verdicts: list[Verdict]
+    actions: list[ParsedAction]
+
+    def __len__(self) -> int:
+        return len(self.verdicts)
+
+    def __iter__(self) -> Iterator[Verdict]:
+        return iter(self.verdicts)
+
+    @overload
+    def __getitem__(self, i: int) -> Verdict: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Verdict]: ...
+
+    def __getitem__(self, i: int | slice) -> Verdict | list[Verdict]:
+        return self.verdicts[i]
 
 
 class PivotEnv(gym.Env, abc.ABC):
@@ -239,9 +264,9 @@ class PivotEnv(gym.Env, abc.ABC):
             raise EnvStateError("the episode is over: call reset() before step()")
         parsed = parse_action(action, self.parser, self.tools_at(self._state))
         self.costs.model_turns += 1
-        if self.mode == "pivot":
-            return self._pivot_step(parsed)
-        return self._episode_step(parsed)
+        obs, reward, terminated, truncated, info = (self._pivot_step if self.mode == "pivot" else self._episode_step)(parsed)
+        info["action"] = parsed  # the action as parsed, so callers need not parse it again
+        return obs, reward, terminated, truncated, info
 
     def _pivot_step(self, parsed: ParsedAction):
         reference = self._live_traj().reference(self._turn)
@@ -254,18 +279,20 @@ class PivotEnv(gym.Env, abc.ABC):
                     reference_is_message=not reference.get("tool_calls"))
         return self._obs(), float(verdict.reward), True, False, info
 
-    def judge_actions(self, actions: Sequence[str | dict | ParsedAction]) -> list[Verdict]:
+    def judge_actions(self, actions: Sequence[str | dict | ParsedAction]) -> Judgements:
         """Pivot mode, batched: judge G sampled actions at the current state without G resets.
-        Same verdicts as G times `reset(same options)` + `step(action)`; the episode stays open."""
+        Same verdicts as G times `reset(same options)` + `step(action)`; the episode stays open.
+        The result is the verdicts in order, carrying the parsed actions (`Judgements.actions`)."""
         if self._traj is None:
             raise EnvStateError("call reset() before judge_actions()")
         reference = self._traj.reference(self._turn)
+        tools = self.tools_at(self._state)
+        parsed = [parse_action(a, self.parser, tools) for a in actions]
         verdicts = []
-        for a in actions:
-            parsed = parse_action(a, self.parser, self.tools_at(self._state))
+        for p in parsed:
             self.costs.model_turns += 1
-            verdicts.append(self.judge_cached(self._state, parsed, reference))
-        return verdicts
+            verdicts.append(self.judge_cached(self._state, p, reference))
+        return Judgements(verdicts, parsed)
 
     def verifier_key(self) -> str:
         """Names the verifier and its settings, for the verdict cache key. Default: the env's

@@ -58,6 +58,10 @@ class BackendRequiredError(PivotError, ValueError):
     and what works instead."""
 
 
+class UnknownVerifierError(PivotError, ValueError):
+    """`verifier=` names no verifier of the env's domain. The message lists the domain's verifiers."""
+
+
 class EnvStateError(PivotError, RuntimeError):
     """An env method was called in the wrong order (e.g. `step` before `reset`)."""
 

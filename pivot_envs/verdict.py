@@ -46,6 +46,15 @@ class Verdict:
         return dataclasses.asdict(self)
 
 
+class NoSettings:
+    """Base of a verifier that takes nothing from the env: its factory (`EnvSpec.verifiers`) is
+    `Class.for_env`, which ignores the env."""
+
+    @classmethod
+    def for_env(cls, env: Any) -> Any:
+        return cls()
+
+
 class Verifier(Protocol):
     """`judge(state, action, reference) -> Verdict`. `state` is the domain's state handle at turn k,
     `action` a `ParsedAction`, `reference` the demonstration's assistant message."""

@@ -53,6 +53,7 @@ from pivot_envs.domains.swe.repository import TestRun
 from pivot_envs.domains.swe.tools import CallResult, check_call, run_call
 from pivot_envs.errors import ReplayError, SandboxError
 from pivot_envs.parsing import ParsedAction
+from pivot_envs.registration import spec_of_domain
 from pivot_envs.sandbox import SandboxBackend
 from pivot_envs.sandbox.base import ExecResult, Sandbox
 from pivot_envs.sandboxed_env import SandboxedEnv, SandboxState
@@ -67,22 +68,13 @@ class SWEEnv(SandboxedEnv):
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
                  verifier: Any = "execution", split: str = "train", info_recall: float = 0.9, **kwargs: Any):
-        from pivot_envs.domains.swe.verifier import PaperVerifier, SWEVerifier
-
         self.split = split
         super().__init__(trajectories, sandbox=sandbox, **kwargs)
         if self.backend.name != "docker":
             raise SandboxError(f"PivotSWE-v0 runs repositories in their docker images; sandbox={self.backend.name!r} "
                                f"cannot run them: use sandbox='docker'")
-        self.verifier: Any
-        if verifier == "execution":
-            self.verifier = SWEVerifier(self, info_recall=info_recall)
-        elif verifier == "paper":
-            self.verifier = PaperVerifier()
-        elif hasattr(verifier, "judge"):
-            self.verifier = verifier
-        else:
-            raise ValueError(f"verifier must be 'execution', 'paper' or an object with judge(); got {verifier!r}")
+        self.info_recall = info_recall
+        self.verifier: Any = spec_of_domain(self.domain).build_verifier(self, verifier)
 
     def default_trajectories(self) -> list[Trajectory | dict]:
         from pivot_envs.domains.swe.expert import builtin_trajectories

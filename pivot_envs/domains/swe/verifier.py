@@ -51,7 +51,7 @@ from pivot_envs.domains.swe.tools import check_call
 from pivot_envs.errors import SandboxError
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import ToolCall, tool_calls_of
-from pivot_envs.verdict import Verdict
+from pivot_envs.verdict import NoSettings, Verdict
 
 _LINE_NO = re.compile(r"^\s*\d+(\t|:|-)\s?")
 _PATH_PREFIX = re.compile(r"^[\w./-]+\.\w+:(\d+[:-])?")
@@ -86,6 +86,11 @@ class SWEVerifier:
     """Execute both actions in forks of the state at turn k and compare effects (module docstring)."""
 
     name = "execution"
+
+    @classmethod
+    def for_env(cls, env: Any) -> SWEVerifier:
+        """The factory `EnvSpec.verifiers` names: the env's `info_recall`."""
+        return cls(env, info_recall=env.info_recall)
 
     def __init__(self, env: Any, info_recall: float = 0.9):
         if not 0 < info_recall <= 1:
@@ -246,7 +251,7 @@ def category(call: ToolCall) -> str:
     return call.name
 
 
-class PaperVerifier:
+class PaperVerifier(NoSettings):
     """Tool-call names only (see module docstring); a message matches a message ("finish")."""
 
     name = "paper"

@@ -45,13 +45,9 @@ import logging
 from typing import Any
 
 from pivot_envs.bash_tool import bash_commands, format_tool_output
-from pivot_envs.domains.terminal.verifier import (
-    ExactVerifier,
-    ExecutionVerifier,
-    PaperVerifier,
-)
 from pivot_envs.errors import ReplayError, TrajectoryError
 from pivot_envs.parsing import ParsedAction
+from pivot_envs.registration import spec_of_domain
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits
 from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.sandboxed_env import SandboxedEnv, SandboxState
@@ -72,17 +68,8 @@ class TerminalEnv(SandboxedEnv):
                  **kwargs: Any):
         self.split = split
         super().__init__(trajectories, sandbox=sandbox, image=image, limits=limits, **kwargs)
-        self.verifier: Any
-        if verifier == "execution":
-            self.verifier = ExecutionVerifier(self, message_check=message_check, message_overlap=message_overlap)
-        elif verifier == "paper":
-            self.verifier = PaperVerifier()
-        elif verifier == "exact":
-            self.verifier = ExactVerifier()
-        elif hasattr(verifier, "judge"):
-            self.verifier = verifier
-        else:
-            raise ValueError(f"verifier must be 'execution', 'paper', 'exact' or an object with judge(); got {verifier!r}")
+        self.message_check, self.message_overlap = message_check, message_overlap
+        self.verifier: Any = spec_of_domain(self.domain).build_verifier(self, verifier)
         if self.mode == "episode" or (verifier == "execution" and message_check != "any"):
             self._require_tests("mode='episode'" if self.mode == "episode" else
                                 f"verifier='execution' with message_check={message_check!r}")

@@ -56,7 +56,7 @@ from pivot_envs.parsing import ParsedAction
 from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, timed_out
 from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.trajectory import tool_calls_of
-from pivot_envs.verdict import Verdict
+from pivot_envs.verdict import NoSettings, Verdict
 from pivot_envs.verifiers.rules import PAPER_SIMILARITY, exact_match, similarity
 
 _STOP_WORDS = frozenset(["the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "have", "has", "had", "all", "any", "its", "not", "but", "you", "your", "can", "will", "been", "there", "their", "them", "then", "than", "each", "done", "task"])
@@ -108,6 +108,11 @@ class ExecutionVerifier:
     """
 
     name = "execution"
+
+    @classmethod
+    def for_env(cls, env: Any) -> ExecutionVerifier:
+        """The factory `EnvSpec.verifiers` names: the env's message settings."""
+        return cls(env, message_check=env.message_check, message_overlap=env.message_overlap)
 
     def __init__(self, env: Any, message_check: str = "content", message_overlap: float = 0.3,
                  identical_shortcut: bool = True, reference_runs: int = 2):
@@ -226,7 +231,7 @@ class ExecutionVerifier:
         return Verdict.wrong("same effect on files but different output", self.name, **details)
 
 
-class ExactVerifier:
+class ExactVerifier(NoSettings):
     """The strict-match ablation: the one rule of every domain (pivot_envs/verifiers/rules.py): same tool
     calls with identical arguments in order, or the same whitespace-normalised text (never an empty one)."""
 
@@ -239,7 +244,7 @@ class ExactVerifier:
 JudgeFn = Callable[[list[dict], str, str], bool]
 
 
-class PaperVerifier:
+class PaperVerifier(NoSettings):
     """The paper's terminal rule (no execution): finished flag equal, then command similarity >= 0.95,
     then an optional judge `judge_fn(prefix_messages, action_command, reference_command) -> bool`."""
 

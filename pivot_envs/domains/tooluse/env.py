@@ -83,9 +83,9 @@ from pivot_envs.domains.tooluse.backends import (
     state_diff,
 )
 from pivot_envs.domains.tooluse.messages import MessageTurn, message_turn, schema_words
-from pivot_envs.domains.tooluse.verifier import make_verifier
 from pivot_envs.errors import BackendRequiredError, ReplayError, SandboxError
 from pivot_envs.parsing import ParsedAction, parse_action
+from pivot_envs.registration import spec_of_domain
 from pivot_envs.trajectory import Trajectory, action_hash
 from pivot_envs.verdict import Verdict
 
@@ -216,7 +216,8 @@ class ToolUseEnv(PivotEnv):
         self.categories = tuple(categories)
         self.limit = limit
         self.sandbox = sandbox  # accepted for symmetry; see module docstring
-        self.verifier = make_verifier(verifier, message_policy)
+        self.message_policy = message_policy
+        self.verifier = spec_of_domain(self.domain).build_verifier(self, verifier)
         self.worker = BackendWorker(call_timeout_s, extra_backends)
         self.snapshots = snapshot_cache if snapshot_cache is not None else SNAPSHOTS
         self._task_keys: dict[str, str] = {}
@@ -233,7 +234,7 @@ class ToolUseEnv(PivotEnv):
         free = next((t for t in self.trajectories if not turns.has_backend(t)), None)
         if free is None:
             return
-        if self.verifier.name == "execution":
+        if getattr(self.verifier, "name", None) == "execution":
             raise BackendRequiredError(
                 f"verifier='execution' runs both actions on the tool backends, and trajectory {free.id!r} has none "
                 "(its task names no involved_classes): use verifier='canonical', 'paper' or 'exact' (or the "
@@ -336,7 +337,8 @@ class ToolUseEnv(PivotEnv):
         return state
 
     def state_key(self, state: ToolUseState) -> str:
-        return f"{state.key}:{state.k}:{self.verifier.name}:{self.verifier.message_policy}"
+        v = self.verifier  # a verifier object passed in may have neither setting
+        return f"{state.key}:{state.k}:{getattr(v, 'name', type(v).__qualname__)}:{getattr(v, 'message_policy', '')}"
 
     def judge(self, state: ToolUseState, action: ParsedAction, reference: dict) -> Verdict:
         return self.verifier.judge(state, action, reference)

@@ -1,6 +1,6 @@
 """Tool-use verifiers: is a sampled assistant action equivalent to the demonstration's action at turn k?
 
-Five named verifiers (`make_verifier(name)`), all `judge(state, action, reference) -> Verdict`:
+Five named verifiers (`ENV_SPEC.verifiers` in `__init__.py`, built by `Class.for_env(env)`), all `judge(state, action, reference) -> Verdict`:
 
 - `canonical`: tool calls compared after canonicalisation against the tool schema:
   * tool names equal; argument order irrelevant; parallel calls of one turn compared as a multiset;
@@ -57,7 +57,6 @@ from pivot_envs.trajectory import ToolCall, tool_calls_of
 from pivot_envs.verdict import Verdict
 from pivot_envs.verifiers.rules import exact_match, paper_calls_match
 
-VERIFIERS = ("functional", "canonical", "execution", "paper", "exact")
 MESSAGE_POLICIES = ("content", "any")
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
@@ -229,6 +228,12 @@ class ToolUseVerifier:
 
     name = "base"
 
+    @classmethod
+    def for_env(cls, env: Any) -> ToolUseVerifier:
+        """The factory `EnvSpec.verifiers` names: the env's `message_policy` (None = this verifier's default,
+        "any" for paper, else "content")."""
+        return cls() if env.message_policy is None else cls(env.message_policy)
+
     def __init__(self, message_policy: str = "content"):
         if message_policy not in MESSAGE_POLICIES:
             raise ValueError(f"message_policy must be one of {MESSAGE_POLICIES}, got {message_policy!r}")
@@ -339,12 +344,3 @@ class ExactVerifier(ToolUseVerifier):
     def judge(self, state: ToolUseStateLike, action: ParsedAction, reference: dict) -> Verdict:
         return exact_match(action, reference, self.name)
 
-
-def make_verifier(name: str = "functional", message_policy: str | None = None) -> ToolUseVerifier:
-    """A verifier by name; `message_policy` None = its default ("any" for paper, else "content")."""
-    classes = {"functional": FunctionalVerifier, "canonical": CanonicalVerifier, "execution": ExecutionVerifier,
-               "paper": PaperVerifier, "exact": ExactVerifier}
-    if name not in classes:
-        raise ValueError(f"unknown tool-use verifier {name!r}; use one of {VERIFIERS}")
-    cls = classes[name]
-    return cls() if message_policy is None else cls(message_policy)
