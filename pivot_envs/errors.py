@@ -62,6 +62,11 @@ class UnknownVerifierError(PivotError, ValueError):
     """`verifier=` names no verifier of the env's domain. The message lists the domain's verifiers."""
 
 
+class DomainRegistrationError(PivotError, TypeError):
+    """A domain declaration is unusable: a package or `pivotrl.domains` entry point without an `EnvSpec`,
+    one that does not import, or one whose id or domain is taken. The message names it."""
+
+
 class EnvStateError(PivotError, RuntimeError):
     """An env method was called in the wrong order (e.g. `step` before `reset`)."""
 

@@ -1,21 +1,35 @@
-"""Env registration as data: each domain package declares its `ENV_SPEC` (id, entry point, the
-trajectory `domain` label it reads, its verifiers by name, small constructor arguments for the
-registry-wide contract test, the sandbox backends it runs on), and `register_all()` registers them
-with Gymnasium (lazy string entry points: importing `pivot_envs` imports no env module). A new domain
-is one folder whose `__init__.py` declares an `EnvSpec` and one line in `DOMAIN_PACKAGES`.
+"""Env registration as data: each domain declares its `ENV_SPEC` (id, entry point, the trajectory
+`domain` label it reads, its verifiers by name, small constructor arguments for the registry-wide
+contract test, the sandbox backends it runs on), and `register_all()` registers them with Gymnasium
+(lazy string entry points: importing `pivot_envs` imports no env module). The domains known to the
+trajectory format (`domains()`, `pivot_envs.trajectory.DOMAINS`) are the registered specs' labels.
+
+Where domains come from:
+- in the tree: a folder under `pivot_envs/domains/` whose `__init__.py` declares `ENV_SPEC`, named in
+  `DOMAIN_PACKAGES`;
+- out of the tree: any installed distribution with an entry point in the group `pivotrl.domains` whose
+  object is an `EnvSpec` or a module declaring `ENV_SPEC`, e.g. in its pyproject.toml:
+
+      [project.entry-points."pivotrl.domains"]
+      toy = "toy_domain:ENV_SPEC"
+
+  It is found when `pivot_envs` is imported (nothing in this package is edited); an entry point that
+  does not load, or that clashes with a registered id or domain, is a `DomainRegistrationError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from pivot_envs.errors import UnknownVerifierError
+from pivot_envs.errors import DomainRegistrationError, UnknownVerifierError
 
 DOMAIN_PACKAGES = ("pivot_envs.domains.terminal", "pivot_envs.domains.tooluse", "pivot_envs.domains.swe")
+ENTRY_POINT_GROUP = "pivotrl.domains"
 
 
 def load_object(path: str) -> Any:
@@ -72,23 +86,57 @@ class EnvSpec:
         return load_object(self.verifiers[verifier])(env)
 
 
-def env_specs() -> list[EnvSpec]:
-    """The `ENV_SPEC` of every domain package, in DOMAIN_PACKAGES order."""
+def _spec_of(obj: Any, where: str) -> EnvSpec:
+    spec = getattr(obj, "ENV_SPEC", obj)
+    if not isinstance(spec, EnvSpec):
+        raise DomainRegistrationError(f"{where} must be an EnvSpec or a module declaring ENV_SPEC = EnvSpec(...), "
+                                      f"got {type(spec).__name__}")
+    return spec
+
+
+def _entry_point_specs() -> list[EnvSpec]:
+    from importlib.metadata import entry_points
+
     specs = []
-    for name in DOMAIN_PACKAGES:
-        spec = getattr(importlib.import_module(name), "ENV_SPEC", None)
-        if not isinstance(spec, EnvSpec):
-            raise TypeError(f"domain package {name} must declare ENV_SPEC = EnvSpec(...) in its __init__.py")
-        specs.append(spec)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        where = f"entry point {ep.name} = {ep.value!r} (group {ENTRY_POINT_GROUP})"
+        try:
+            obj = ep.load()
+        except Exception as e:
+            raise DomainRegistrationError(f"{where} does not load: {type(e).__name__}: {e}") from e
+        specs.append(_spec_of(obj, where))
     return specs
+
+
+@functools.cache
+def _all_specs() -> tuple[EnvSpec, ...]:
+    specs = [_spec_of(importlib.import_module(name), f"domain package {name}") for name in DOMAIN_PACKAGES]
+    for spec in _entry_point_specs():
+        clash = next((s for s in specs if s.id == spec.id or s.domain == spec.domain), None)
+        if clash is not None:
+            raise DomainRegistrationError(f"the {ENTRY_POINT_GROUP} entry point's {spec.id} (domain {spec.domain!r}) "
+                                          f"clashes with the registered {clash.id} (domain {clash.domain!r})")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def env_specs() -> list[EnvSpec]:
+    """The `ENV_SPEC` of every domain: the packages of DOMAIN_PACKAGES in order, then the entry points
+    of the `pivotrl.domains` group (by name). Read once per process."""
+    return list(_all_specs())
+
+
+def domains() -> tuple[str, ...]:
+    """The trajectory `domain` labels of the registered envs (what a trajectory record may name)."""
+    return tuple(spec.domain for spec in _all_specs())
 
 
 def spec_of_domain(domain: str) -> EnvSpec:
     """The registered spec whose env reads trajectories of `domain`."""
-    for spec in env_specs():
+    for spec in _all_specs():
         if spec.domain == domain:
             return spec
-    raise KeyError(f"no registered env for domain {domain!r}; known: {[s.domain for s in env_specs()]}")
+    raise KeyError(f"no registered env for domain {domain!r}; known: {list(domains())}")
 
 
 def register_all() -> tuple[str, ...]:

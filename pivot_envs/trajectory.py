@@ -2,7 +2,7 @@
 
 One JSON object per line:
 
-    {"id": str, "domain": "terminal" | "tooluse" | "swe",
+    {"id": str, "domain": "terminal" | "tooluse" | "swe" | a registered domain (`DOMAINS`),
      "task": {...domain-specific...},
      "tools": [OpenAI function-tool schemas],
      "messages": [OpenAI chat messages]}
@@ -24,7 +24,6 @@ from typing import Any, NoReturn
 
 from pivot_envs.errors import TrajectoryError, TurnOutOfRangeError
 
-DOMAINS = ("terminal", "tooluse", "swe")
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -157,6 +156,24 @@ def _format_hint(rec: dict[str, Any]) -> str:
             if fmt else "")
 
 
+def unknown_domain(domain: Any) -> str | None:
+    """None when `domain` is a registered env's label (pivot_envs/registration.py), else what is wrong."""
+    from pivot_envs.registration import domains
+
+    known = domains()
+    return None if domain in known else f"unknown domain {domain!r}; use one of {known}"
+
+
+def __getattr__(name: str) -> Any:
+    # DOMAINS is derived from the registered env specs (a domain registered out of the tree included),
+    # so it is computed when read, not fixed at import.
+    if name == "DOMAINS":
+        from pivot_envs.registration import domains
+
+        return domains()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _is_json_object(arguments: str | dict) -> bool:
     if isinstance(arguments, dict):
         return True
@@ -178,8 +195,9 @@ def validate_record(rec: Any, *, line: int | None = None, source: str | None = N
                   line, key, source)
         if not isinstance(rec[key], typ):
             _fail(f"must be a {typ.__name__}, got {type(rec[key]).__name__}", line, key, source)
-    if rec["domain"] not in DOMAINS:
-        _fail(f"unknown domain {rec['domain']!r}; use one of {DOMAINS}", line, "domain", source)
+    bad_domain = unknown_domain(rec["domain"])
+    if bad_domain:
+        _fail(bad_domain, line, "domain", source)
     tools = rec.get("tools", [])
     if not isinstance(tools, list):
         _fail(f"must be a list of OpenAI function-tool schemas, got {type(tools).__name__}", line, "tools", source)

@@ -95,12 +95,11 @@ DOMAIN_CHECKS: dict[str, Callable[[Trajectory], list[str]]] = {"terminal": _term
 
 def env_id_of(domain: str) -> str:
     """The Gymnasium id of a domain's env (from the domain packages' ENV_SPEC)."""
-    from pivot_envs.registration import DOMAIN_PACKAGES, env_specs
+    from pivot_envs.registration import domains, spec_of_domain
 
-    ids = {pkg.rsplit(".", 1)[-1]: spec.id for pkg, spec in zip(DOMAIN_PACKAGES, env_specs())}
-    if domain not in ids:
-        raise TrajectoryError(f"no env for domain {domain!r}; known: {sorted(ids)}", field="domain")
-    return ids[domain]
+    if domain not in domains():
+        raise TrajectoryError(f"no env for domain {domain!r}; known: {sorted(domains())}", field="domain")
+    return spec_of_domain(domain).id
 
 
 # ----------------------------------------------------------------------------- stages

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pivot_envs.errors import TrajectoryError
-from pivot_envs.trajectory import DOMAINS, validate_record
+from pivot_envs.trajectory import unknown_domain, validate_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +91,9 @@ def derive_domain(rec: dict[str, Any], where: Where, default: str) -> str:
     """`domain` from the record when present (checked), else `default` (tool use for chat data: a
     plain chat record carries no sandbox task, so it cannot be a terminal or SWE task)."""
     domain = rec.get("domain", default)
-    if domain not in DOMAINS:
-        where.fail(f"unknown domain {domain!r}; use one of {DOMAINS}", "domain")
+    bad = unknown_domain(domain)
+    if bad:
+        where.fail(bad, "domain")
     return str(domain)
 
 

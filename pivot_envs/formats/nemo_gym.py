@@ -46,7 +46,12 @@ from pivot_envs.formats.common import (
     text_of,
     tool_call,
 )
-from pivot_envs.trajectory import DOMAINS, Trajectory, tool_calls_of, validate_record
+from pivot_envs.trajectory import (
+    Trajectory,
+    tool_calls_of,
+    unknown_domain,
+    validate_record,
+)
 
 NAME = "nemo_gym"
 KEY = "nemo_gym"  # task[KEY]: what the trajectory does not represent
@@ -170,8 +175,9 @@ def to_trajectory(rec: Any, where: Where, domain: str = "tooluse") -> dict[str, 
     params = row["responses_create_params"]
     if not isinstance(params, dict) or "input" not in params:
         where.fail("must be an object with 'input' (Responses-API items)", "responses_create_params")
-    if domain not in DOMAINS:
-        where.fail(f"unknown domain {domain!r}; use one of {DOMAINS}", "domain")
+    bad = unknown_domain(domain)
+    if bad:
+        where.fail(bad, "domain")
     raw_tools = params.get("tools") or []
     if not isinstance(raw_tools, list):
         where.fail("must be a list of function specs", "responses_create_params.tools")

@@ -5,6 +5,7 @@ miniature world's values) stay in their domain, since what "same effect" means i
 
 from pivot_envs.verifiers.rules import (
     PAPER_SIMILARITY,
+    ExactVerifier,
     exact_match,
     normalise_text,
     paper_calls_match,
@@ -12,4 +13,4 @@ from pivot_envs.verifiers.rules import (
     similarity,
 )
 
-__all__ = ["PAPER_SIMILARITY", "exact_match", "normalise_text", "paper_calls_match", "paper_value_match", "similarity"]
+__all__ = ["PAPER_SIMILARITY", "ExactVerifier", "exact_match", "normalise_text", "paper_calls_match", "paper_value_match", "similarity"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import tool_calls_of
-from pivot_envs.verdict import Verdict
+from pivot_envs.verdict import NoSettings, Verdict
 
 PAPER_SIMILARITY = 0.95
 """The paper's text-similarity threshold (difflib ratio)."""
@@ -107,3 +107,13 @@ def paper_calls_match(sampled: list[tuple[str, dict]], reference: list[tuple[str
             return False
         used.add(j)
     return True
+
+
+class ExactVerifier(NoSettings):
+    """`exact_match` as a domain verifier (`judge(state, action, reference)`; the state is not read): what
+    a domain declares as its "exact" verifier unless its state key needs more (tool use's)."""
+
+    name = "exact"
+
+    def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
+        return exact_match(action, reference, self.name)

@@ -37,7 +37,8 @@ done), "any message" must not score 1 (the paper's known reward hack). `message_
 
 `PaperVerifier` ("paper") is the paper's non-executing rule: finished-flag (message vs command) must
 match; difflib similarity of the command strings >= 0.95 passes; otherwise an optional judge callable
-decides (no judge: 0). `ExactVerifier` ("exact") is strict string match (the ablation).
+decides (no judge: 0). `ExactVerifier` ("exact") is the strict-match ablation, the rule every domain
+shares (pivot_envs/verifiers/rules.py; imported here for the terminal's name).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, tim
 from pivot_envs.sandbox.base import Sandbox
 from pivot_envs.trajectory import tool_calls_of
 from pivot_envs.verdict import NoSettings, Verdict
-from pivot_envs.verifiers.rules import PAPER_SIMILARITY, exact_match, similarity
+from pivot_envs.verifiers.rules import PAPER_SIMILARITY, ExactVerifier, similarity  # noqa: F401  (ExactVerifier re-exported: the terminal's "exact")
 
 _STOP_WORDS = frozenset(["the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "have", "has", "had", "all", "any", "its", "not", "but", "you", "your", "can", "will", "been", "there", "their", "them", "then", "than", "each", "done", "task"])
 
@@ -229,16 +230,6 @@ class ExecutionVerifier:
         if mismatch.facet == "git":
             return Verdict.wrong(f"different git repository state ({mismatch.detail})", self.name, **details)
         return Verdict.wrong("same effect on files but different output", self.name, **details)
-
-
-class ExactVerifier(NoSettings):
-    """The strict-match ablation: the one rule of every domain (pivot_envs/verifiers/rules.py): same tool
-    calls with identical arguments in order, or the same whitespace-normalised text (never an empty one)."""
-
-    name = "exact"
-
-    def judge(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
-        return exact_match(action, reference, self.name)
 
 
 JudgeFn = Callable[[list[dict], str, str], bool]
