@@ -1,5 +1,1 @@
-"""Images of the SWE domain's repositories (see repos.py)."""
-
-from sandboxes.swe.repos import REPOS, RepoSpec, build_all, build_repo_image
-
-__all__ = ["REPOS", "RepoSpec", "build_all", "build_repo_image"]
+"""`python -m sandboxes.swe`: the SWE repository images' command line (the code is in pivot_envs/images/swe/)."""

@@ -1,29 +1,8 @@
-"""`python -m sandboxes.swe [NAME ...] [--force]`: build the SWE repository images (cached)."""
+"""`python -m sandboxes.swe [NAME ...] [--force]`: build the SWE repository images (pivot_envs/images/swe/)."""
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 
-from sandboxes.build import ImageBuildError
-from sandboxes.swe.repos import REPOS, build_all
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandboxes.swe", description=__doc__)
-    parser.add_argument("names", nargs="*", help=f"repositories (default: all of {sorted(REPOS)})")
-    parser.add_argument("--force", action="store_true", help="rebuild images that exist")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        for tag in build_all(args.names or None, force=args.force):
-            print(tag)
-    except (ImageBuildError, ValueError) as e:
-        logging.getLogger("sandboxes.swe").error("%s", e)
-        return 1
-    return 0
-
+from pivot_envs.images.swe.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -300,7 +300,7 @@ def test_builder_cli_uses_the_cache(docker_backend):
 
 
 def test_rewrite_missing_from_keeps_stages_scratch_and_available_images():
-    from sandboxes.build import rewrite_missing_from
+    from pivot_envs.images.build import rewrite_missing_from
 
     dockerfile = textwrap.dedent("""\
         ARG PY=3.11
@@ -322,7 +322,7 @@ def test_rewrite_missing_from_keeps_stages_scratch_and_available_images():
 
 
 def test_build_task_image_falls_back_to_the_local_base(tmp_path, docker_backend):
-    from sandboxes.build import build_task_image
+    from pivot_envs.images.build import build_task_image
 
     (tmp_path / "Dockerfile").write_text(
         "FROM python:3.11-slim\n"

@@ -25,7 +25,7 @@ def _one_per_repo():
 
 @pytest.mark.parametrize("instance", _one_per_repo(), ids=lambda i: i["instance_id"])
 def test_instance_rebuilds_fails_at_base_and_the_gold_patch_resolves_it(instance, docker_backend):
-    from sandboxes.swe.repos import ensure_image
+    from pivot_envs.images.swe.repos import ensure_image
 
     task = task_from_instance(instance)
     ensure_image(task["image"])

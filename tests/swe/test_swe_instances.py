@@ -102,7 +102,7 @@ def _instance(base: str, iid: str = "mathbits__mathbits-1") -> dict:
 
 def test_the_single_commit_tree_has_the_base_tree_and_no_history(tmp_path):
     """`repo_checkout=` copied the .git with it, so `git log --all` showed the fix."""
-    from sandboxes.swe.repos import single_commit_tree
+    from pivot_envs.images.swe.repos import single_commit_tree
 
     checkout, base = _project(tmp_path / "c")
     (checkout / "untracked.txt").write_text("not committed\n")
@@ -141,8 +141,8 @@ def test_checkout_image_tags_follow_the_checkout(docker_backend, tmp_path):
 def test_snapshots_of_an_image_rebuilt_under_the_same_tag_are_not_served(docker_backend, tmp_path):
     """The snapshot cache was keyed by the image's name: after a rebuild under the same tag, a reset
     in the same process served the old image's state (a correctness bug)."""
+    from pivot_envs.images.build import DEFAULT_IMAGE, docker_build, image_id
     from pivot_envs.sandbox.cache import SnapshotCache
-    from sandboxes.build import DEFAULT_IMAGE, docker_build, image_id
 
     tag = "pivotrl/test-stale-snapshot:latest"
     cache = SnapshotCache(docker_backend)
@@ -312,7 +312,7 @@ def _six_checkout(root: Path) -> Path:
     each instance is a branch: a bug commit (its base) and the fix after it."""
     import tarfile
 
-    from sandboxes.swe.repos import RepoSpec, fetch_sdist
+    from pivot_envs.images.swe.repos import RepoSpec, fetch_sdist
 
     sdist = fetch_sdist(RepoSpec("six", "1.17.0", (".",), ("test_six.py",), "benjaminp/six"))
     with tarfile.open(sdist) as tar:

@@ -436,7 +436,7 @@ def test_tests_that_still_need_the_network_are_refused_naming_the_command(line, 
 
 
 def test_python_shim_and_appended_lines_in_the_task_dockerfile():
-    from sandboxes.build import (
+    from pivot_envs.images.build import (
         PYTHON_SHIM,
         add_python_shim,
         append_lines,

@@ -80,7 +80,7 @@ def test_hour_long_timeouts_are_clamped_to_the_backend_ceiling_and_recorded():
 
 def test_docker_build_removes_intermediate_containers_of_a_failed_step(monkeypatch, tmp_path):
     """The classic builder keeps a failed step's container unless asked (`--force-rm`)."""
-    import sandboxes.build as builder
+    import pivot_envs.images.build as builder
 
     seen: list[list[str]] = []
     monkeypatch.setattr(builder, "_run", lambda cmd, **kw: seen.append(cmd))

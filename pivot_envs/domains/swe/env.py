@@ -95,11 +95,11 @@ class SWEEnv(SandboxedEnv):
         return run
 
     def task_image(self, traj: Trajectory) -> str | None:
-        """The instance's image; the images of our repositories (sandboxes/swe) are built on first use
+        """The instance's image; the images of our repositories (pivot_envs/images/swe) are built on first use
         (cached afterwards: a few seconds each, the sdist comes from PyPI once)."""
         image = super().task_image(traj)
         if image:
-            from sandboxes.swe.repos import ensure_image
+            from pivot_envs.images.swe.repos import ensure_image
 
             ensure_image(image)
         return image

@@ -243,7 +243,7 @@ def generate_repo(spec: Any, backend: SandboxBackend, *, per_repo: int, max_cand
     """Instances of one repository and a report (candidates tried, kept, dropped by reason). With
     `part`, the instances so far and the report are rewritten there after every kept instance, so
     a run that is stopped keeps what it made."""
-    from sandboxes.swe.repos import build_repo_image
+    from pivot_envs.images.swe.repos import build_repo_image
 
     build_repo_image(spec)
     stats: dict[str, Any] = {"repo": spec.name, "candidates": 0, "kept": 0, "no_failing_test": 0,
@@ -328,7 +328,7 @@ def load_instances(path: Path | str = INSTANCES_FILE) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sandboxes.swe.repos import REPOS
+    from pivot_envs.images.swe.repos import REPOS
 
     parser = argparse.ArgumentParser(prog="python -m pivot_envs.domains.swe.generator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repos", nargs="*", default=list(REPOS))

@@ -161,7 +161,7 @@ def task_from_instance(instance: dict[str, Any], *, image: str | None = None,
     inst = check_instance(instance)
     base_commit, upstream = inst["base_commit"], {}
     if repo_checkout is not None:
-        from sandboxes.swe.repos import build_checkout_image
+        from pivot_envs.images.swe.repos import build_checkout_image
 
         built = build_checkout_image(Path(repo_checkout), base_commit=inst["base_commit"], name=inst["instance_id"])
         image, base_commit, upstream = built.tag, built.base_commit, {"upstream_base_commit": built.source_commit}

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,16 +121,8 @@ def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None =
 
 
 def _builder() -> Any:
-    try:
-        import sandboxes.build as builder
-    except ImportError:
-        # `sandboxes/` sits next to the packages in a source checkout; put the checkout on the path.
-        repo = Path(__file__).resolve().parents[4]
-        if not (repo / "sandboxes" / "build.py").is_file():
-            raise HarborTaskError("cannot import sandboxes.build (the image builder); run from a pivotrl "
-                                  "source checkout or put its root on PYTHONPATH") from None
-        sys.path.insert(0, str(repo))
-        import sandboxes.build as builder
+    from pivot_envs.images import build as builder
+
     return builder
 
 

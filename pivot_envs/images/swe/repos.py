@@ -32,7 +32,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from sandboxes.build import (
+from pivot_envs.images.build import (
+    BUILD_COMMAND,
     DEFAULT_IMAGE,
     ImageBuildError,
     docker_build,
@@ -40,7 +41,7 @@ from sandboxes.build import (
     image_id,
 )
 
-logger = logging.getLogger("sandboxes.swe")
+logger = logging.getLogger(__name__)
 
 DOCKERFILE = Path(__file__).resolve().parent / "repo.Dockerfile"
 IMAGE_PREFIX = "pivotrl/swe-"
@@ -150,7 +151,7 @@ def build_repo_image(spec: RepoSpec, *, base_image: str = DEFAULT_IMAGE, force: 
         return spec.image
     if not image_exists(base_image):
         raise ImageBuildError(f"the sandbox base image {base_image} is missing; build it with "
-                              f"`python -m sandboxes.build`")
+                              f"`{BUILD_COMMAND}`")
     sdist = fetch_sdist(spec)
     wheels = fetch_test_wheels(spec)
     with tempfile.TemporaryDirectory(prefix="pivotrl-swe-build-") as tmp:
