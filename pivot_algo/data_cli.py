@@ -2,6 +2,7 @@
 
     pivotrl data convert --from chat mine.jsonl --out trajectories.jsonl     # import (chat, sharegpt, nemo_gym, atif, pivotrl)
     pivotrl data convert --to nemo_gym trajectories.jsonl --out rows.jsonl  # export (optionally --pivots profile.jsonl)
+    pivotrl data convert --from atif run.json --task-dir TASK --out t.jsonl # agent runs on a Harbor task -> terminal
     pivotrl data validate trajectories.jsonl [--from FORMAT] [--verifier canonical] [--replay]
     pivotrl data stats trajectories.jsonl [--from FORMAT]
 
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--pivots", help="with --to nemo_gym: a profile.jsonl; export only its pivot states")
     conv.add_argument("--lambda-diff", type=float, default=0.6, help="with --pivots: the profile's pivot threshold")
     conv.add_argument("--agent", default=None, help="with --to nemo_gym: agent_ref name of exported rows")
+    conv.add_argument("--task-dir", default=None,
+                      help="with --from atif: the Harbor / Terminal-Bench task folder the runs were recorded on; "
+                           "the runs become terminal trajectories of that task, checked by replaying them there")
+    conv.add_argument("--backend", default="docker", choices=("docker", "local"),
+                      help="with --task-dir: where the runs are checked (docker builds the task's image; local "
+                           "reads its Dockerfile as a recipe on the host's tools)")
     val = sub.add_parser("validate", help="load-time checks, then the demonstration scored against itself at every turn")
     val.add_argument("input")
     val.add_argument("--from", dest="fmt", default="pivotrl", choices=FORMATS)
@@ -59,6 +66,8 @@ def _pivot_turns(profile_path: str, lambda_diff: float) -> dict[str, list[int]]:
 def _convert(args: argparse.Namespace) -> int:
     from pivot_envs.formats import export_file, import_file
 
+    if args.task_dir is not None:
+        return _convert_runs(args)
     trajectories = import_file(args.fmt, args.input)
     turns = _pivot_turns(args.pivots, args.lambda_diff) if args.pivots else None
     agent = {"type": "responses_api_agents", "name": args.agent} if args.agent else None
@@ -66,6 +75,21 @@ def _convert(args: argparse.Namespace) -> int:
     what = "rows" if args.to == "nemo_gym" else "trajectories"
     print(f"pivotrl data convert: {len(trajectories)} trajectories read from {args.input} ({args.fmt}); "
           f"{n} {what} written to {args.out} ({args.to})")
+    return 0
+
+
+def _convert_runs(args: argparse.Namespace) -> int:
+    from pivot_envs.domains.terminal.harbor.agent_runs import convert_agent_runs
+    from pivot_envs.trajectory import load_trajectories, save_jsonl
+
+    if args.fmt != "atif" or args.to != "pivotrl":
+        raise PivotError("--task-dir pairs ATIF agent runs with their task: use it with --from atif (and no --to)")
+    trajectories = load_trajectories(convert_agent_runs(args.input, args.task_dir, args.backend))
+    save_jsonl(trajectories, args.out)
+    turns = sum(t.num_turns for t in trajectories)
+    print(f"pivotrl data convert: {len(trajectories)} agent runs read from {args.input} (atif) on the task "
+          f"{args.task_dir}, replayed on {args.backend} and passing its test; {len(trajectories)} terminal "
+          f"trajectories ({turns} turns) written to {args.out}")
     return 0
 
 

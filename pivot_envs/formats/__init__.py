@@ -7,7 +7,7 @@ One module per format, each with `to_trajectory(record, where) -> trajectory dic
 | `chat` | `chat.py` | OpenAI / Hugging Face chat JSONL (`messages` + `tools`; structured or Hermes tool calls) |
 | `sharegpt` | `sharegpt.py` | ShareGPT (`conversations` of `from` / `value`; `function_call` / `observation` turns) |
 | `nemo_gym` | `nemo_gym.py` | NeMo-Gym pivot rows (`responses_create_params` + `expected_action`); also exported |
-| `atif` | `atif.py` | Harbor ATIF agent trajectories (`steps` with `tool_calls` and `observation`), as backend-free tool use |
+| `atif` | `atif.py` | Harbor ATIF agent trajectories (`steps` with `tool_calls` and `observation`), as backend-free tool use; with their Harbor task folder, as terminal tasks (`domains/terminal/harbor/agent_runs.py`) |
 | `pivotrl` | - | the project's own format (`pivot_envs/trajectory.py`), checked as it is |
 
 `import_file(fmt, path)` reads a whole file (JSON Lines, or one JSON array) into validated

@@ -42,14 +42,14 @@ def import_error(tmp_path, fmt: str, record) -> TrajectoryError:
     return e.value
 
 
-def self_scores(trajectories, **env_kwargs) -> list[tuple[str, int, float, str]]:
+def self_scores(trajectories, env_id: str = "PivotToolUse-v0", **env_kwargs) -> list[tuple[str, int, float, str]]:
     """(id, turn, reward, reason) of the demonstration judged against itself at every turn."""
     import gymnasium as gym
 
     import pivot_envs  # noqa: F401
     from pivot_envs.base_env import pivot_env
 
-    env = pivot_env(gym.make("PivotToolUse-v0", trajectories=trajectories, disable_env_checker=True, **env_kwargs))
+    env = pivot_env(gym.make(env_id, trajectories=trajectories, disable_env_checker=True, **env_kwargs))
     out = []
     for t in env.trajectories:
         for k in range(t.num_turns):

@@ -9,6 +9,7 @@ Modules, in the order a task goes through them:
     splitter.py         solve.sh -> steps, with the shell state a step sets carried into later steps
     convert.py          build the image (cached by content hash), check the initial state, record
     folder.py           a whole directory, resumable, with a summary table
+    agent_runs.py       recorded agent runs (ATIF) on a task folder -> its terminal trajectories, checked there
 The recording itself is the terminal suite's recorder (`tasks.recorder.record_commands`).
 """
 

@@ -167,14 +167,15 @@ class Recording:
 def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limits: SandboxLimits,
                     commands: Sequence[str], test: str, setup: str = "", env: dict[str, str] | None = None,
                     task_id: str = "", test_timeout_s: float = TEST_TIMEOUT_S, check_initial: bool = False,
-                    stop_on_error: bool = False) -> Recording:
+                    stop_on_error: bool = False, files: dict[str, str] | None = None) -> Recording:
     """Run `setup`, then each command (one per assistant turn, each in a fresh shell), then `test`, in a
     fresh sandbox of `image`; outputs are formatted as the live env formats them.
 
     With `check_initial`, the test first runs in a fork of the initial state (a fork, so that what it
     writes cannot help the commands). With `stop_on_error`, recording stops at the first failing
     command (a solve.sh under `set -e`) and the test still runs, so the caller sees why.
-    Both the built-in suite and converted Harbor tasks are recorded here.
+    `files` (path -> text) are written before `setup` runs, as the env's `prepare_task` writes a
+    task's `files`. Both the built-in suite and converted Harbor tasks are recorded here.
     """
     timeout = limits.timeout_s
     initial: ExecResult | None = None
@@ -182,6 +183,8 @@ def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limi
     codes: list[int] = []
     stopped_at: int | None = None
     with be.create(image, workdir=workdir, limits=limits) as sb:
+        for path, content in (files or {}).items():
+            sb.write_file(path, content)
         run_setup(sb, setup, env, task_id)
         if check_initial:
             snap = sb.snapshot()
