@@ -14,11 +14,12 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import tempfile
 import time
 
-from pivot_envs.sandbox.local_backend import LocalBackend, benchmark
+from pivot_envs.sandbox.local import LocalBackend
 
 FLOOR_SCRIPT = r"""
 set -e
@@ -38,6 +39,46 @@ done
 end=$(date +%s%N)
 echo $(( (end - start) / n / 1000 ))
 """
+
+
+def benchmark(n: int = 50, backend: LocalBackend | None = None) -> dict[str, float]:
+    """p50 latency in milliseconds of create, exec, snapshot, fork+first exec and close (n runs each).
+
+    A fork is measured as a warm reset is used: fork an existing snapshot, run one command.
+    """
+    own = backend is None
+    be = backend or LocalBackend()
+    times: dict[str, list[float]] = {k: [] for k in ("create", "exec", "snapshot", "fork_first_exec", "close")}
+    try:
+        with be.create() as base:
+            base.exec("mkdir -p src && for i in $(seq 200); do echo line $i > src/f$i.txt; done")
+            snap = base.snapshot()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                sb = be.create()
+                t1 = time.perf_counter()
+                sb.exec("echo hi > a.txt")
+                t2 = time.perf_counter()
+                s = sb.snapshot()
+                t3 = time.perf_counter()
+                sb.close()
+                t4 = time.perf_counter()
+                be.release(s)
+                f = be.fork(snap)
+                t5 = time.perf_counter()
+                f.exec("cat src/f1.txt")
+                t6 = time.perf_counter()
+                f.close()
+                times["create"].append(t1 - t0)
+                times["exec"].append(t2 - t1)
+                times["snapshot"].append(t3 - t2)
+                times["close"].append(t4 - t3)
+                times["fork_first_exec"].append(t6 - t5)
+            be.release(snap)
+    finally:
+        if own:
+            be.close()
+    return {k: round(statistics.median(v) * 1000, 2) for k, v in times.items()}
 
 
 def floor_ms(runs: int) -> float:

@@ -14,6 +14,7 @@ import gymnasium as gym
 import pivot_envs  # noqa: F401  (registers the envs)
 from pivot_envs.base_env import pivot_env
 from pivot_envs.parsing import render_bash_call, render_tool_call
+from pivot_envs.sandbox import backend_names
 from pivot_envs.trajectory import tool_calls_of
 
 
@@ -36,7 +37,7 @@ def variants(reference: dict) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sandbox", default="docker", choices=["docker", "local"])
+    ap.add_argument("--sandbox", default="docker", choices=backend_names())
     ap.add_argument("--trajectory", default=0, help="index or id of a built-in train trajectory")
     ap.add_argument("--turns", type=int, default=4, help="how many turns to visit (spread over the trajectory)")
     args = ap.parse_args(argv)

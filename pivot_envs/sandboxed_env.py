@@ -149,9 +149,10 @@ class SandboxedEnv(PivotEnv):
 
     def task_image(self, traj: Trajectory) -> str | None:
         image = traj.task.get("image") or self.image
-        if self.backend.name == "local" and image:
-            raise SandboxError(f"trajectory {traj.id!r} needs the docker image {image!r}; the local backend runs "
-                               "on the host's tools: use sandbox='docker'")
+        if image and not self.backend.capabilities.runs_images:
+            raise SandboxError(f"trajectory {traj.id!r} needs the docker image {image!r}; the {self.backend.name} "
+                               f"backend runs on the host's tools: use sandbox='docker' (or another backend "
+                               f"that runs images)")
         return image
 
     def task_limits(self, traj: Trajectory) -> SandboxLimits | None:

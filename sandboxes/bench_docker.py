@@ -21,7 +21,7 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def measure(pool_size: int, n: int, pause_s: float) -> dict:
-    from pivot_envs.sandbox.docker_backend import DockerBackend
+    from pivot_envs.sandbox.docker import DockerBackend
 
     backend = DockerBackend(pool_size=pool_size)
     try:

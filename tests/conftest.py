@@ -43,7 +43,16 @@ def local_backend():
     be.close()
 
 
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)], scope="session")
+def backend_params() -> list:
+    """One pytest param per registered sandbox backend, carrying the markers its capabilities name
+    (e.g. `docker`: needs a daemon), so a new backend gets the contract tests without editing them."""
+    from pivot_envs.sandbox import backend_names, capabilities
+
+    return [pytest.param(name, marks=[getattr(pytest.mark, m) for m in capabilities(name).test_markers])
+            for name in backend_names()]
+
+
+@pytest.fixture(params=backend_params(), scope="session")
 def sandbox_backend(request):
     """Every sandbox contract test runs once per backend."""
     be = _make(request.param)

@@ -1,12 +1,14 @@
 """Sandbox backends behind one contract (`base.Sandbox`, `base.SandboxBackend`).
 
-`make_backend("docker" | "local", **kwargs)` returns a backend; imports are lazy so that the
-docker SDK is only needed when the docker backend is used.
+`make_backend("docker" | "local" | <registered name>, **kwargs)` returns a backend; imports are
+lazy so that the docker SDK is only needed when the docker backend is used. Backends declare their
+`capabilities`; `backend_names()` lists them, built-in and registered (registry.py).
 """
 
 from __future__ import annotations
 
 from pivot_envs.sandbox.base import (
+    BackendCapabilities,
     ExecResult,
     FileEntry,
     Sandbox,
@@ -14,32 +16,27 @@ from pivot_envs.sandbox.base import (
     SandboxLimits,
     Snapshot,
 )
-
-BACKENDS = {
-    "docker": "pivot_envs.sandbox.docker_backend:DockerBackend",
-    "local": "pivot_envs.sandbox.local_backend:LocalBackend",
-}
-
-
-def make_backend(name: str, **kwargs) -> SandboxBackend:
-    """Create the sandbox backend called `name` (one of BACKENDS)."""
-    import importlib
-
-    if isinstance(name, SandboxBackend):
-        return name
-    if name not in BACKENDS:
-        raise ValueError(f"unknown sandbox backend {name!r}; use one of {sorted(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
-
+from pivot_envs.sandbox.registry import (
+    ENTRY_POINT_GROUP,
+    backend_class,
+    backend_names,
+    capabilities,
+    make_backend,
+    register_backend,
+)
 
 __all__ = [
-    "BACKENDS",
+    "ENTRY_POINT_GROUP",
+    "BackendCapabilities",
     "ExecResult",
     "FileEntry",
     "Sandbox",
     "SandboxBackend",
     "SandboxLimits",
     "Snapshot",
+    "backend_class",
+    "backend_names",
+    "capabilities",
     "make_backend",
+    "register_backend",
 ]

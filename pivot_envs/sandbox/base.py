@@ -1,4 +1,5 @@
-"""The sandbox contract shared by every backend (docker, local).
+"""The sandbox contract shared by every backend (docker, local, and those registered from outside:
+see registry.py).
 
 A sandbox is an isolated place to run shell commands with a working directory (default `/app`)
 whose state persists between commands. `snapshot()` freezes the current state into an immutable
@@ -12,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping
-from typing import Self
+from typing import ClassVar, Self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +142,33 @@ class Sandbox(abc.ABC):
         self.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend can do, declared by its class, read by the code that must choose or check a
+    backend (envs, `pivotrl sandbox gc`, CLIs, tests) instead of naming backends.
+
+    Attributes:
+        runs_images: `create(image=...)` runs that container image. False: sandboxes run the host's
+            tools, and `create` accepts no image but None (or "host").
+        reaps_killed_runs: how what a run killed without `close()` left behind is found and removed
+            (`SandboxBackend.reap_stale`); one line for docs and error messages.
+        requires: what the host must provide for the backend to start (said when it cannot).
+        test_markers: pytest markers its tests carry (the prerequisites a test run must provision).
+    """
+
+    runs_images: bool = False
+    reaps_killed_runs: str = "nothing to reap: the backend holds nothing outside its process"
+    requires: str = ""
+    test_markers: tuple[str, ...] = ()
+
+
 class SandboxBackend(abc.ABC):
-    """Creates sandboxes and forks snapshots. One backend object per process is enough."""
+    """Creates sandboxes and forks snapshots. One backend object per process is enough.
+
+    A backend class declares `name` (the one it is registered under) and `capabilities`."""
 
     name: str = ""
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
     # The longest limit one `exec` accepts (None: no ceiling). Callers with longer declared limits
     # (e.g. a task's verifier timeout) clamp to it and say so, rather than fail on a ValueError.
     max_exec_timeout_s: float | None = None
@@ -154,6 +178,14 @@ class SandboxBackend(abc.ABC):
         an image rebuilt under the same tag in one process served the snapshots of the old one.
         Backends with mutable image names (docker tags) return the image ID; the default is the name."""
         return image or ""
+
+    @classmethod
+    def reap_stale(cls) -> dict[str, int]:
+        """Remove what runs of this backend that died without `close()` left on this host (never
+        what live processes hold); returns counts per kind of thing removed. A new backend instance
+        does it for itself when it starts; `pivotrl sandbox gc` calls this for every backend. May
+        raise SandboxUnavailableError when the backend cannot run here (nothing to reap then)."""
+        return {}
 
     def __deepcopy__(self, memo: dict) -> SandboxBackend:
         # A backend is a handle to shared external resources (a daemon, mounts); `gym.make` deep-copies

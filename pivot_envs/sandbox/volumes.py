@@ -19,7 +19,6 @@ The image is sparse on the host disk: it occupies only what the sandbox wrote, a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -29,6 +28,7 @@ import subprocess
 import threading
 
 from pivot_envs.errors import SandboxError, SandboxUnavailableError
+from pivot_envs.sandbox import host
 
 _LOOP_CTL_GET_FREE = 0x4C82
 _LOOP_CONFIGURE = 0x4C0A
@@ -36,12 +36,6 @@ _LOOP_SET_FD = 0x4C00
 _LOOP_SET_STATUS64 = 0x4C04
 _LOOP_CLR_FD = 0x4C01
 _LO_FLAGS_AUTOCLEAR = 4
-_MS_NOSUID, _MS_NODEV, _MS_NOATIME = 0x2, 0x4, 0x400
-_MNT_DETACH = 0x2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 MKFS_HINT = "install e2fsprogs (Debian/Ubuntu: `apt-get install e2fsprogs`) for mkfs.ext4"
 MIN_DISK_MB = 8
@@ -164,9 +158,8 @@ class VolumeFactory:
             finally:
                 os.close(image_fd)
             try:
-                flags = _MS_NOSUID | _MS_NODEV | _MS_NOATIME
-                if _libc.mount(dev.encode(), mnt.encode(), b"ext4", flags, b"") != 0:
-                    err = ctypes.get_errno()
+                err = host.mount(dev, mnt, "ext4", host.MS_NOSUID | host.MS_NODEV | host.MS_NOATIME, "")
+                if err:
                     raise SandboxError(f"mounting the sandbox volume {image} failed: {os.strerror(err)}")
             finally:
                 os.close(dev_fd)  # autoclear: the device now lives exactly as long as the mount
@@ -184,16 +177,9 @@ class VolumeFactory:
         """Unmount the volume at `mnt` lazily: it leaves the mount table at once, and the file system
         and its loop device are freed when the last user (an overlay still stacked on one of its
         layers) lets go. The caller deletes the mount point and the image (`mnt + ".img"`)."""
-        if _libc.umount2(mnt.encode(), _MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err != errno.EINVAL:  # EINVAL: not mounted (already released)
-                raise SandboxError(f"cannot unmount sandbox volume {mnt}: {os.strerror(err)}")
-
-    @staticmethod
-    def free_bytes(mnt: str) -> tuple[int, int]:
-        """(bytes, inodes) still free on the volume at `mnt`."""
-        st = os.statvfs(mnt)
-        return st.f_bavail * st.f_frsize, st.f_favail
+        err = host.umount(mnt, lazy=True)
+        if err and err != errno.EINVAL:  # EINVAL: not mounted (already released)
+            raise SandboxError(f"cannot unmount sandbox volume {mnt}: {os.strerror(err)}")
 
 
 def loop_devices_backed_under(root: str) -> dict[str, str]:

@@ -9,10 +9,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from pivot_envs.registration import env_specs
+from pivot_envs.sandbox import capabilities
 
 SPECS = {spec.id: spec for spec in env_specs()}
 CASES = [pytest.param(spec.id, backend, id=f"{spec.id}-{backend or 'no-sandbox'}",
-                      marks=[pytest.mark.docker] if backend == "docker" else [])
+                      marks=[getattr(pytest.mark, m) for m in capabilities(backend).test_markers] if backend else [])
          for spec in SPECS.values() for backend in (spec.sandboxes or (None,))]
 
 

@@ -31,7 +31,7 @@ def box(docker_backend):
 
 def _owned(backend) -> tuple[list[str], list[str]]:
     """(container ids, snapshot image ids) that carry `backend`'s instance label."""
-    from pivot_envs.sandbox.docker_backend import LABEL_BACKEND, LABEL_SNAPSHOT
+    from pivot_envs.sandbox.docker.reaper import LABEL_BACKEND, LABEL_SNAPSHOT
 
     label = f"{LABEL_BACKEND}={backend.instance_id}"
     containers = [c.id for c in backend.client.containers.list(all=True, filters={"label": label})]
@@ -236,7 +236,7 @@ def test_missing_image_names_the_build_command(docker_backend):
 def test_pool_serves_warm_forks_and_close_leaves_nothing():
     import time
 
-    from pivot_envs.sandbox.docker_backend import DockerBackend
+    from pivot_envs.sandbox.docker import DockerBackend
 
     backend = DockerBackend(pool_size=2)
     try:
@@ -268,7 +268,7 @@ def test_pool_serves_warm_forks_and_close_leaves_nothing():
 def test_remove_stale_cleans_dead_owners_only(docker_backend):
     import socket
 
-    from pivot_envs.sandbox.docker_backend import (
+    from pivot_envs.sandbox.docker.reaper import (
         LABEL,
         LABEL_BACKEND,
         LABEL_HOST,

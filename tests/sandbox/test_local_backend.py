@@ -30,9 +30,9 @@ def fresh_backend(request):
 
 
 def _layer_dirs(be) -> set[str]:
-    """Layer directories on disk: squashed ones under L/, the others on their sandbox's volume."""
-    found = {f"L/{n}" for n in os.listdir(os.path.join(be.root, "L")) if n != "empty"}
-    vroot = os.path.join(be.root, "V")
+    """Layer directories on disk: squashed ones under layers/, the others on their sandbox's volume."""
+    found = {f"L/{n}" for n in os.listdir(os.path.join(be.root, "layers")) if n != "empty"}
+    vroot = os.path.join(be.root, "volumes")
     for vol in os.listdir(vroot):
         layers = os.path.join(vroot, vol, "layers")
         if os.path.isdir(layers):
@@ -64,7 +64,7 @@ def test_workdir_is_validated_and_used(local_backend):
 
 
 def test_paths_that_escape_the_stored_dirs_are_rejected(local_backend):
-    from pivot_envs.sandbox.local_backend import SandboxPathError
+    from pivot_envs.sandbox.local import SandboxPathError
 
     with local_backend.create() as sb:
         sb.exec("ln -s /etc/passwd host_link && ln -s ../../etc sneaky_dir && mkdir -p d && "
@@ -210,7 +210,7 @@ def test_backend_close_removes_everything(fresh_backend):
 
 def test_state_of_a_dead_backend_is_swept(tmp_path):
     """A backend killed without close() leaves mounts and cgroups; the next one removes them."""
-    from pivot_envs.sandbox.local_backend import LocalBackend
+    from pivot_envs.sandbox.local import LocalBackend
     from tests.conftest import require
 
     try:  # skipped like the other local tests on a machine without bubblewrap (a failure in CI)
@@ -218,7 +218,7 @@ def test_state_of_a_dead_backend_is_swept(tmp_path):
     except SandboxUnavailableError as e:
         require(False, f"local sandbox backend unavailable: {e}")
 
-    script = ("import os\nfrom pivot_envs.sandbox.local_backend import LocalBackend\n"
+    script = ("import os\nfrom pivot_envs.sandbox.local import LocalBackend\n"
               f"be = LocalBackend(root={str(tmp_path)!r})\nsb = be.create()\nsb.exec('echo x > f')\n"
               "print(be.root, flush=True)\nos._exit(0)\n")
     dead_root = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

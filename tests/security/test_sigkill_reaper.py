@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import backend_params, require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,7 +59,7 @@ def _loops_under(root: str) -> list[str]:
     return list(loop_devices_backed_under(root))
 
 
-@pytest.mark.parametrize("backend_name", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("backend_name", backend_params())
 @pytest.mark.parametrize("reaper", ["new backend", pytest.param("pivotrl sandbox gc", marks=pytest.mark.slow)])
 def test_sigkill_mid_episode_then_reaper_leaves_nothing(backend_name, reaper):
     from pivot_envs.errors import SandboxUnavailableError

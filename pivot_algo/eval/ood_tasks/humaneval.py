@@ -7,7 +7,7 @@ Execution (`run_python`): the program (prompt + model code + tests + `check(entr
 fresh `python -I` subprocess, in a temporary directory that is deleted afterwards, with rlimits (CPU
 seconds, address space, file size, no core dumps), its own process group (killed whole on timeout),
 an empty environment and no stdin. Where the local sandbox backend runs (bubblewrap, root), the
-program runs in one of its sandboxes instead (pivot_envs/sandbox/local_backend.py: no capabilities,
+program runs in one of its sandboxes instead (pivot_envs/sandbox/local/: no capabilities,
 seccomp, host read-only with secrets masked, own PID and network namespaces, cgroup memory/pids/CPU
 limits, a 64 MiB disk quota), so it is held by the same containment as every terminal command.
 As the official harness does, a program passes only if `check(...)` returned: the program prints

@@ -70,7 +70,7 @@ class SWEEnv(SandboxedEnv):
                  verifier: Any = "execution", split: str = "train", info_recall: float = 0.9, **kwargs: Any):
         self.split = split
         super().__init__(trajectories, sandbox=sandbox, **kwargs)
-        if self.backend.name != "docker":
+        if not self.backend.capabilities.runs_images:
             raise SandboxError(f"PivotSWE-v0 runs repositories in their docker images; sandbox={self.backend.name!r} "
                                f"cannot run them: use sandbox='docker'")
         self.info_recall = info_recall

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pivot_envs.domains.terminal.tasks.generator import suite
 from pivot_envs.domains.terminal.tasks.recorder import SPLIT_FILES, record_with_check
-from pivot_envs.sandbox import make_backend
+from pivot_envs.sandbox import backend_names, make_backend
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -25,7 +25,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pivot_envs.domains.terminal.tasks.build_suite",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="docker", choices=("docker", "local"))
+    parser.add_argument("--backend", default="docker", choices=backend_names())
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     parser.add_argument("--seed", type=int, default=0)
     for split, default in (("train", 120), ("val", 30), ("test", 30), ("heldout_families", 30)):
