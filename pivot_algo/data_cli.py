@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from pivot_envs.errors import PivotError
+from pivot_envs.sandbox import backend_names
 
 FORMATS = ("pivotrl", "chat", "sharegpt", "nemo_gym", "atif")
 
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--task-dir", default=None,
                       help="with --from atif: the Harbor / Terminal-Bench task folder the runs were recorded on; "
                            "the runs become terminal trajectories of that task, checked by replaying them there")
-    conv.add_argument("--backend", default="docker", choices=("docker", "local"),
+    conv.add_argument("--backend", default="docker", choices=backend_names(),
                       help="with --task-dir: where the runs are checked (docker builds the task's image; local "
                            "reads its Dockerfile as a recipe on the host's tools)")
     val = sub.add_parser("validate", help="load-time checks, then the demonstration scored against itself at every turn")

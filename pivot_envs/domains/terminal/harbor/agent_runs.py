@@ -54,7 +54,7 @@ from pivot_envs.trajectory import tool_calls_of, validate_record
 # Dockerfile instructions that change nothing a command sees on the local backend.
 _INERT = {"LABEL", "EXPOSE", "CMD", "ENTRYPOINT", "HEALTHCHECK", "STOPSIGNAL", "VOLUME", "MAINTAINER", "ARG",
           "ONBUILD"}
-# What the local backend keeps between commands besides the working directory (local_backend.py).
+# What the local backend keeps between commands besides the working directory (pivot_envs/sandbox/local/sandbox.py).
 _LOCAL_PERSISTED = ("/tmp", "/root")
 
 
@@ -163,7 +163,7 @@ def task_for_backend(task: HarborTask, be: SandboxBackend, *, fallback_base: str
         plan = offline_plan(task)
     except TestsNeedNetworkError as e:
         raise TaskRefusedError(f"{task.path}: {e}", kind="needs_network") from None
-    if be.name != "local":
+    if be.capabilities.runs_images:
         image = build_image(task, fallback_base, plan=plan)
         return to_task_dict(task, image, plan, max_exec_timeout_s=be.max_exec_timeout_s)
     recipe = local_recipe(task)
