@@ -15,6 +15,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import ClassVar, Self
 
+#: Docker's default capability allow-list: what root in a real task image holds under `docker run`
+#: (chown, setuid/setgid, permission override, ...). None of CAP_SYS_ADMIN, NET_ADMIN, SYS_PTRACE,
+#: SYS_MODULE, SYS_RAWIO, SYS_TIME, DAC_READ_SEARCH, BPF, ... is in it.
+ROOT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
+             "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+
 
 @dataclasses.dataclass(frozen=True)
 class SandboxLimits:
@@ -32,6 +38,13 @@ class SandboxLimits:
             past it fails inside the sandbox with ENOSPC ("No space left on device") and the
             command's `ExecResult.disk_full` is True. Each sandbox gets its own file system of
             this size (see pivot_envs/sandbox/volumes.py), so the host disk is never filled.
+        root_caps: False (default): root in the sandbox holds no capability at all (CapEff 0), so it
+            cannot pass a permission check it does not own. True: root holds ROOT_CAPS, Docker's
+            default allow-list, as real task images expect (`chown`, `chpasswd`, `useradd` work),
+            still with no_new_privs and the seccomp filter; on the local backend only inside a
+            user namespace that maps the sandbox's uids to unprivileged host uids, where /etc
+            also becomes writable (and snapshotted) state. A task asks for it with
+            `"limits": {"root_caps": true}`.
     """
 
     cpus: float = 1.0
@@ -41,6 +54,7 @@ class SandboxLimits:
     output_bytes: int = 64 * 1024
     network: bool = False
     disk_mb: int = 1024
+    root_caps: bool = False
 
     def __post_init__(self) -> None:
         checks = {"cpus": self.cpus > 0, "memory_mb": self.memory_mb >= 16, "pids": self.pids >= 8,

@@ -31,6 +31,7 @@ import weakref
 from pivot_envs.errors import ImageNotFoundError, SandboxError
 from pivot_envs.sandbox import host
 from pivot_envs.sandbox.base import (
+    ROOT_CAPS,
     BackendCapabilities,
     SandboxBackend,
     SandboxLimits,
@@ -58,9 +59,9 @@ DEFAULT_IMAGE = "pivotrl/sandbox-base:latest"
 IMAGE_ENV_VAR = "PIVOTRL_BASE_IMAGE"  # overrides the default image (same variable as the builder)
 BUILD_COMMAND = "python -m sandboxes.build"
 
-#: Capabilities: none. Docker's default set (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, KILL, NET_RAW,
-#: MKNOD, ...) would let root in the container pass every permission check; the local backend gives
-#: none either, so a command behaves the same on both.
+#: Capabilities: none, unless `limits.root_caps` asks for Docker's default allow-list (ROOT_CAPS,
+#: the same list the local backend grants then). Without it root in the container passes no
+#: permission check it does not own, as on the local backend, so a command behaves the same on both.
 CAP_DROP = ["ALL"]
 #: no_new_privs for every process; Docker's default seccomp profile stays on (it is never disabled here).
 SECURITY_OPT = ["no-new-privileges"]
@@ -146,7 +147,8 @@ class DockerBackend(SandboxBackend):
                 network_mode=None if limits.network else "none",
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
-                cap_drop=CAP_DROP, security_opt=SECURITY_OPT, ipc_mode="private")
+                cap_drop=CAP_DROP, cap_add=list(ROOT_CAPS) if limits.root_caps else None,
+                security_opt=SECURITY_OPT, ipc_mode="private")
         except self._docker.errors.ImageNotFound as e:
             if spec.image in (DEFAULT_IMAGE, os.environ.get(IMAGE_ENV_VAR)):
                 hint = f"build it with `{BUILD_COMMAND}` (or sandboxes/provision_docker.sh)"

@@ -22,6 +22,10 @@ What a sandbox sees
     * No capabilities (`--cap-drop ALL`: CapEff 0, so no remount of the read-only binds and no
       reading past file permissions), no_new_privs, and a seccomp filter (seccomp.py) that denies
       the mount API, new namespaces, ptrace, keyctl, bpf, module loading, kexec and raw devices.
+    * Unless `limits.root_caps`: then root holds Docker's default capabilities (base.ROOT_CAPS) in
+      a user namespace that maps sandbox uids 0..65535 to unprivileged host uids (userns.py), and
+      /etc (a copy with locked shadow files) is persistent state, so `chown`, `chpasswd` and
+      `useradd` work; no_new_privs, the seccomp filter and the read-only host view stay.
     * No host secrets: /etc is a copy taken when the backend starts, without /etc/shadow,
       /etc/gshadow, keys and every other file "other" users may not read; such files elsewhere in
       the binds are masked; host /root, /home, /var/lib/docker and the Docker socket are never bound.
@@ -41,6 +45,7 @@ One job per module:
     hostview.py   the read-only, filtered view of the host
     layers.py     snapshot refs, squashing, the trash reaper
     pool.py       the per-sandbox quota volumes and the pool of ready ones
+    userns.py     the user namespace of root_caps sandboxes
     sandbox.py    LocalSandbox: exec (bwrap), files, manifest, freeze
     backend.py    LocalBackend: create/fork/snapshot/release, layer GC, close, stale-state sweep
 """

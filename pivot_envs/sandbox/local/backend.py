@@ -54,6 +54,7 @@ from pivot_envs.sandbox.local.layers import (
 from pivot_envs.sandbox.local.mounts import MAX_MOUNT_OPTIONS, unmount
 from pivot_envs.sandbox.local.pool import VolumePool, settled_loops
 from pivot_envs.sandbox.local.sandbox import BWRAP_INSTALL_HINT, LocalSandbox
+from pivot_envs.sandbox.local.userns import UserNamespace
 from pivot_envs.sandbox.seccomp import compile_filter
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,9 @@ class LocalBackend(SandboxBackend):
         self._closed = False
         self.pool = VolumePool(os.path.join(self.root, "volumes"), volume_pool, self._lock, self._trash,
                                self._discard, self._next_id, self.stats, f"{self.tag}-volumes")
-        etc_copy = os.path.join(self.root, "etc")
+        self.etc_copy = etc_copy = os.path.join(self.root, "etc")
         filtered_copy("/etc", etc_copy)
+        self._userns: UserNamespace | None = None  # made for the first root_caps sandbox
         self.host_binds = host_binds({"/etc": etc_copy}) + host_masks(os.path.join(self.root, "masks"))
         self.prlimit = shutil.which("prlimit")
         self.cgroups = Cgroups(self.tag)
@@ -162,6 +164,16 @@ class LocalBackend(SandboxBackend):
     @classmethod
     def reap_stale(cls) -> dict[str, int]:
         return {"state_dirs": sum(sweep_stale_roots(p) for p in state_parents() if os.path.isdir(p))}
+
+    def user_namespace(self) -> UserNamespace:
+        """The user namespace of root_caps sandboxes (userns.py), made on first use. Its root is an
+        unprivileged host uid, which must be able to reach what bwrap binds: the state dir opens
+        for traversal (not listing) then."""
+        with self._lock:
+            if self._userns is None:
+                self._userns = UserNamespace()
+                os.chmod(self.root, 0o711)
+            return self._userns
 
     def _check_works(self) -> None:
         """Fail early, with the reason, when overlay mounts or bwrap cannot run here."""
@@ -308,6 +320,8 @@ class LocalBackend(SandboxBackend):
                 unmount(m, lazy=m.startswith(self.pool.root + "/"))
             self.pool.in_use.clear()
             self.cgroups.remove_parents()
+            if self._userns is not None:
+                self._userns.close()
             self._trash.stop()
             shutil.rmtree(self.root, ignore_errors=True)
         atexit.unregister(self.close)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from pivot_envs.errors import PivotError, SandboxError, SandboxUnavailableError
 from pivot_envs.sandbox import host as host_helpers
 from pivot_envs.sandbox.base import (
+    ROOT_CAPS,
     ExecResult,
     FileEntry,
     Sandbox,
@@ -30,6 +31,7 @@ from pivot_envs.sandbox.base import (
 )
 from pivot_envs.sandbox.local.hostview import HOST_SYSTEM_DIRS, inside, norm
 from pivot_envs.sandbox.local.mounts import mount_overlay, unmount
+from pivot_envs.sandbox.local.userns import own, shift_owner, write_locked_shadow
 
 if TYPE_CHECKING:
     from pivot_envs.sandbox.local.backend import LocalBackend
@@ -55,9 +57,10 @@ class SandboxPathError(PivotError, ValueError):
     """A path given to read_file/write_file/manifest is outside what the local backend stores."""
 
 
-def persistent_dirs(workdir: str) -> tuple[str, ...]:
-    """The sandbox directories a local sandbox keeps (and snapshots) for this workdir."""
-    dirs = sorted({workdir, *EXTRA_PERSISTENT_DIRS})
+def persistent_dirs(workdir: str, root_caps: bool = False) -> tuple[str, ...]:
+    """The sandbox directories a local sandbox keeps (and snapshots) for this workdir; with
+    `root_caps` /etc too (root may change users and passwords there)."""
+    dirs = sorted({workdir, *EXTRA_PERSISTENT_DIRS, *(("/etc",) if root_caps else ())})
     return tuple(d for d in dirs if not any(o != d and inside(d, o) for o in dirs))
 
 
@@ -71,7 +74,10 @@ class LocalSandbox(Sandbox):
         self.workdir = workdir
         self.limits = limits
         self.stack = stack
-        self.persistent = persistent_dirs(workdir)
+        self.persistent = persistent_dirs(workdir, limits.root_caps)
+        # root_caps: the sandbox runs in the backend's user namespace (userns.py), so what the
+        # backend writes for it is owned by the namespace's root.
+        self._userns = backend.user_namespace() if limits.root_caps else None
         self.dir = os.path.join(backend.root, "sandboxes", sid)
         self.merged = os.path.join(self.dir, "merged")
         self.volume = ""  # mount point of this sandbox's size-limited file system (its disk quota)
@@ -113,7 +119,13 @@ class LocalSandbox(Sandbox):
                     os.mkdir(path)
                     os.chmod(path, 0o755)
             os.chmod(path, _PERSISTENT_DIR_MODES.get(d, 0o755))
-
+        if self._userns is not None:
+            # /etc starts as the filtered copy of the host's (hostview.py), then is the sandbox's.
+            etc = os.path.join(self.upper, "etc")
+            subprocess.run(["cp", "-a", "--", self._backend.etc_copy + "/.", etc], check=True, capture_output=True)
+            write_locked_shadow(etc)
+            for d in self.persistent:
+                shift_owner(os.path.join(self.upper, d.strip("/").split("/")[0]))
     def _mount(self) -> None:
         mount_overlay(self.stack, self.upper, self.work, self.merged)
         self._mounted = True
@@ -133,10 +145,22 @@ class LocalSandbox(Sandbox):
         # --cap-drop ALL: uid 0 inside, but no capability at all (CapEff 0): it cannot remount the
         # read-only host dirs, mount, load modules or read past file permissions. bwrap also sets
         # no_new_privs, and `--seccomp` (added per exec) denies the dangerous syscalls outright.
-        argv = head + [be.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-                       "--cap-drop", "ALL", "--hostname", "sandbox"]
-        if self.limits.network:
-            argv.append("--share-net")
+        if self._userns is None:
+            argv = head + [be.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+                           "--cap-drop", "ALL", "--hostname", "sandbox"]
+            if self.limits.network:
+                argv.append("--share-net")
+        else:
+            # root_caps: bwrap starts as root of the backend's user namespace (host uids
+            # HOST_BASE..), makes the other namespaces inside it (no nested user namespace: that
+            # would map root alone again) and keeps Docker's default capabilities, which count
+            # only inside it. no_new_privs and the seccomp filter stay.
+            argv = head + self._userns.enter_argv() + [
+                be.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try",
+                "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                *(arg for cap in ROOT_CAPS for arg in ("--cap-add", "CAP_" + cap)), "--hostname", "sandbox"]
+            if not self.limits.network:
+                argv.append("--unshare-net")
         argv += be.host_binds
         argv += ["--proc", "/proc", "--dev", "/dev"]
         for d in SCRATCH_DIRS:  # on bwrap's root tmpfs: a mkdir, not a mount
@@ -215,7 +239,8 @@ class LocalSandbox(Sandbox):
         start = time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=full_env, pass_fds=(status_w, seccomp_fd),
+                                    stderr=subprocess.PIPE, env=full_env,
+                                    pass_fds=(status_w, seccomp_fd) + ((self._userns.fd,) if self._userns else ()),
                                     start_new_session=True)
         except OSError as e:
             os.close(status_r)
@@ -342,11 +367,16 @@ class LocalSandbox(Sandbox):
         for d in reversed(missing):
             os.mkdir(d)
             os.chmod(d, 0o755)
+            if self._userns is not None:
+                own(d)
         if os.path.isdir(host):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        new = not os.path.lexists(host)
         fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if new and self._userns is not None:
+                own(f.fileno())
             os.fchmod(f.fileno(), mode & 0o7777)
 
     def snapshot(self, key: str = "") -> Snapshot:
