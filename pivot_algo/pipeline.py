@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import sys
@@ -58,11 +57,10 @@ def torch_threads(cfg: RunConfig) -> None:
 # ----------------------------------------------------------------------------- env, model, data
 
 def make_env(cfg: RunConfig, mode: str, trajectories: Any = None, **extra_kwargs: Any) -> Any:
-    """The env named by `env.id`: a registered Gymnasium id, or `module:Class` of a PivotEnv subclass.
-    `extra_kwargs` override the preset's (e.g. `verifier="paper"` for one arm of a comparison)."""
-    import gymnasium as gym
-
-    import pivot_envs  # noqa: F401  (registers the envs)
+    """The env named by `env.id` (`pivot_envs.registration.make_env`: a registered Gymnasium id, or
+    `module:Class` of a PivotEnv subclass). `extra_kwargs` override the preset's (e.g. `verifier="paper"`
+    for one arm of a comparison)."""
+    from pivot_envs.registration import make_env as make_env_by_id
 
     kwargs = dict(cfg.env.kwargs)
     if mode == "episode":
@@ -71,10 +69,7 @@ def make_env(cfg: RunConfig, mode: str, trajectories: Any = None, **extra_kwargs
     traj = trajectories if trajectories is not None else cfg.env.trajectories
     if traj is not None:
         kwargs["trajectories"] = traj
-    if ":" in cfg.env.id:
-        module, cls = cfg.env.id.split(":", 1)
-        return getattr(importlib.import_module(module), cls)(mode=mode, **kwargs)
-    return gym.make(cfg.env.id, mode=mode, disable_env_checker=True, **kwargs)
+    return make_env_by_id(cfg.env.id, mode=mode, **kwargs)
 
 
 def make_rollouts(cfg: RunConfig, policy: Any, **env_kwargs: Any) -> Rollouts:

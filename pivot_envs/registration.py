@@ -149,3 +149,15 @@ def register_all() -> tuple[str, ...]:
             register(id=spec.id, entry_point=spec.entry_point)
         ids.append(spec.id)
     return tuple(ids)
+
+
+def make_env(env_id: str, **kwargs: Any) -> Any:
+    """An env by id: a registered Gymnasium id (through `gym.make`, without its passive checker; the
+    registry's contract test runs the full check), or `module:Class` of a PivotEnv subclass (built
+    directly, e.g. one that is not registered). `kwargs` go to the constructor (`mode=...`)."""
+    if ":" in env_id:
+        return load_object(env_id)(**kwargs)
+    import gymnasium as gym
+
+    register_all()
+    return gym.make(env_id, disable_env_checker=True, **kwargs)

@@ -231,26 +231,33 @@ class SandboxedEnv(PivotEnv):
             log.exception("health probe of the sandbox backend failed")
             return False
 
+    @contextlib.contextmanager
+    def box_or_fork(self, state: SandboxState, box: Sandbox | None) -> Iterator[Sandbox]:
+        """`box` as it is (the caller owns it), or else a fork of the state, counted as a rollout turn
+        (checking a state, e.g. a "done" message's task test, runs in a fork) and closed on exit."""
+        if box is not None:
+            yield box
+            return
+        fork = self.backend.fork(state.snapshot)
+        self.costs.rollout_turns += 1
+        try:
+            yield fork
+        finally:
+            fork.close()
+
     def run_task_test(self, state: SandboxState, box: Sandbox | None = None) -> bool | None:
         """Run the task's test in `box` (default: a fork of the state). None = could not run (infra)."""
         traj = state.traj
-        own = box is None
         try:
-            if box is None:
-                box = self.backend.fork(state.snapshot)
-            for path, content in (traj.task.get("test_files") or {}).items():
-                box.write_file(path, content)
-            if own:
-                self.costs.rollout_turns += 1  # verifying a "done" message executes the test in a fork
-            res = self.exec_in(box, traj, traj.task["test"],
-                               timeout_s=float(traj.task.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)))
+            with self.box_or_fork(state, box) as b:
+                for path, content in (traj.task.get("test_files") or {}).items():
+                    b.write_file(path, content)
+                res = self.exec_in(b, traj, traj.task["test"],
+                                   timeout_s=float(traj.task.get("test_timeout_s", DEFAULT_TEST_TIMEOUT_S)))
             return res.exit_code == 0 and not res.timed_out
         except SandboxError:
             log.exception("task test could not run")
             return None
-        finally:
-            if own and box is not None:
-                box.close()
 
     def episode_reward(self, state: SandboxState) -> tuple[float, dict]:
         passed = self.run_task_test(state, box=state.sandbox)

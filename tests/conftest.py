@@ -78,3 +78,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_policy():
+    """A fresh tiny policy (built once per process and cached under $PIVOTRL_CACHE; loading it again is
+    ~0.1 s): a test may train it or fill its caches without touching another test's."""
+    from pivot_algo.policy import load_policy
+
+    return load_policy("tiny")
+
+
+@pytest.fixture(scope="session")
+def adder_trajectories():
+    """The adder domain's tasks (tests/algo/toy_env.py); a folder's conftest may override how many."""
+    from tests.algo.toy_env import make_trajectories
+
+    return make_trajectories(range(12))
+
+
+@pytest.fixture
+def adder_env(adder_trajectories):
+    from tests.algo.toy_env import AdderEnv
+
+    env = AdderEnv(adder_trajectories)
+    yield env
+    env.close()

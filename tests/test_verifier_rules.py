@@ -7,8 +7,10 @@ import pytest
 
 from pivot_envs.parsing import parse_action
 from pivot_envs.verifiers.rules import (
+    ExactVerifier,
     exact_match,
     normalise_text,
+    paper_calls_match,
     paper_value_match,
     similarity,
 )
@@ -94,3 +96,38 @@ def test_paper_rules():
     assert paper_value_match({"q": "weather in Paris today"}, {"q": "Paris weather today"})
     assert not paper_value_match({"n": 5}, {"n": 5.5})
     assert paper_value_match(1.0, 1.0000001) and not paper_value_match("yes", "Yes")
+
+
+@pytest.mark.parametrize(("expected", "actual", "match"), [
+    ({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1}, True),  # key order free
+    ({"a": 1}, {"a": 1, "b": 2}, False),  # same keys required
+    ([1, 2], [1, 2, 3], False),  # same lengths required
+    ([1, 2], [2, 1], False),  # lists in order
+    (0.1 + 0.2, 0.3, True),  # floats within 1e-6
+    (5, 5.0, True), (5, "5", False), (True, 1, False),  # a bool is not a number
+    ("ls -la", "ls -al", True),  # 2+ words: bag-of-words overlap 1/(2+2) = 0.25 >= 0.1 (the paper's loose rule)
+    ("Paris", "paris", False),  # one word: exact
+    ("weather in Paris", "Paris forecast", True),  # 1 common / (3 + 2) = 0.2
+    ("alpha beta gamma delta eta", "zeta theta", False),  # no common word
+], ids=lambda v: repr(v)[:20])
+def test_paper_value_match_table(expected, actual, match):
+    assert paper_value_match(expected, actual) is match
+
+
+@pytest.mark.parametrize(("sampled", "reference", "match"), [
+    ([("f", {"x": 1})], [("f", {"x": 1})], True),
+    ([("f", {"x": 1}), ("g", {})], [("g", {}), ("f", {"x": 1})], True),  # a batch: any one-to-one pairing
+    ([("f", {"x": 1})], [("g", {"x": 1})], False),  # names equal
+    ([("f", {"x": 1})], [("f", {"x": 1}), ("f", {"x": 1})], False),  # as many calls
+    ([], [], True),
+    ([("f", {"i": i}) for i in range(8)], [("f", {"i": i}) for i in reversed(range(8))], True),  # greedy past 6
+], ids=["same", "reordered", "other-name", "fewer", "none", "eight"])
+def test_paper_calls_match_table(sampled, reference, match):
+    assert paper_calls_match(sampled, reference) is match
+
+
+def test_the_shared_exact_verifier_is_the_rule():
+    ref = _call("bash", command="ls")
+    for reply in (_hermes("bash", command="ls"), _hermes("bash", command="ls -a"), "ls", ""):
+        action = parse_action(reply, "hermes", BASH)
+        assert ExactVerifier.for_env(None).judge(None, action, ref) == exact_match(action, ref)

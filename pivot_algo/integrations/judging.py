@@ -8,7 +8,6 @@ triples with one reset per distinct state (in-process) or in parallel (pool).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
 import threading
@@ -34,14 +33,9 @@ class IntegrationError(PivotError, ValueError):
 
 def make_pivot_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
     """A pivot-mode env: a registered Gymnasium id, or `module:Class` of a PivotEnv subclass."""
-    if ":" in env_id:
-        module, cls = env_id.split(":", 1)
-        return getattr(importlib.import_module(module), cls)(mode="pivot", **env_kwargs)
-    import gymnasium as gym
+    from pivot_envs.registration import make_env
 
-    import pivot_envs  # noqa: F401  (registers the envs)
-
-    return gym.make(env_id, mode="pivot", disable_env_checker=True, **env_kwargs)
+    return make_env(env_id, mode="pivot", **env_kwargs)
 
 
 def completion_text(completion: Any) -> str | dict:

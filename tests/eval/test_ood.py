@@ -353,13 +353,6 @@ def test_compare_table_refuses_different_settings():
         compare_table({"a": a, "b": b})
 
 
-@pytest.fixture(scope="module")
-def tiny_policy():
-    from pivot_algo.policy import load_policy
-
-    return load_policy("tiny")
-
-
 def test_end_to_end_with_the_tiny_model(tiny_policy):
     generate = policy_generate_fn(tiny_policy, max_new_tokens=16)
     report = run_ood_eval(generate, limit_per_benchmark=2, seed=0, model="tiny")

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.algo.toy_env import AdderEnv, make_trajectories
+from tests.algo.toy_env import make_trajectories
 
 
 @pytest.fixture(scope="session")
 def adder_trajectories():
+    """16 tasks here (tests/conftest.py's adder_env is built on them)."""
     return make_trajectories(range(16))
-
-
-@pytest.fixture
-def adder_env(adder_trajectories):
-    env = AdderEnv(adder_trajectories)
-    yield env
-    env.close()

@@ -27,17 +27,6 @@ def assert_same_samples(a, b, atol=1e-5):
             torch.testing.assert_close(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=atol, rtol=0)
 
 
-@pytest.fixture(scope="session")
-def tiny_policy():
-    from pivot_algo.policy import load_policy
-
-    # One thread: the tiny model's ops are too small to gain from two, and on a loaded 2-core machine
-    # OpenMP threads that wait on each other make small ops 10-30x slower (measured: 8x32 sampling
-    # 0.95 s with 1 thread vs 19.9 s with 2 while other processes ran).
-    torch.set_num_threads(1)
-    return load_policy("tiny")
-
-
 @pytest.fixture()
 def fresh_tiny():
     """A private tiny policy (tests that change weights or cache state)."""

@@ -10,14 +10,9 @@ import json
 import pytest
 
 from pivot_envs.domains.swe.expert import builtin_trajectories
-from pivot_envs.domains.swe.generator import load_instances, split_of
+from pivot_envs.domains.swe.generator import split_of
 from pivot_envs.domains.swe.mutations import KINDS
 from pivot_envs.trajectory import load_trajectories
-
-
-@pytest.fixture(scope="module")
-def instances():
-    return load_instances()
 
 
 @pytest.fixture(scope="module")

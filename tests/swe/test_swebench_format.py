@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from pivot_envs.domains.swe.generator import load_instances
 from pivot_envs.domains.swe.swebench_format import (
     SWEBENCH_FIELDS,
     SWEBenchFormatError,
@@ -19,11 +18,6 @@ from pivot_envs.domains.swe.swebench_format import (
     to_swebench,
     write_instances,
 )
-
-
-@pytest.fixture(scope="module")
-def instances():
-    return load_instances()
 
 
 def test_round_trip_of_every_generated_instance(instances, tmp_path):

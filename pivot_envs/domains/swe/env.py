@@ -139,18 +139,12 @@ class SWEEnv(SandboxedEnv):
     def grade_state(self, state: SandboxState, box: Sandbox | None = None) -> tuple[bool, dict] | None:
         """(resolved, report) of the repository in `box` (default: a fork of the state); None = the
         tests could not run (infrastructure)."""
-        own = box is None
         try:
-            if box is None:
-                box = self.backend.fork(state.snapshot)
-                self.costs.rollout_turns += 1
-            return repository.grade(state.traj.task, self.run_tests(box, state.traj))
+            with self.box_or_fork(state, box) as b:
+                return repository.grade(state.traj.task, self.run_tests(b, state.traj))
         except SandboxError:
             log.exception("the tests could not run")
             return None
-        finally:
-            if own and box is not None:
-                box.close()
 
     def run_task_test(self, state: SandboxState, box: Sandbox | None = None) -> bool | None:
         graded = self.grade_state(state, box)
