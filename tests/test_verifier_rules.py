@@ -6,14 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pivot_envs.parsing import parse_action
-from pivot_envs.verifiers.rules import (
-    ExactVerifier,
-    exact_match,
-    normalise_text,
-    paper_calls_match,
-    paper_value_match,
-    similarity,
-)
+from pivot_envs.verifiers import ExactVerifier, exact_match, normalise_text
+from pivot_envs.verifiers.rules import paper_calls_match, paper_value_match, similarity
 
 BASH = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {
     "command": {"type": "string"}}, "required": ["command"]}}}]
