@@ -133,27 +133,36 @@ import gymnasium as gym
 import pivot_envs
 from pivot_envs.domains.terminal.tasks import builtin_trajectories
 from pivot_envs.trajectory import load_trajectories
-backend, n_traj, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+backend, n_traj, reps, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 trajs = list(load_trajectories(builtin_trajectories("train")))[:n_traj]
-env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, mode="episode")
-times = []
+env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, mode=kind)
+# episode: the middle turn, then a first command; pivot: every turn (the state is ready to judge)
+turns = [(t.id, t.num_turns // 2) for t in trajs] if kind == "episode" else [
+    (t.id, k) for t in trajs for k in range(t.num_turns)]
+times, cold = [], []
 try:
-    for t in trajs:  # fill the snapshot cache
-        env.reset(options={"trajectory": t.id, "turn": t.num_turns // 2})
+    for tid, k in turns:  # fill the snapshot cache
+        t0 = time.perf_counter()
+        env.reset(options={"trajectory": tid, "turn": k})
+        cold.append(time.perf_counter() - t0)
     for _ in range(reps):
-        for t in trajs:
+        for tid, k in turns:
             t0 = time.perf_counter()
-            env.reset(options={"trajectory": t.id, "turn": t.num_turns // 2})
-            env.unwrapped._state.sandbox.exec("true")
+            env.reset(options={"trajectory": tid, "turn": k})
+            if kind == "episode":
+                env.unwrapped._state.sandbox.exec("true")
             times.append(time.perf_counter() - t0)
 finally:
     env.close()
-print(json.dumps(times))
+print(json.dumps({"warm": times, "cold": cold}))
 """
 
 
-def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int, rounds: int = 3) -> list[dict]:
-    """Warm episode reset p50/p95 with the code of `rev` vs this checkout, alternating rounds."""
+def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int, rounds: int = 3,
+                           kind: str = "episode") -> list[dict]:
+    """Warm `kind` reset p50/p95 (episode: middle turn + first command; pivot: every turn, no fork)
+    with the code of `rev` vs this checkout, alternating rounds; pivot rows also give the cold resets
+    (the first one of each state, which builds it)."""
     repo = Path(__file__).resolve().parent.parent
     rows = []
     with tempfile.TemporaryDirectory(prefix="pivotrl-before-") as before:
@@ -162,17 +171,26 @@ def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int
         trees = {f"before ({rev})": before, "after (this checkout)": str(repo)}
         for backend in backends:
             samples: dict[str, list[float]] = {name: [] for name in trees}
+            colds: dict[str, list[float]] = {name: [] for name in trees}
+            loads = []
             for _ in range(rounds):
                 for name, tree in trees.items():
                     env = dict(os.environ, PYTHONPATH=tree)
-                    proc = subprocess.run([sys.executable, "-c", _CONTAINMENT_PROBE, backend, str(n_traj), str(reps)],
-                                          cwd=tree, env=env, capture_output=True, text=True, check=False)
+                    loads.append(os.getloadavg()[0])
+                    proc = subprocess.run([sys.executable, "-c", _CONTAINMENT_PROBE, backend, str(n_traj), str(reps),
+                                           kind], cwd=tree, env=env, capture_output=True, text=True, check=False)
                     if proc.returncode != 0:
                         raise RuntimeError(f"{name} / {backend} failed: {proc.stderr[-2000:]}")
-                    samples[name] += json.loads(proc.stdout.strip().splitlines()[-1])
+                    got = json.loads(proc.stdout.strip().splitlines()[-1])
+                    samples[name] += got["warm"]
+                    colds[name] += got["cold"]
             for name, times in samples.items():
-                rows.append({"backend": backend, "code": name, "warm_episode_p50": pct(times, 50),
-                             "warm_episode_p95": pct(times, 95), "n": len(times), "load": os.getloadavg()})
+                row = {"backend": backend, "code": name, f"warm_{kind}_p50": pct(times, 50),
+                       f"warm_{kind}_p95": pct(times, 95), "n": len(times), "load": os.getloadavg(),
+                       "load_1min_range": [min(loads), max(loads)]}
+                if kind == "pivot":
+                    row.update(cold_pivot_p50=pct(colds[name], 50), cold_pivot_p95=pct(colds[name], 95))
+                rows.append(row)
     return rows
 
 
@@ -191,15 +209,24 @@ def main() -> None:
     ap.add_argument("--no-tooluse", action="store_true")
     ap.add_argument("--swe", action="store_true", help="also PivotSWE-v0 (docker; repository images are built when missing)")
     ap.add_argument("--compare-before", metavar="REV", help="containment cost: REV's code vs this checkout")
+    ap.add_argument("--reset-kind", choices=("episode", "pivot"), default="episode",
+                    help="with --compare-before: warm episode resets (default) or pivot resets of every turn")
     args = ap.parse_args()
     if args.compare_before:
-        rows = bench_containment_cost(args.compare_before, args.backends, args.trajectories, args.reps)
+        kind = args.reset_kind
+        rows = bench_containment_cost(args.compare_before, args.backends, args.trajectories, args.reps, kind=kind)
         base = {r["backend"]: r for r in rows if r["code"].startswith("before")}
-        print(table(["backend", "code", "warm episode p50 ms", "p95 ms", "n", "p50 after/before", "load (1/5/15 min)"],
-                    [[r["backend"], r["code"], ms(r["warm_episode_p50"]), ms(r["warm_episode_p95"]), r["n"],
-                      f"{r['warm_episode_p50'] / base[r['backend']]['warm_episode_p50']:.2f}",
+        cold = kind == "pivot"
+        fine = (lambda x: f"{1000 * x:8.3f}") if cold else ms  # a warm pivot reset is a cache lookup (< 1 ms)
+        print(table(["backend", "code", f"warm {kind} p50 ms", "p95 ms", "n", "p50 after/before",
+                     *(["cold p50 ms", "cold p95 ms"] if cold else []), "load during (1 min)", "load (1/5/15 min)"],
+                    [[r["backend"], r["code"], fine(r[f"warm_{kind}_p50"]), fine(r[f"warm_{kind}_p95"]), r["n"],
+                      f"{r[f'warm_{kind}_p50'] / base[r['backend']][f'warm_{kind}_p50']:.2f}",
+                      *([ms(r["cold_pivot_p50"]), ms(r["cold_pivot_p95"])] if cold else []),
+                      "{:.1f}-{:.1f}".format(*r["load_1min_range"]),
                       " ".join(f"{x:.1f}" for x in r["load"])] for r in rows]))
-        print(f"\nwrote {write_json('containment_cost', {'rev': args.compare_before, 'rows': rows})}")
+        name = "containment_cost" if kind == "episode" else "pivot_reset_before_after"
+        print(f"\nwrote {write_json(name, {'rev': args.compare_before, 'rows': rows})}")
         return
     rows = []
     for b in args.backends:

@@ -29,10 +29,11 @@ from typing import Any
 from pivot_envs.base_env import PivotEnv
 from pivot_envs.effects import Outcome, measure_files, persistent_roots
 from pivot_envs.errors import ReplayError, SandboxError
+from pivot_envs.processes import describe, keeps_processes, split_watched, watched
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits, Snapshot, make_backend
 from pivot_envs.sandbox.base import ExecResult, Sandbox
 from pivot_envs.sandbox.cache import SnapshotCache
-from pivot_envs.trajectory import Trajectory
+from pivot_envs.trajectory import Trajectory, action_hash
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,36 @@ def close_shared_sandboxes() -> None:
         _SHARED.clear()
 
 
+RESTORE_SNAPSHOT = "snapshot"
+RESTORE_REPLAY = "replay"
+# (task key, action hash of actions 0..i) -> the processes action i left running: filled while states are
+# built (every env of the process shares the snapshot cache, so they share this too).
+_LEFT_RUNNING: dict[str, tuple[str, ...]] = {}
+
+
+class UnfaithfulStateError(ReplayError):
+    """A state that needs processes the demonstration left running, on a backend that cannot keep a
+    process past its command (local): restoring its files alone would be a different state."""
+
+
 @dataclasses.dataclass
 class SandboxState:
-    """The state at turn k: a snapshot (pivot mode) and, in episode mode, a live sandbox forked from it."""
+    """The state at turn k: a snapshot (pivot mode) and, in episode mode, a live sandbox forked from it.
+
+    `restore` says how a sandbox of this state is made (`SandboxedEnv.fork_state`): "snapshot" forks
+    `snapshot`; "replay" (a demonstration action before turn k left processes running, which no
+    snapshot holds) forks `base`, the snapshot before action `replay_from`, and replays actions
+    `replay_from`..k-1 live in it.
+    """
 
     traj: Trajectory
     turn: int
     snapshot: Snapshot
     key: str
     sandbox: Sandbox | None = None
+    restore: str = RESTORE_SNAPSHOT
+    replay_from: int | None = None
+    base: Snapshot | None = None
 
     @property
     def prefix(self) -> list[dict]:
@@ -101,10 +123,16 @@ class SandboxState:
 class SandboxedEnv(PivotEnv):
     """A `PivotEnv` whose state is a sandbox snapshot (see the module docstring).
 
+    A domain whose demonstrations may leave processes running (a server started in the background)
+    sets `checks_processes`: its `replay_action` then accepts `watch=True` and returns what the action
+    left running, and states after such an action are restored by live replay (`fork_state`).
+
     Arguments (besides PivotEnv's): `sandbox` ("docker" | "local" | a backend object), `image`
     (default image for tasks that name none), `limits` (default `SandboxLimits`; a task's
     `"limits"` entry overrides fields).
     """
+
+    checks_processes = False
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
                  image: str | None = None, limits: SandboxLimits | None = None, **kwargs: Any):
@@ -113,11 +141,15 @@ class SandboxedEnv(PivotEnv):
         self.image = image
         self.limits = limits
         self.divergences: list[dict] = []
+        # (trajectory id, turn) -> the first turn before it whose action left processes running (None: none)
+        self._process_turn: dict[tuple[str, int], int | None] = {}
 
     # ------------------------------------------------------------------ domain hooks
-    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int) -> None:
+    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int, *,
+                      watch: bool = False) -> tuple[str, ...] | None:
         """Run the demonstration's action `i` in `box` while rebuilding a state (raise ReplayError
-        when it cannot be replayed)."""
+        when it cannot be replayed). With `watch`, return the processes it left running
+        (`exec_watched`; None when the domain does not check)."""
         raise NotImplementedError
 
     def prepare_task(self, box: Sandbox, traj: Trajectory) -> None:
@@ -172,21 +204,98 @@ class SandboxedEnv(PivotEnv):
         self.costs.sandbox_seconds += time.perf_counter() - t0
         return result
 
-    def load_state(self, traj: Trajectory, k: int) -> SandboxState:
+    def exec_watched(self, box: Sandbox, traj: Trajectory, cmd: str) -> tuple[ExecResult, tuple[str, ...] | None]:
+        """`exec_in` that also says which processes `cmd` left running (`pivot_envs.processes`)."""
+        res, left = split_watched(self.exec_in(box, traj, watched(cmd)))
+        return res, left
+
+    def _snapshot_at(self, traj: Trajectory, k: int, task_key: str, watch: bool) -> Snapshot:
+        image = self.task_image(traj)
+        actions = traj.actions_before(k)
+
         def prepare(box: Sandbox) -> None:
             self.prepare_task(box, traj)
 
         def apply(box: Sandbox, action: dict, i: int) -> None:
-            self.replay_action(box, traj, action, i)
+            if not watch:
+                self.replay_action(box, traj, action, i)
+                return
+            left = self.replay_action(box, traj, action, i, watch=True)
+            _LEFT_RUNNING[f"{task_key}|{action_hash(actions[:i + 1])}"] = tuple(left or ())
 
         # every backend stores the cache key it was given in Snapshot.key: it identifies the state
-        snap = self.snapshots.state_at(image=self.task_image(traj), task_key=traj.task_key(),
-                                       actions=traj.actions_before(k), workdir=self.workdir(traj),
+        return self.snapshots.state_at(image=image, task_key=task_key, actions=actions, workdir=self.workdir(traj),
                                        limits=self.task_limits(traj), prepare=prepare, apply=apply)
+
+    def first_process_turn(self, traj: Trajectory, k: int, task_key: str) -> int | None:
+        """The first turn before `k` whose demonstration action left processes running (None: none).
+        From the record's `task["background_processes"]` when it has one (the recorder writes it),
+        else from what was seen while the states were built (`_LEFT_RUNNING`); a turn never seen (its
+        state came from elsewhere) is checked by replaying 0..k-1 watched in a fresh sandbox, once."""
+        recorded = traj.task.get("background_processes")
+        if isinstance(recorded, list):
+            turns = [int(e["turn"]) for e in recorded if isinstance(e, dict) and e.get("processes")]
+            return min((t for t in turns if t < k), default=None)
+        actions = traj.actions_before(k)
+        keys = [f"{task_key}|{action_hash(actions[:i + 1])}" for i in range(k)]
+        if any(key not in _LEFT_RUNNING for key in keys):
+            with self.backend.create(self.task_image(traj), workdir=self.workdir(traj),
+                                     limits=self.task_limits(traj)) as box:
+                self.prepare_task(box, traj)
+                for i, action in enumerate(actions):
+                    _LEFT_RUNNING[keys[i]] = tuple(self.replay_action(box, traj, action, i, watch=True) or ())
+        return next((i for i, key in enumerate(keys) if _LEFT_RUNNING[key]), None)
+
+    def load_state(self, traj: Trajectory, k: int) -> SandboxState:
+        task_key = traj.task_key()
+        # trajectories recorded with the process check carry its answer; others are checked as built
+        watch = self.checks_processes and not isinstance(traj.task.get("background_processes"), list)
+        snap = self._snapshot_at(traj, k, task_key, watch)
         state = SandboxState(traj, k, snap, snap.key)
+        memo = (traj.id, k)
+        if not self.checks_processes:
+            pass
+        elif memo not in self._process_turn:
+            self._process_turn[memo] = self.first_process_turn(traj, k, task_key) if k else None
+        first = self._process_turn.get(memo)
+        if first is not None:
+            left = _LEFT_RUNNING.get(f"{task_key}|{action_hash(traj.actions_before(first + 1))}") or next(
+                (tuple(e["processes"]) for e in traj.task.get("background_processes") or [] if e["turn"] == first), ())
+            if not keeps_processes(self.backend):
+                raise UnfaithfulStateError(
+                    f"trajectory {traj.id!r} turn {k}: the demonstration's {describe({first: left})} left processes "
+                    f"running, which the state at turn {k} needs; the {self.backend.name} backend ends every process "
+                    "when its command returns, so this state cannot be restored here (a snapshot holds files, not "
+                    "processes). Use sandbox='docker', where it is restored by replaying the demonstration live.")
+            state.restore, state.replay_from = RESTORE_REPLAY, first
+            state.base = self._snapshot_at(traj, first, task_key, watch)
+            state.key = f"{snap.key}+replay{first}"
         if self.mode == "episode":
-            state.sandbox = self.backend.fork(snap)
+            state.sandbox = self.fork_state(state)
         return state
+
+    def fork_state(self, state: SandboxState) -> Sandbox:
+        """A fresh sandbox in `state`: a fork of its snapshot, or (restore "replay") a fork of the snapshot
+        before the first process-leaving action with actions `replay_from`..k-1 replayed live in it, so
+        the processes they start run there (cost: those k - replay_from actions)."""
+        if state.restore == RESTORE_SNAPSHOT:
+            return self.backend.fork(state.snapshot)
+        assert state.base is not None and state.replay_from is not None
+        box = self.backend.fork(state.base)
+        try:
+            actions = state.traj.actions_before(state.turn)
+            for i in range(state.replay_from, state.turn):
+                self.replay_action(box, state.traj, actions[i], i)
+        except BaseException:
+            box.close()
+            raise
+        return box
+
+    def _info(self) -> dict:
+        info = super()._info()
+        if isinstance(self._state, SandboxState):
+            info["restore"] = self._state.restore
+        return info
 
     def state_key(self, state: SandboxState) -> str:
         return state.key
@@ -206,7 +315,7 @@ class SandboxedEnv(PivotEnv):
             raise ValueError("forked_run needs at least one command")
         traj = state.traj
         t0 = time.perf_counter()
-        box = self.backend.fork(state.snapshot)
+        box = self.fork_state(state)
         try:
             results = []
             for cmd in cmds:
@@ -225,7 +334,7 @@ class SandboxedEnv(PivotEnv):
         """Can a fresh fork of the state still run a command? (Tells a sandbox that an action broke
         from a backend that is failing.)"""
         try:
-            with self.backend.fork(state.snapshot) as box:
+            with self.fork_state(state) as box:
                 return box.exec("true", timeout=30).ok
         except Exception:
             log.exception("health probe of the sandbox backend failed")
@@ -238,7 +347,7 @@ class SandboxedEnv(PivotEnv):
         if box is not None:
             yield box
             return
-        fork = self.backend.fork(state.snapshot)
+        fork = self.fork_state(state)
         self.costs.rollout_turns += 1
         try:
             yield fork

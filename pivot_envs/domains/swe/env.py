@@ -117,7 +117,9 @@ class SWEEnv(SandboxedEnv):
         run = self._exec(traj)
         return [run_call(box, c, lambda b, cmd: run(b, cmd, None), self.command_timeout(traj)) for c in calls]
 
-    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int) -> None:
+    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int, *,
+                      watch: bool = False) -> None:
+        # checks_processes is off here (SWE demonstrations edit code and run tests): `watch` never comes
         for call in tool_calls_of(action):
             why = check_call(call)
             if why:

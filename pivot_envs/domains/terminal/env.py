@@ -90,19 +90,28 @@ class TerminalEnv(SandboxedEnv):
 
         return list(builtin_trajectories(self.split))
 
-    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int) -> None:
+    checks_processes = True  # a demonstration may start a server in the background (sandboxed_env.py)
+
+    def replay_action(self, box: Sandbox, traj: Trajectory, action: dict, i: int, *,
+                      watch: bool = False) -> tuple[str, ...] | None:
         cmds, why = bash_commands(action)
         if cmds is None:
             raise ReplayError(f"{traj.id!r} turn {i}: demonstration action is not a bash call: {why}")
         recorded = traj.tool_outputs_after(i)
+        left: list[str] = []
         for j, cmd in enumerate(cmds):
-            res = self.exec_in(box, traj, cmd)
+            if watch:
+                res, procs = self.exec_watched(box, traj, cmd)
+                left.extend(procs or ())
+            else:
+                res = self.exec_in(box, traj, cmd)
             self.costs.replay_turns += 1
             fresh = format_tool_output(res, timeout_s=self.command_timeout(traj))
             if j < len(recorded) and recorded[j].get("content") not in (None, fresh):
                 self.divergences.append({"trajectory": traj.id, "turn": i, "recorded": recorded[j]["content"][:300],
                                          "replayed": fresh[:300]})
                 log.info("replay of %s turn %d diverges from the recorded output", traj.id, i)
+        return tuple(left) if watch else None
 
     # ------------------------------------------------------------------ hooks
     def judge(self, state: TerminalState, action: ParsedAction, reference: dict):

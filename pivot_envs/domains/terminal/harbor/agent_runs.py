@@ -198,8 +198,9 @@ def convert_agent_runs(runs: str | os.PathLike, task_dir: str | os.PathLike, bac
         parsed.append((where, traj_id, messages, meta))
     out = []
     for where, traj_id, messages, meta in parsed:
-        commands = [c.arguments["command"] for m in messages if m["role"] == "assistant"
-                    for c in tool_calls_of(m)]
+        actions = [m for m in messages if m["role"] == "assistant"]
+        turn_of = [k for k, m in enumerate(actions) for _ in tool_calls_of(m)]
+        commands = [c.arguments["command"] for m in actions for c in tool_calls_of(m)]
         limits = dataclasses.replace(task.limits, timeout_s=task_dict["timeout_s"])
         recording = record_commands(be, task_dict.get("image"), workdir=task_dict["workdir"], limits=limits,
                                     commands=commands, test=task_dict["test"], setup=task_dict.get("setup", ""),
@@ -217,6 +218,7 @@ def convert_agent_runs(runs: str | os.PathLike, task_dir: str | os.PathLike, bac
                 f"relied on its shell's `cd` or variables needs them in each command).\n"
                 f"{recording.failure_report(commands)}", kind="run_fails")
         record_task = {**task_dict, "recorded_with": {"backend": be.name, "image": task_dict.get("image") or "host"},
+                       "background_processes": recording.background_processes(turn_of),
                        "source": {**task_dict["source"], "agent_run": {"file": str(where.source), "line": where.line,
                                                                         **meta}}}
         traj = {"id": traj_id, "domain": "terminal", "task": record_task, "tools": [BASH_TOOL], "messages": messages}

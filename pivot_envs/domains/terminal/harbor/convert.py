@@ -186,6 +186,7 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
         initial_passed = recording.final_test.ok
     _refuse_initial_pass(task, initial_passed)
     task_dict["recorded_with"] = {"backend": be.name, "image": image}
+    task_dict["background_processes"] = recording.background_processes()
     traj_id = f"harbor-{task.slug}"
     if parsed is None:
         task_dict["episode_only"] = True
@@ -196,6 +197,7 @@ def record_solution(task: HarborTask, backend: SandboxBackend | str, image: str,
         # The whole output: the line that says why ("Failed to download ...") is often far from the end.
         what = (f"solution step {k} failed under set -e:\n$ {commands[k]}\n{recording.outputs[k]}"
                 if k is not None else f"the tests fail after the solution ran:\n{recording.test_output}")
+        what += recording.process_note()
         text = "\n".join(recording.outputs) + recording.test_output
         kind = "needs_network" if _NETWORK_FAILURE_RE.search(text) else "solution_fails"
         hint = (" The output shows a network access; sandboxes have none at run time." if kind == "needs_network"

@@ -31,6 +31,7 @@ from pivot_envs.domains.terminal.tasks.format import (
 )
 from pivot_envs.domains.terminal.tasks.spec import ExpertStep, TaskSpec
 from pivot_envs.errors import PivotError, ReplayError
+from pivot_envs.processes import describe, keeps_processes, split_watched, watched
 from pivot_envs.sandbox import Sandbox, SandboxBackend, SandboxLimits, make_backend
 from pivot_envs.sandbox.base import ExecResult
 
@@ -126,6 +127,7 @@ def record_with_check(task: TaskSpec, be: SandboxBackend, *, image: str | None,
                                 f"{recording.failure_report(task.expert)}")
     task_dict = task.to_task_dict()
     task_dict["recorded_with"] = {"backend": be.name, "image": image or "(backend default)"}
+    task_dict["background_processes"] = recording.background_processes()
     traj = trajectory_record(task.id, task_dict, task.instruction, task.expert, recording.outputs,
                              task.final_message, task.workdir)
     initial_exit = -1 if recording.initial_test is None else recording.initial_test.exit_code
@@ -152,16 +154,38 @@ class Recording:
     final_test: ExecResult
     test_output: str
     stopped_at: int | None = None
+    # per command: the processes it left running (None: could not tell, see pivot_envs/processes.py)
+    left_running: tuple[tuple[str, ...] | None, ...] = ()
+    keeps_processes: bool = True  # does the backend keep them running between commands?
 
     @property
     def failed_steps(self) -> int:
         return sum(1 for c in self.exit_codes if c != 0)
 
+    def background_processes(self, turn_of: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """`task["background_processes"]` of the trajectory: the turns whose command left processes
+        running (`turn_of[i]`: the turn of command i; default: command i is turn i), with their command
+        lines. Recorded even when empty: it says the check was done (the env then trusts it)."""
+        turns: dict[int, list[str]] = {}
+        for i, left in enumerate(self.left_running):
+            if left:
+                turns.setdefault(turn_of[i] if turn_of is not None else i, []).extend(left)
+        return [{"turn": k, "processes": procs} for k, procs in sorted(turns.items())]
+
+    def process_note(self) -> str:
+        """Why a solution that started a service fails on a backend that cannot keep it ('' otherwise)."""
+        left = {i: p for i, p in enumerate(self.left_running) if p}
+        if not left or self.keeps_processes:
+            return ""
+        return (f"\nCommand(s) {describe(left).replace('turn', 'step')} left processes running, which this backend "
+                "ends when the command returns (each command has its own process namespace): a task that needs "
+                "a running service can only be recorded on docker.")
+
     def failure_report(self, steps: Sequence[ExpertStep | str]) -> str:
         """The test output and the transcript, for error messages."""
         commands = [s.command if isinstance(s, ExpertStep) else s for s in steps]
         log = "\n".join(f"$ {c}\n{o}" for c, o in zip(commands, self.outputs))
-        return f"Test output:\n{self.test_output}\nExpert transcript:\n{log[-4000:]}"
+        return f"Test output:\n{self.test_output}\nExpert transcript:\n{log[-4000:]}{self.process_note()}"
 
 
 def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limits: SandboxLimits,
@@ -175,12 +199,14 @@ def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limi
     writes cannot help the commands). With `stop_on_error`, recording stops at the first failing
     command (a solve.sh under `set -e`) and the test still runs, so the caller sees why.
     `files` (path -> text) are written before `setup` runs, as the env's `prepare_task` writes a
-    task's `files`. Both the built-in suite and converted Harbor tasks are recorded here.
+    task's `files`. Both the built-in suite and converted Harbor tasks are recorded here. Each command
+    runs watched (`pivot_envs.processes`): the processes it leaves running are in `left_running`.
     """
     timeout = limits.timeout_s
     initial: ExecResult | None = None
     outputs: list[str] = []
     codes: list[int] = []
+    left_running: list[tuple[str, ...] | None] = []
     stopped_at: int | None = None
     with be.create(image, workdir=workdir, limits=limits) as sb:
         for path, content in (files or {}).items():
@@ -194,14 +220,16 @@ def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limi
             finally:
                 be.release(snap)
         for k, command in enumerate(commands):
-            res = sb.exec(command, timeout=timeout, env=env or None)
+            res, left = split_watched(sb.exec(watched(command), timeout=timeout, env=env or None))
+            left_running.append(left)
             outputs.append(format_tool_output(res, timeout_s=timeout))
             codes.append(-1 if res.timed_out else res.exit_code)
             if stop_on_error and not res.ok:
                 stopped_at = k
                 break
         final = sb.exec(test, timeout=test_timeout_s, env=env or None)
-    return Recording(outputs, codes, initial, final, format_tool_output(final, timeout_s=test_timeout_s), stopped_at)
+    return Recording(outputs, codes, initial, final, format_tool_output(final, timeout_s=test_timeout_s), stopped_at,
+                     tuple(left_running), keeps_processes(be))
 
 
 def trajectory_record(traj_id: str, task_dict: dict[str, Any], instruction: str, steps: Sequence[ExpertStep],
