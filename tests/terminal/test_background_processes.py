@@ -117,3 +117,15 @@ def test_background_server_state_is_replayed_live_and_self_scores_1_on_docker(do
     for traj in (_trajectory(), _trajectory(rec.background_processes())):
         scores = _self_scores(traj, docker_backend)
         assert scores == [(0, 1.0, "snapshot"), (1, 1.0, "snapshot"), (2, 1.0, "replay"), (3, 1.0, "replay")], scores
+    # a command judged at turn 2 runs, as do the two reference runs: `echo pong` matches the demonstration's
+    # probe only where the server answers it (from a snapshot, the probe fails and `echo pong` scores 0)
+    env = pivot_env(gym.make("PivotTerminal-v0", trajectories=[_trajectory()], sandbox=docker_backend,
+                             disable_env_checker=True))
+    try:
+        env.reset(options={"trajectory": 0, "turn": 2})
+        same = {"role": "assistant", "content": "", "tool_calls": [{"id": "x", "type": "function", "function": {
+            "name": "bash", "arguments": json.dumps({"command": "echo pong"})}}]}
+        verdict = env.judge_actions([same])[0]
+        assert verdict.reward == 1.0, verdict.reason
+    finally:
+        env.close()
