@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import weakref
 
 from pivot_envs.sandbox import SandboxBackend
 from pivot_envs.sandbox.base import ExecResult
@@ -76,12 +77,24 @@ def split_watched(res: ExecResult) -> tuple[ExecResult, tuple[str, ...] | None]:
     return dataclasses.replace(res, stdout=res.stdout[:cut]), left
 
 
+_PROBED: weakref.WeakKeyDictionary[SandboxBackend, bool] = weakref.WeakKeyDictionary()
+
+
 def keeps_processes(backend: SandboxBackend) -> bool:
     """Does a process started by one exec still run during the next one? Docker: yes (the container
     lives on). Local: no (each exec has its own PID namespace, torn down when the command returns), so
-    a state that needs a running process cannot exist there at all. A backend may say so itself
-    (`keeps_processes` attribute)."""
-    return bool(getattr(backend, "keeps_processes", backend.name != "local"))
+    a state that needs a running process cannot exist there at all. Asked of the backend's
+    capabilities when they declare `keeps_processes`, else found out once per backend object: a
+    background `sleep` started by one exec, looked for by the next."""
+    declared = getattr(getattr(backend, "capabilities", None), "keeps_processes", None)
+    if declared is not None:
+        return bool(declared)
+    if backend not in _PROBED:
+        with backend.create(None) as box:
+            pid = box.exec("setsid sleep 27.182 >/dev/null 2>&1 & echo $!", timeout=30).stdout.strip()
+            alive = box.exec(f"grep -qa 27.182 /proc/{pid}/cmdline", timeout=30).ok if pid.isdigit() else False
+        _PROBED[backend] = alive
+    return _PROBED[backend]
 
 
 def describe(turns: dict[int, tuple[str, ...]]) -> str:

@@ -156,7 +156,7 @@ class Recording:
     stopped_at: int | None = None
     # per command: the processes it left running (None: could not tell, see pivot_envs/processes.py)
     left_running: tuple[tuple[str, ...] | None, ...] = ()
-    keeps_processes: bool = True  # does the backend keep them running between commands?
+    keeps_processes: bool = True  # does the backend keep them running between commands? (asked when any did)
 
     @property
     def failed_steps(self) -> int:
@@ -229,7 +229,7 @@ def record_commands(be: SandboxBackend, image: str | None, *, workdir: str, limi
                 break
         final = sb.exec(test, timeout=test_timeout_s, env=env or None)
     return Recording(outputs, codes, initial, final, format_tool_output(final, timeout_s=test_timeout_s), stopped_at,
-                     tuple(left_running), keeps_processes(be))
+                     tuple(left_running), keeps_processes(be) if any(left_running) else True)
 
 
 def trajectory_record(traj_id: str, task_dict: dict[str, Any], instruction: str, steps: Sequence[ExpertStep],
