@@ -13,4 +13,16 @@ from pivot_envs.verdict import Verdict
 
 ENV_IDS = register_all()
 
-__all__ = ["ENV_IDS", "EnvSpec", "Trajectory", "Verdict", "env_specs", "load_trajectories", "save_jsonl"]
+
+
+def close_all() -> None:
+    """Release everything the envs of this process share (snapshots, sandbox backends made by name
+    and their containers, volumes, mounts, cgroups and temp dirs), whether or not every env was
+    closed. Closing the last open env does the same; this also runs at interpreter exit."""
+    from pivot_envs.sandboxed_env import close_shared_sandboxes
+
+    close_shared_sandboxes()
+
+
+__all__ = ["ENV_IDS", "EnvSpec", "Trajectory", "Verdict", "close_all", "env_specs", "load_trajectories",
+           "save_jsonl"]

@@ -1,8 +1,11 @@
 """`SandboxedEnv`: the part of a domain env that lives in a sandbox (terminal, SWE, ...).
 
 It owns what every sandboxed domain needs and nothing domain-specific:
-- one backend and one snapshot cache per sandbox kind, shared by every env of the process
-  (`shared_sandbox`), so envs made for profiling, training and evaluation reuse each other's snapshots;
+- one backend and one snapshot cache per sandbox kind, shared by the envs of the process that are
+  open (`shared_sandbox`), so envs made for profiling, training and evaluation reuse each other's
+  snapshots; they are reference-counted: when the last env using them closes (or at
+  `pivot_envs.close_all()`), the snapshots are released and a backend made by name is closed, so no
+  container, volume, mount, cgroup, process or temp dir of the project remains;
 - `load_state`: the state at turn k = the snapshot after the task's files and setup script and the
   demonstration's actions 0..k-1 (replayed once, then served from the cache); the domain says how
   one action replays (`replay_action`);
@@ -41,6 +44,7 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_TEST_TIMEOUT_S = 120.0
 
 _SHARED: dict[str, tuple[SandboxBackend, SnapshotCache]] = {}
+_USERS: dict[str, int] = {}  # key of _SHARED -> open envs using it
 _SHARED_LOCK = threading.Lock()
 
 
@@ -50,20 +54,53 @@ def _forget_inherited_sandboxes() -> None:
     delete the parent's state. Drop them (without closing); the child builds its own on first use."""
     global _SHARED_LOCK
     _SHARED.clear()
+    _USERS.clear()
     _SHARED_LOCK = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_inherited_sandboxes)
 
 
-def shared_sandbox(kind: str | SandboxBackend) -> tuple[SandboxBackend, SnapshotCache]:
-    """The process-wide backend and snapshot cache for `kind` ("docker", "local" or a backend object)."""
-    key = kind if isinstance(kind, str) else f"obj:{id(kind)}"
+def _shared_key(kind: str | SandboxBackend) -> str:
+    return kind if isinstance(kind, str) else f"obj:{id(kind)}"
+
+
+def shared_sandbox(kind: str | SandboxBackend, *, user: bool = False) -> tuple[SandboxBackend, SnapshotCache]:
+    """The process-wide backend and snapshot cache for `kind` (a backend name or object). With
+    `user`, the caller counts as one more user until it calls `release_shared_sandbox(kind)`."""
+    key = _shared_key(kind)
     with _SHARED_LOCK:
         if key not in _SHARED:
             backend = make_backend(kind) if isinstance(kind, str) else kind
             _SHARED[key] = (backend, SnapshotCache(backend))
+        if user:
+            _USERS[key] = _USERS.get(key, 0) + 1
         return _SHARED[key]
+
+
+def release_shared_sandbox(kind: str | SandboxBackend) -> None:
+    """One user of `kind`'s shared backend is done; the last one releases its snapshots and closes
+    a backend made by name (one passed in as an object is its owner's to close). Returns when the
+    backend's sandboxes, containers, mounts and processes are gone."""
+    key = _shared_key(kind)
+    with _SHARED_LOCK:
+        left = _USERS.get(key, 0) - 1
+        if left > 0:
+            _USERS[key] = left
+            return
+        _USERS.pop(key, None)
+        entry = _SHARED.pop(key, None)
+    if entry is not None:
+        _close_entry(key, *entry)
+
+
+def _close_entry(key: str, backend: SandboxBackend, cache: SnapshotCache) -> None:
+    try:
+        cache.clear()
+        if not key.startswith("obj:"):  # a backend the caller passed in is the caller's to close
+            backend.close()
+    except Exception:  # best effort: at exit, or the last env closing
+        log.exception("closing sandbox backend %s", key)
 
 
 @atexit.register
@@ -73,15 +110,11 @@ def close_shared_sandboxes() -> None:
     in as objects lose their snapshots but stay open: closing them is their owner's job. An env made
     afterwards starts a fresh backend and cache."""
     with _SHARED_LOCK:
-        for key, (backend, cache) in list(_SHARED.items()):
-            try:
-                cache.clear()
-                if key.startswith("obj:"):
-                    continue  # a backend the caller passed in is the caller's to close
-                backend.close()
-            except Exception:  # best effort at exit
-                log.exception("closing sandbox backend %s", key)
+        entries = list(_SHARED.items())
         _SHARED.clear()
+        _USERS.clear()
+    for key, (backend, cache) in entries:
+        _close_entry(key, backend, cache)
 
 
 RESTORE_SNAPSHOT = "snapshot"
@@ -137,7 +170,8 @@ class SandboxedEnv(PivotEnv):
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
                  image: str | None = None, limits: SandboxLimits | None = None, **kwargs: Any):
         super().__init__(trajectories, **kwargs)
-        self.backend, self.snapshots = shared_sandbox(sandbox)
+        self.backend, self.snapshots = shared_sandbox(sandbox, user=True)
+        self._sandbox_kind: str | SandboxBackend | None = sandbox
         self.image = image
         self.limits = limits
         self.divergences: list[dict] = []
@@ -373,6 +407,15 @@ class SandboxedEnv(PivotEnv):
         if passed is None:
             return 0.0, {"failure_kind": "sandbox_error", "reason": "the task test could not run"}
         return (1.0 if passed else 0.0), {"success": bool(passed)}
+
+    def close(self) -> None:
+        """Close this env's sandboxes; the last open env of a shared backend releases it too."""
+        try:
+            super().close()
+        finally:
+            kind, self._sandbox_kind = self._sandbox_kind, None
+            if kind is not None:
+                release_shared_sandbox(kind)
 
     def close_state(self, state: SandboxState) -> None:
         if state.sandbox is not None:

@@ -71,6 +71,7 @@ class SWEEnv(SandboxedEnv):
         self.split = split
         super().__init__(trajectories, sandbox=sandbox, **kwargs)
         if not self.backend.capabilities.runs_images:
+            self.close()  # gives back its use of the shared backend
             raise SandboxError(f"PivotSWE-v0 runs repositories in their docker images; sandbox={self.backend.name!r} "
                                f"cannot run them: use sandbox='docker'")
         self.info_recall = info_recall
