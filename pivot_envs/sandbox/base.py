@@ -168,12 +168,16 @@ class BackendCapabilities:
             (`SandboxBackend.reap_stale`); one line for docs and error messages.
         requires: what the host must provide for the backend to start (said when it cannot).
         test_markers: pytest markers its tests carry (the prerequisites a test run must provision).
+        keeps_processes: whether a process one `exec` starts in the background still runs during
+            the next (docker: the container lives on; local: no, each exec has its own PID
+            namespace). None: not declared, found out by a probe (pivot_envs/processes.py).
     """
 
     runs_images: bool = False
     reaps_killed_runs: str = "nothing to reap: the backend holds nothing outside its process"
     requires: str = ""
     test_markers: tuple[str, ...] = ()
+    keeps_processes: bool | None = None
 
 
 class SandboxBackend(abc.ABC):

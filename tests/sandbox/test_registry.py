@@ -61,6 +61,7 @@ def toy_dist(tmp_path, monkeypatch):
 def test_builtin_backends_declare_what_they_can_do():
     assert backend_names()[:2] == ("local", "docker")
     assert capabilities("docker").runs_images and not capabilities("local").runs_images
+    assert capabilities("docker").keeps_processes is True and capabilities("local").keeps_processes is False
     for name in backend_names():
         caps = capabilities(name)
         assert caps.reaps_killed_runs and caps.requires, name
@@ -101,3 +102,14 @@ def test_an_env_runs_on_the_outside_backend_by_name(toy_dist):
     finally:
         env.close()
         close_shared_sandboxes()
+
+
+def test_declared_keeps_processes_matches_what_the_backend_does(sandbox_backend):
+    """The declaration saves a probe (pivot_envs/processes.py); the probe, run here, must agree."""
+    from pivot_envs.processes import keeps_processes
+
+    class Undeclared:  # the same backend with no capabilities to read: keeps_processes probes it
+        def __init__(self, backend):
+            self.create = backend.create
+
+    assert keeps_processes(Undeclared(sandbox_backend)) is sandbox_backend.capabilities.keeps_processes

@@ -90,7 +90,8 @@ class DockerBackend(SandboxBackend):
         reaps_killed_runs="containers and snapshot images labelled with a dead owner pid on this host "
                           "are removed by the next docker backend or `pivotrl sandbox gc`",
         requires="a Docker daemon (and the sandbox base image: python -m sandboxes.build)",
-        test_markers=("docker",))
+        test_markers=("docker",),
+        keeps_processes=True)
 
     def __init__(self, image: str | None = None, limits: SandboxLimits | None = None,
                  pool_size: int = 2, pool_images: int = 8):

@@ -103,7 +103,8 @@ class LocalBackend(SandboxBackend):
         runs_images=False,
         reaps_killed_runs="state dirs with a dead owner.pid (mounts, loop devices, cgroups) are swept "
                           "by the next local backend or `pivotrl sandbox gc`",
-        requires="root, bubblewrap, overlayfs and loop devices on this host")
+        requires="root, bubblewrap, overlayfs and loop devices on this host",
+        keeps_processes=False)
 
     def __init__(self, root: str | None = None, *, limits: SandboxLimits | None = None,
                  max_layers: int = 32, flood_bytes: int = 64 * 1024 * 1024, volume_pool: int = 2):
