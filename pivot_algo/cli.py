@@ -49,7 +49,7 @@ STAGE_HELP = {"profile": "profile pivots of the start policy (training and held-
               "run": "SFT vs PivotRL from one start on the same trajectories, both evaluated"}
 OTHER_HELP = {"data": "bring your own data: `pivotrl data convert|validate|stats` (`pivotrl data -h`)",
               "table": "the paper's claims in miniature (pivot_algo/experiments/table.py; `pivotrl table -h`)",
-              "sandbox": "sandbox maintenance: `pivotrl sandbox gc [--backend all|docker|local]`"}
+              "sandbox": "sandbox maintenance: `pivotrl sandbox gc [--backend all|<registered backend>]`"}
 
 
 def _overview() -> argparse.ArgumentParser:
@@ -104,9 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sandbox_command(argv: list[str]) -> int:
-    """`pivotrl sandbox gc [--backend all|docker|local]`: remove what killed runs left behind."""
+    """`pivotrl sandbox gc [--backend all|<registered backend>]`: remove what killed runs left behind."""
     if argv[:1] != ["gc"]:
-        print("usage: pivotrl sandbox gc [--backend all|docker|local]", file=sys.stderr)
+        from pivot_envs.sandbox.registry import backend_names
+
+        print(f"usage: pivotrl sandbox gc [--backend {'|'.join(['all', *backend_names()])}]", file=sys.stderr)
         return 2
     from pivot_envs.sandbox.gc import main as gc_main
 

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "pivotrl/sandbox-base:latest"
 IMAGE_ENV_VAR = "PIVOTRL_BASE_IMAGE"  # overrides the default image (same variable as the builder)
-BUILD_COMMAND = "python -m sandboxes.build"
+BUILD_COMMAND = "python -m pivot_envs.images.build"  # the same command as pivot_envs.images.build.BUILD_COMMAND
 
 #: Capabilities: none, unless `limits.root_caps` asks for Docker's default allow-list (ROOT_CAPS,
 #: the same list the local backend grants then). Without it root in the container passes no
@@ -77,7 +77,7 @@ class DockerBackend(SandboxBackend):
 
     Args:
         image: default image of `create()` (default: $PIVOTRL_BASE_IMAGE or
-            pivotrl/sandbox-base:latest, built by `python -m sandboxes.build`).
+            pivotrl/sandbox-base:latest, built by `python -m pivot_envs.images.build`).
         limits: default limits of every sandbox (`create(limits=...)` overrides per sandbox; a
             fork inherits the limits of the sandbox its snapshot came from).
         pool_size: started containers kept ready per recently forked snapshot (0: no pool).
@@ -89,7 +89,7 @@ class DockerBackend(SandboxBackend):
         runs_images=True,
         reaps_killed_runs="containers and snapshot images labelled with a dead owner pid on this host "
                           "are removed by the next docker backend or `pivotrl sandbox gc`",
-        requires="a Docker daemon (and the sandbox base image: python -m sandboxes.build)",
+        requires="a Docker daemon (and the sandbox base image: python -m pivot_envs.images.build)",
         test_markers=("docker",),
         keeps_processes=True)
 
@@ -156,7 +156,7 @@ class DockerBackend(SandboxBackend):
             elif spec.image.startswith("sha256:"):
                 hint = "it is a snapshot that was already released; take a new snapshot"
             else:
-                hint = (f"build it (task images: sandboxes.build.build_task_image) or pull it; "
+                hint = (f"build it (task images: pivot_envs.images.build.build_task_image) or pull it; "
                         f"the base image comes from `{BUILD_COMMAND}`")
             raise ImageNotFoundError(f"docker image {spec.image!r} not found: {hint}") from e
         except self._docker.errors.APIError as e:
