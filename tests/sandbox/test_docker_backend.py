@@ -34,7 +34,7 @@ def _owned(backend) -> tuple[list[str], list[str]]:
     from pivot_envs.sandbox.docker.reaper import LABEL_BACKEND, LABEL_SNAPSHOT
 
     label = f"{LABEL_BACKEND}={backend.instance_id}"
-    containers = [c.id for c in backend.client.containers.list(all=True, filters={"label": label})]
+    containers = [c.id for c in backend.client.containers.list(all=True, sparse=True, filters={"label": label})]
     images = [i.id for i in backend.client.images.list(filters={"label": [label, f"{LABEL_SNAPSHOT}=1"]})]
     return containers, images
 
@@ -155,7 +155,7 @@ def test_close_is_idempotent_and_final(docker_backend):
     with pytest.raises(SandboxError):
         sandbox.exec("true")
     # removed synchronously: gone the moment close() returns (no background removal to wait for)
-    assert not docker_backend.client.containers.list(all=True, filters={"id": container_id})
+    assert not docker_backend.client.containers.list(all=True, sparse=True, filters={"id": container_id})
 
 
 # ---------------------------------------------------------------------------- snapshots

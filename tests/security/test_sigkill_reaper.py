@@ -87,7 +87,7 @@ def test_sigkill_mid_episode_then_reaper_leaves_nothing(backend_name, reaper):
             import docker
 
             client = docker.from_env()
-            containers = [c.id for c in client.containers.list(all=True, filters={"label": f"pivotrl.pid={state['pid']}"})]
+            containers = [c.id for c in client.containers.list(all=True, sparse=True, filters={"label": f"pivotrl.pid={state['pid']}"})]
             assert containers
     finally:
         child.kill()  # SIGKILL: no atexit, no finally in the child
@@ -117,7 +117,7 @@ def test_sigkill_mid_episode_then_reaper_leaves_nothing(backend_name, reaper):
 
         client = docker.from_env()
         leftovers["containers"] = [c.id for c in client.containers.list(
-            all=True, filters={"label": f"pivotrl.pid={state['pid']}"})]
+            all=True, sparse=True, filters={"label": f"pivotrl.pid={state['pid']}"})]
         leftovers["images"] = [i.id for i in client.images.list(filters={"label": f"pivotrl.pid={state['pid']}"})]
         leftovers["cgroups"] += [p for cid in containers for p in glob.glob(f"/sys/fs/cgroup/*/docker/{cid}")]
         leftovers["mounts"] += [m for cid in containers for m in _mounts_under("/var/lib/docker/containers/" + cid)]

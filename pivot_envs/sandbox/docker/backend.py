@@ -315,8 +315,9 @@ class DockerBackend(SandboxBackend):
                 box.close()
             # Anything a crashed code path left behind still carries our instance label.
             try:
+                # sparse: ids only; a full list inspects each container and fails on one removed meanwhile
                 leftovers = self.client.containers.list(
-                    all=True, filters={"label": f"{LABEL_BACKEND}={self.instance_id}"})
+                    all=True, sparse=True, filters={"label": f"{LABEL_BACKEND}={self.instance_id}"})
             except self._docker.errors.APIError as e:
                 log.warning("could not list leftover containers: %s", e)
                 leftovers = []
