@@ -23,13 +23,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pivot_algo.policy.base import Completion, Policy
+from pivot_envs.base_env import Judgements
 from pivot_envs.parsing import ParsedAction, parse_action
 from pivot_envs.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
-# A local judge: (sampled texts, reference message, tool schemas) -> verdicts (e.g. exact match).
-LocalJudge = Callable[[Sequence[str], dict, Sequence[dict]], list[Verdict]]
+# A local judge: (sampled texts, reference message, tool schemas) -> verdicts (e.g. exact match). One that
+# parses the texts itself returns `Judgements` (verdicts with the parsed actions) so they are not parsed again.
+LocalJudge = Callable[[Sequence[str], dict, Sequence[dict]], Sequence[Verdict]]
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -162,8 +164,10 @@ class Rollouts:
             texts = [c.text for c in completions]
             traj, tools = self.trajectory(state.trajectory_id), self.tools(state)
             if judge is not None:
-                verdicts = judge(texts, traj.reference(state.turn), tools)
-                parsed = [parse_action(t, self.base_env.parser, list(tools)) for t in texts]
+                local = judge(texts, traj.reference(state.turn), tools)
+                verdicts = list(local)
+                parsed = (local.actions if isinstance(local, Judgements)
+                          else [parse_action(t, self.base_env.parser, list(tools)) for t in texts])
             else:
                 self.env.reset(options={"trajectory": state.trajectory_id, "turn": state.turn})
                 judged = self.base_env.judge_actions(texts)

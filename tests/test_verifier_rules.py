@@ -71,6 +71,21 @@ def test_the_demonstration_matches_itself_in_every_domain_rule():
         assert exact_match_judge([reply], ref, BASH)[0].reward == want
 
 
+def test_the_exact_match_ablation_hands_its_parsed_actions_to_the_rollout():
+    """The ablation's judge parses each sample once and returns the parsed actions with the verdicts,
+    so Rollouts counts tool calls and parse failures from them instead of parsing again."""
+    from pivot_algo.algorithms.pivotrl_exact_match import exact_match_judge
+    from pivot_envs.base_env import Judgements
+
+    replies = [_hermes("bash", command="ls -la"), "not a call", "<tool_call>{broken</tool_call>"]
+    judged = exact_match_judge(replies, _call("bash", command="ls -la"), BASH)
+    assert isinstance(judged, Judgements)
+    assert [v.reward for v in judged] == [1.0, 0.0, 0.0]
+    assert judged.actions == [parse_action(r, "hermes", BASH) for r in replies]
+    assert [bool(a.tool_calls) for a in judged.actions] == [True, False, False]
+    assert judged.actions[2].error is not None
+
+
 def test_the_miniworld_exact_verifier_is_the_shared_rule():
     from pivot_algo import miniworld
 

@@ -15,14 +15,16 @@ from collections.abc import Sequence
 
 from pivot_algo.algorithms import register_algorithm
 from pivot_algo.algorithms.pivotrl import PivotRL, PivotRLConfig
+from pivot_envs.base_env import Judgements
 from pivot_envs.parsing import parse_action
-from pivot_envs.verdict import Verdict
 from pivot_envs.verifiers.rules import exact_match
 
 
-def exact_match_judge(texts: Sequence[str], reference: dict, tools: Sequence[dict]) -> list[Verdict]:
-    """Each sampled text, parsed as the envs parse it, judged by the shared strict-match rule."""
-    return [exact_match(parse_action(text, "hermes", list(tools)), reference) for text in texts]
+def exact_match_judge(texts: Sequence[str], reference: dict, tools: Sequence[dict]) -> Judgements:
+    """Each sampled text, parsed as the envs parse it, judged by the shared strict-match rule; the parsed
+    actions travel with the verdicts, so the rollout does not parse the samples a second time."""
+    actions = [parse_action(text, "hermes", list(tools)) for text in texts]
+    return Judgements([exact_match(action, reference) for action in actions], actions)
 
 
 @register_algorithm("pivotrl_exact_match")
