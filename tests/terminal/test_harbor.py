@@ -629,3 +629,34 @@ def test_packages_the_solution_installs_come_from_the_wheelhouse():
     assert _plan("true\n").with_solution("echo no installs\n").command_env is None
     with pytest.raises(TestsNeedNetworkError, match="git\\+https://example.com/x.git"):
         _plan("true\n").with_solution("pip install git+https://example.com/x.git\n")
+
+
+def _user_management_task(tmp_path: Path) -> Path:
+    """A system-administration task of the kind real task suites hold: its solution needs root's usual
+    capabilities (useradd, chpasswd, chown), which a sandbox with every capability dropped refuses."""
+    root = _prebuilt_image_task(tmp_path, "debian:bookworm-slim")
+    (root / "instruction.md").write_text("Create user alice with password s3cret and give her the folder share.\n")
+    (root / "solution" / "solve.sh").write_text(
+        "useradd -m alice\necho 'alice:s3cret' | chpasswd\nmkdir -p share\nchown alice:alice share\n")
+    (root / "tests" / "test.sh").write_text(
+        'id alice && test "$(stat -c %U share)" = alice && grep -q \'^alice:\\$[0-9a-z]\' /etc/shadow\n')
+    return root
+
+
+@pytest.mark.docker
+def test_a_user_management_task_converts_and_scores_itself_at_every_turn(docker_backend, local_backend, tmp_path):
+    """Converted on docker (the converter builds the task's image), then self-scored at every turn on both
+    backends: on local the same record runs on the host's tools (image None), root's work confined to the
+    sandbox's user namespace and its own /etc."""
+    import copy
+
+    from tests.formats.conftest import self_scores
+
+    converted = harbor.convert_task(_user_management_task(tmp_path), docker_backend)
+    assert converted.status == "converted" and converted.initial_passed is False
+    assert converted.trajectory["task"]["limits"]["root_caps"] is True
+    on_host = copy.deepcopy(converted.trajectory)
+    on_host["task"]["image"] = None
+    for record, backend in ((converted.trajectory, docker_backend), (on_host, local_backend)):
+        scores = self_scores([record], env_id="PivotTerminal-v0", sandbox=backend)
+        assert len(scores) == 5 and all(r == 1.0 for _, _, r, _ in scores), (backend.name, scores)

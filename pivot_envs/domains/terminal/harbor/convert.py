@@ -112,7 +112,7 @@ def to_task_dict(task: HarborTask, image: str | None, plan: OfflinePlan | None =
         "test_timeout_s": clamped.get("test_timeout_s", {}).get("used", task.test_timeout_s),
         **({"timeouts_clamped": clamped} if clamped else {}),
         "agent_timeout_s": task.agent_timeout_s, "instruction": task.instruction,
-        "limits": {"cpus": task.limits.cpus, "memory_mb": task.limits.memory_mb},
+        "limits": {"cpus": task.limits.cpus, "memory_mb": task.limits.memory_mb, "root_caps": task.limits.root_caps},
         "source": {"format": task.layout, "name": task.name, "content_hash": task.content_hash()[:16],
                    "offline_rewrites": list(plan.notes)},
         "metadata": task.metadata,

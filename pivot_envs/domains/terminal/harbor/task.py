@@ -29,6 +29,11 @@ DEFAULT_WORKDIR = "/app"
 DEFAULT_AGENT_TIMEOUT_S = 600.0
 DEFAULT_TEST_TIMEOUT_S = 120.0
 MAX_COMMAND_TIMEOUT_S = 300.0  # one command never gets more than this, whatever the agent budget
+ROOT_AS_DOCKER_GIVES = True
+"""Harbor / Terminal-Bench tasks run as root under Docker's default capability set (chown, setuid/setgid,
+DAC override, ...) and their solutions rely on it (`chpasswd`, `useradd`, `chown`): converted tasks ask
+their sandbox for that allow-list (`SandboxLimits.root_caps`; still no CAP_SYS_ADMIN, NET_ADMIN,
+SYS_PTRACE, with no-new-privileges and seccomp), where the built-in suite's sandboxes hold none."""
 
 
 class HarborTaskError(PivotError, ValueError):
@@ -225,7 +230,8 @@ def _load_harbor(root: Path) -> HarborTask:
         solution=solve.read_text(encoding="utf-8") if solve.is_file() else None,
         workdir=dockerfile_workdir(dockerfile), agent_timeout_s=agent_t, test_timeout_s=test_t,
         build_timeout_s=_optional_number(env_cfg.get("build_timeout_sec"), src, "[environment] build_timeout_sec"),
-        limits=SandboxLimits(cpus=cpus, memory_mb=memory_mb, timeout_s=min(agent_t, MAX_COMMAND_TIMEOUT_S)),
+        limits=SandboxLimits(cpus=cpus, memory_mb=memory_mb, timeout_s=min(agent_t, MAX_COMMAND_TIMEOUT_S),
+                             root_caps=ROOT_AS_DOCKER_GIVES),
         metadata=dict(cfg.get("metadata", {})), generated_dockerfile=generated,
         allow_internet=_flag(env_cfg.get("allow_internet"), src, "[environment] allow_internet"))
 
@@ -254,7 +260,8 @@ def _load_terminal_bench(root: Path) -> HarborTask:
         tests_bundle=_bundle(root / "tests", {"run-tests.sh": run_tests.encode()}),
         solution=solve.read_text(encoding="utf-8") if solve.is_file() else None,
         workdir=dockerfile_workdir(dockerfile), agent_timeout_s=agent_t, test_timeout_s=test_t,
-        build_timeout_s=None, limits=SandboxLimits(timeout_s=min(agent_t, MAX_COMMAND_TIMEOUT_S)), metadata=meta)
+        build_timeout_s=None, limits=SandboxLimits(timeout_s=min(agent_t, MAX_COMMAND_TIMEOUT_S), root_caps=ROOT_AS_DOCKER_GIVES),
+        metadata=meta)
 
 
 def _check_solution_dir(folder: Path, allowed: set[str]) -> None:
