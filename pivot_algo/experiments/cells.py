@@ -109,3 +109,19 @@ def run_cell(preset: GridPreset, seed: int, method: str, tasks: dict[str, list[d
     cell["eval"] = evaluate(cfg, model, suites)
     cell["eval_seconds"] = time.perf_counter() - t_eval
     return cell
+
+
+def profile_cell(preset: GridPreset, seed: int, tasks: dict[str, list[dict]], work: Path) -> dict[str, Any]:
+    """PivotRL's profile of the seed's base without training (the world check's pivot count), with the
+    base's stage-1 draws (how often the copy circuit failed to form: the world's robustness)."""
+    seed_dir = work / f"seed{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    base = pretrain_base(preset, seed)
+    cfg = run_config(preset, seed, tasks["train"], seed_dir)
+    pivots, costs, summary = profile_for(preset, cfg, str(base), ALGOS["pivotrl"][2] or "execution",
+                                         [t["id"] for t in tasks["train"]], seed_dir)
+    stage1 = json.loads((Path(base) / "pretrain.json").read_text()).get("stage1", {})
+    draws = [{k: r[k] for k in ("draw", "group_a", "tool") if k in r} | {"loss_last": r.get("loss_last", [None])[-1]}
+             for r in stage1.get("draws", [])]
+    return {"seed": seed, "pivots": len(pivots), "profile": summary, "profile_costs": costs,
+            "stage1_draws": draws, "stage1_chosen": stage1.get("chosen_draw"), "versions": library_versions()}

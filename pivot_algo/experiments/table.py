@@ -63,7 +63,7 @@ from typing import Any
 
 from pivot_algo import miniworld
 from pivot_algo.experiments import horizon
-from pivot_algo.experiments.cells import run_cell
+from pivot_algo.experiments.cells import profile_cell, run_cell
 from pivot_algo.experiments.presets import (
     METHODS,
     PRESETS,
@@ -117,6 +117,15 @@ def planned_cells(preset: GridPreset, lr_grid: tuple[float, ...] = ()) -> list[t
     return out
 
 
+def _grid_dirs(preset_name: str, preset: GridPreset, out_root: Path, work_root: Path | None, threads: int
+               ) -> tuple[Path, Path]:
+    """(results folder, work folder) of a grid. Results made with another thread count or horizon are kept
+    apart (each is its own table)."""
+    out = out_root / (preset_name + ("" if preset.horizon is None else f"-h{preset.horizon}")
+                      + ("" if threads == 1 else f"-threads{threads}"))
+    return out, (work_root or Path("runs") / "paper_table") / preset_name / preset.key()
+
+
 def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | None = None,
              work_root: Path | None = None, shard: tuple[int, int] = (0, 1), lr_grid: tuple[float, ...] = (),
              threads: int = 1) -> dict[str, Any] | None:
@@ -128,11 +137,8 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
 
     torch.set_num_threads(threads)  # one per process: on a shared 2-core machine, run two shards instead
     preset = preset or PRESETS[preset_name]
-    # Results made with another thread count or horizon are kept apart (each is its own table).
-    out = out_root / (preset_name + ("" if preset.horizon is None else f"-h{preset.horizon}")
-                      + ("" if threads == 1 else f"-threads{threads}"))
+    out, work = _grid_dirs(preset_name, preset, out_root, work_root, threads)
     cache = StageCache(out / "cells" / preset.key())
-    work = (work_root or Path("runs") / "paper_table") / preset_name / preset.key()
     t0 = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
     _log(out_root, {"event": "start", "preset": preset_name, "key": preset.key(), "shard": list(shard), "threads": threads,
@@ -191,25 +197,29 @@ def write_results(preset: GridPreset, cells: dict[tuple[int, str], dict], meta: 
 # ----------------------------------------------------------------------------- the world's acceptance
 
 BASE_IN_DOMAIN = (0.10, 0.40)
-WORLD_ACCEPTANCE = {"base_group_a_min": 0.80, "pivots_min": 30, "sft_gain_min": 0.15}
+WORLD_ACCEPTANCE = {"base_group_a_min": 0.80, "base_tool_min": 0.80, "pivots_min": 30, "sft_gain_min": 0.15}
 """What a world must give on dev, every seed, before it is used (issue 17): a base competent out of
-domain, partly competent in domain, with enough pivots, and SFT (the paper's premise) clearly helping."""
+domain (group A and tool use: a base that has lost tool use makes its retention measure nothing), partly
+competent in domain, with enough pivots, and SFT (the paper's premise) clearly helping."""
 
 
-def acceptance(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Per seed: the numbers WORLD_ACCEPTANCE names (held-out suites) and whether each passes."""
+def acceptance(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...],
+               pivot_counts: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """Per seed: the numbers WORLD_ACCEPTANCE names (held-out suites) and whether each passes. Pivots come
+    from `pivot_counts` (the world check profiles without training) or else from the PivotRL cell."""
     a = WORLD_ACCEPTANCE
     lo, hi = BASE_IN_DOMAIN
     rows = []
     for s in seeds:
         base = cells[(s, "base")]["eval"]
         sft = cells[(s, "sft")]["eval"] if (s, "sft") in cells else None
-        pivots = cells[(s, "pivotrl")]["pivots"] if (s, "pivotrl") in cells else None
+        pivots = (pivot_counts or {}).get(s, cells[(s, "pivotrl")]["pivots"] if (s, "pivotrl") in cells else None)
         row: dict[str, Any] = {"seed": s, "base_group_a": base["ood_group_a"]["success"],
                                "base_tool": base["ood_tool"]["success"], "base_in_domain": base["in_domain"]["success"],
                                "pivots": pivots,
                                "sft_gain": None if sft is None else sft["in_domain"]["success"] - base["in_domain"]["success"]}
         row["pass"] = {"base_group_a": row["base_group_a"] >= a["base_group_a_min"],
+                       "base_tool": row["base_tool"] >= a["base_tool_min"],
                        "base_in_domain": lo <= row["base_in_domain"] <= hi,
                        "pivots": pivots is not None and pivots >= a["pivots_min"],
                        "sft_gain": row["sft_gain"] is not None and row["sft_gain"] >= a["sft_gain_min"]}
@@ -219,14 +229,35 @@ def acceptance(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...]) -> li
 
 def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root: Path, threads: int,
                 shard: tuple[int, int] = (0, 1)) -> dict[str, Any] | None:
-    """The world's acceptance on dev: the base, SFT and PivotRL cells of every seed, then WORLD_ACCEPTANCE
-    per seed, logged to log.jsonl like every grid run."""
-    preset = dataclasses.replace(preset, methods=("base", "sft", "pivotrl"))
-    result = run_grid(preset_name, out_root, preset, work_root, shard=shard, threads=threads)
-    if result is None:
+    """The world's acceptance on dev: the base and SFT cells of every seed and PivotRL's pivots (its
+    profile of the base, no training: the count is all acceptance needs; a later grid's PivotRL cell reads
+    the same profile file back), then WORLD_ACCEPTANCE per seed, logged to log.jsonl like every grid run.
+    Returns None while other shards still have seeds to run."""
+    preset = dataclasses.replace(preset, methods=("base", "sft"))
+    run_grid(preset_name, out_root, preset, work_root, shard=shard, threads=threads)
+    out, work = _grid_dirs(preset_name, preset, out_root, work_root, threads)
+    cache = StageCache(out / "cells" / preset.key())
+    tasks = world(preset)
+    for i, seed in enumerate(preset.seeds):
+        if i % shard[1] == shard[0]:
+            def compute(s: int = seed) -> dict[str, Any]:
+                return profile_cell(preset, s, tasks, work)
+
+            cache.run(f"seed{seed}__pivots", {"preset": preset.key(), "seed": seed}, compute)
+    cells: dict[tuple[int, str], dict[str, Any] | None] = {}
+    counts: dict[int, int | None] = {}
+    for seed in preset.seeds:  # every shard's cells: the last shard to finish writes the verdict
+        spec = {"preset": preset.key(), "seed": seed}
+        for method in preset.methods:
+            lr = None if method == "base" else preset.lr(method)
+            cells[(seed, method)] = cache.get(cell_name(seed, method, lr), {**spec, "method": method, "lr": lr})
+        prof = cache.get(f"seed{seed}__pivots", spec)
+        counts[seed] = None if prof is None else prof["pivots"]
+    if any(v is None for v in [*cells.values(), *counts.values()]):
+        print(f"shard {shard[0]}/{shard[1]} done; other shards still have seeds to run", flush=True)
         return None
-    cells = {(c["seed"], c["method"]): c for c in result["cells"]}
-    rows = acceptance(cells, preset.seeds)
+    rows = acceptance({k: v for k, v in cells.items() if v is not None}, preset.seeds,
+                      {k: v for k, v in counts.items() if v is not None})
     for r in rows:
         print(json.dumps(r), flush=True)
     ok = all(all(r["pass"].values()) for r in rows)
