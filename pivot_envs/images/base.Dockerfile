@@ -15,7 +15,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Keep this list in sync with PACKAGES in sandboxes/build.py (the debootstrap path installs it).
+# Keep this list in sync with PACKAGES in pivot_envs/images/build.py (the debootstrap path installs it).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       bash coreutils python3 python3-pip python3-venv git jq gawk sed grep findutils diffutils \
