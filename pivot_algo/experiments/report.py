@@ -109,12 +109,21 @@ def ood_at_matched_accuracy(cells: dict[tuple[int, str], dict], seeds: tuple[int
 
 
 def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[str, Any]:
-    seeds, methods = preset.seeds, preset.methods
+    """Per method: accuracies, paired differences, costs; the claims. On the test phase, seeds whose base
+    fails `verdicts.BASE_PREMISES` are left out of everything (rule fixed before the test phase; they are
+    listed under "excluded_seeds" with the reason), unless no seed is left."""
+    methods = preset.methods
+    excluded = {}
+    if preset.phase == "test" and "base" in methods:
+        excluded = {s: why for s in preset.seeds if (why := verdicts.premise_failures(cells[(s, "base")]["eval"]))}
+    seeds = tuple(s for s in preset.seeds if s not in excluded) or preset.seeds
 
     def matrix(method: str, suite: str) -> np.ndarray:
         return success_matrix(cells, seeds, method, suite)
 
-    out: dict[str, Any] = {"methods": {}}
+    out: dict[str, Any] = {"methods": {}, "seeds": list(seeds),
+                           "excluded_seeds": [{"seed": s, "why": why} for s, why in excluded.items()],
+                           "premises_failed_everywhere": bool(excluded) and len(excluded) == len(preset.seeds)}
     for m in methods:
         row: dict[str, Any] = {suite: _interval(matrix(m, suite)) for suite in (*SUITES, "ood")}
         if "sft" in methods and m != "sft":
@@ -178,7 +187,8 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
             "OOD tool use %", "Δ OOD vs base", "model calls", "wall s", "steps (plateau)", "best step", "updates",
             "pivots (share)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    n = len(preset.seeds)
+    seeds = summary.get("seeds", list(preset.seeds))
+    n = len(seeds)
     for m in preset.methods:
         r = summary["methods"][m]
         c = r["costs"]
@@ -189,7 +199,11 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
             f"{c['rollout_turns']:.0f}", f"{c['wall_seconds']:.0f}",
             "-" if m == "base" else f"{r['steps']:.0f} ({r['plateaued']}/{n})",
             "-" if m == "base" else f"{r['best_step']:.0f}", f"{c['optimizer_steps']:.0f}", piv]) + " |")
-    notes = [(f"preset `{meta['preset']}` ({preset.phase} tasks), seeds {list(preset.seeds)}; in-domain = group B, "
+    excluded = summary.get("excluded_seeds", [])
+    notes = [f"seed {e['seed']} left out (its base cannot test the claims: {'; '.join(e['why'])})" for e in excluded]
+    if summary.get("premises_failed_everywhere"):
+        notes.append("NO seed's base meets the premises: the table below uses them all and tests nothing")
+    notes += [(f"preset `{meta['preset']}` ({preset.phase} tasks), seeds {seeds}; in-domain = group B, "
               f"{preset.eval_in} held-out tasks; OOD = group A and tool use, {preset.eval_ood} held-out tasks each; "
               "greedy whole episodes of each run's best validation checkpoint (early stopping)"),
              ("accuracy intervals: 95% bootstrap over seeds and tasks; Δ columns: paired differences (same seeds and "

@@ -75,6 +75,7 @@ from pivot_algo.experiments.presets import (
 )
 from pivot_algo.experiments.report import markdown, plots, summarise, write_rate_grid
 from pivot_algo.experiments.stages import StageCache, library_versions
+from pivot_algo.experiments.verdicts import BASE_PREMISES
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -196,8 +197,9 @@ def write_results(preset: GridPreset, cells: dict[tuple[int, str], dict], meta: 
 
 # ----------------------------------------------------------------------------- the world's acceptance
 
-BASE_IN_DOMAIN = (0.10, 0.40)
-WORLD_ACCEPTANCE = {"base_group_a_min": 0.80, "base_tool_min": 0.80, "pivots_min": 30, "sft_gain_min": 0.15}
+BASE_IN_DOMAIN = (BASE_PREMISES["in_domain_min"], BASE_PREMISES["in_domain_max"])
+WORLD_ACCEPTANCE = {"base_group_a_min": BASE_PREMISES["group_a_min"], "base_tool_min": BASE_PREMISES["tool_min"],
+                    "pivots_min": 30, "sft_gain_min": 0.15}
 """What a world must give on dev, every seed, before it is used (issue 17): a base competent out of
 domain (group A and tool use: a base that has lost tool use makes its retention measure nothing), partly
 competent in domain, with enough pivots, and SFT (the paper's premise) clearly helping."""

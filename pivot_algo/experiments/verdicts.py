@@ -28,6 +28,27 @@ Matrix = Callable[[str, str], np.ndarray]
 """matrix(method, suite) -> [seeds, tasks] success of that method on that suite ("in_domain", "ood")."""
 
 
+BASE_PREMISES = {"group_a_min": 0.80, "tool_min": 0.80, "in_domain_min": 0.10, "in_domain_max": 0.40}
+"""What a seed's base must show on the held-out suites (greedy episodes) for that seed to test the claims:
+competent out of domain (else OOD retention measures nothing) and partly competent in domain (else there is
+nothing to learn, or nothing left). Fixed before the test phase (2026-12-05, world v12), the same bounds as
+the world's acceptance on dev. The base is evaluated before any method is trained from it, so dropping a
+seed cannot favour a method; every dropped seed is reported with its reason."""
+
+
+def premise_failures(base_eval: dict[str, Any]) -> list[str]:
+    """Why a base (its held-out `eval`) cannot test the claims; empty when it can."""
+    p, out = BASE_PREMISES, []
+    a, tool, ind = (base_eval[k]["success"] for k in ("ood_group_a", "ood_tool", "in_domain"))
+    if a < p["group_a_min"]:
+        out.append(f"group A {a:.0%} < {p['group_a_min']:.0%}")
+    if tool < p["tool_min"]:
+        out.append(f"tool use {tool:.0%} < {p['tool_min']:.0%}")
+    if not p["in_domain_min"] <= ind <= p["in_domain_max"]:
+        out.append(f"in domain {ind:.1%} outside {p['in_domain_min']:.0%}-{p['in_domain_max']:.0%}")
+    return out
+
+
 def verdict(support: bool, contra: bool) -> str:
     return SUPPORTED if support and not contra else CONTRADICTED if contra else INCONCLUSIVE
 

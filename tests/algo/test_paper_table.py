@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from pivot_algo.experiments import bases, presets, report, table
+from pivot_algo.experiments import bases, presets, report, table, verdicts
 from pivot_algo.experiments.curves import IN_DOMAIN
 
 
@@ -76,6 +76,30 @@ def test_claims_follow_the_paired_intervals_when_methods_learned():
     assert _verdicts(_cells(same))["1."] == "inconclusive"
     worse = {**good, "pivotrl": 0.3, "sft": 0.6}  # PivotRL learned a little, SFT more
     assert _verdicts(_cells(worse, jitter=1))["1."] == "contradicted"
+
+
+def test_test_phase_leaves_out_seeds_whose_base_cannot_test_the_claims():
+    """The rule fixed before the test phase: a base below the premises (here seed 1's: tool use 10%) drops
+    its seed from every number, with the reason in the table; dev runs keep every seed."""
+    good = {"base": 0.2, "sft": 0.5, "pivotrl": 0.8, "pivotrl_paper": 0.5, "pivotrl_exact_match": 0.5,
+            "pivotrl_random_turns": 0.5, "pivotrl_null_reward": 0.2, "e2e_grpo": 0.8}
+    cells = _cells(good)
+    for suite in ("ood_group_a", "ood_tool"):  # OOD suites of a competent base: 100%
+        for s in (0, 1, 2):
+            cells[(s, "base")]["eval"][suite] = {"success": 1.0, "per_task": [1.0] * 30}
+    cells[(1, "base")]["eval"]["ood_tool"] = {"success": 0.1, "per_task": [1.0] * 3 + [0.0] * 27}
+    test = dataclasses.replace(presets.PRESETS["demo"], seeds=(0, 1, 2))
+    summary = report.summarise(test, cells)
+    assert summary["seeds"] == [0, 2]
+    assert summary["excluded_seeds"] == [{"seed": 1, "why": ["tool use 10% < 80%"]}]
+    assert summary["methods"]["base"]["ood_tool"]["mean"] == 1.0  # seed 1's 10% is not in it
+    meta = {"preset": "demo", "wall_seconds": 0, "cells_run": 0, "cells_resumed": 0, "load_start": [], "load_end": []}
+    assert "seed 1 left out (its base cannot test the claims: tool use 10% < 80%)" in report.markdown(test, summary, meta)
+    dev = dataclasses.replace(presets.PRESETS["dev"], seeds=(0, 1, 2))
+    assert report.summarise(dev, cells)["seeds"] == [0, 1, 2]
+    assert verdicts.premise_failures({"ood_group_a": {"success": 0.5}, "ood_tool": {"success": 1.0},
+                                      "in_domain": {"success": 0.05}}) == ["group A 50% < 80%",
+                                                                          "in domain 5.0% outside 10%-40%"]
 
 
 def test_efficiency_is_read_at_matched_accuracy_from_the_curves():
