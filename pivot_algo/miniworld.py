@@ -65,7 +65,7 @@ APPLY_TOOL = {"type": "function", "function": {
     "name": "apply", "description": "Set x to the value of an expression over x.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
 
-WORLD_VERSION = 12
+WORLD_VERSION = 13
 """Bump when tasks, rendering or the tokenizer change: it names the cached bases and the grid cells."""
 
 GROUP_A = ("add", "subtract")

@@ -56,7 +56,11 @@ class GridPreset:
     400 a test seed's three stage-1 draws all called the tool right and then reported x with one digit taken
     from the neighbouring position ("x = 6797" -> "6777"; tool use 12-14%)."""
     pretrain_steps: int = 1200
-    pretrain_lr: float = 3e-3
+    pretrain_lr: float = 1e-3
+    """Peak rate of stage 1's cosine schedule. World v13 lowered it from 3e-3: at 3e-3 the copy circuit did
+    not form in 6 of 14 dev draws of v12 (loss stuck at 0.2-0.7; dev seed 7 failed all three draws); one
+    draw per seed at 1e-3 (benchmarks/results/paper_table/stage1-probe/) formed it on all 6 seeds tried,
+    dev seed 7's failed initialisation included, by step ~250-600."""
     stage1_draws: int = 3
     """Stage 1 draws a fresh initialisation while group A or tool use (`select_tasks // 4` select tasks
     each) ends below `select_ood_min`, at most this many draws; the best is kept (bases.pretrain_broad)."""
