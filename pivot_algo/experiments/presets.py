@@ -68,13 +68,16 @@ class GridPreset:
     """Sequences per pre-training step (both stages)."""
     exposure_tasks: int = 60
     exposure_share: float = 0.25
-    exposure_lr: float = 1.5e-4
+    exposure_lr: float = 5e-5
     exposure_steps: int = 600
     """Stage 2, a little of the target domain: `exposure_tasks` group-B pre-training conversations make
     `exposure_share` of each batch (the rest comes from the broad mix, so that the out-of-domain skills are
     rehearsed), at a constant low rate, for at most `exposure_steps` steps. (With half of each batch, one
     dev base lost group A from 100% to 66% by the time it reached the target: "add N twice" answers
-    leaked into "add N".)"""
+    leaked into "add N".) The rate went from 1.5e-4 to 5e-5 with stage 1's lower peak rate (world v13):
+    from those broad models, 1.5e-4 reached the target in 15-35 steps, and between two checks 5 steps apart
+    in-domain success jumped 5.5% -> 50% (dev seed 1), so the checkpoint closest to 25% was at 5.5% (1.5%
+    held out), outside the acceptance band; at 1.5e-4 v12's bases had needed 55-135 steps."""
     base_target: float = 0.25
     """Where stage 2 stops: greedy in-domain episode success. Competence in domain forms abruptly, at a
     step that depends on the seed and on the torch thread count (log.jsonl: bases of one fixed mix and
