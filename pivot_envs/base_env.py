@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 import gymnasium as gym
@@ -51,6 +52,16 @@ class CostMeter:
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+    def add(self, other: CostMeter) -> None:
+        """Add what `other` counted (a worker thread's meter, see `PivotEnv.judge_actions`)."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+# Worker threads of `PivotEnv.judge_actions` count into a meter of their own (id(env) -> meter), added
+# to the env's when the group is judged: `costs.x += 1` from several threads could lose counts.
+_WORKER_METERS = threading.local()
 
 
 class VerdictCache:
@@ -141,10 +152,14 @@ class PivotEnv(gym.Env, abc.ABC):
         parser: tool-call parser name ("hermes") or a callable text -> ParsedAction.
         max_turns: episode-mode limit on agent actions (truncation).
         verdict_cache: share a VerdictCache across envs (None = a private one).
+
+    `verdict_workers` (class attribute; a domain whose `judge` is thread-safe takes it as an argument)
+    is how many of a group's actions `judge_actions` judges at once, in threads; 1 = one after another.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012  (gymnasium declares an instance attribute)
     domain: str = ""
+    verdict_workers: int = 1
 
     def __init__(self, trajectories: Any = None, *, reset_to_turn: int = 0, trajectory: int | str | None = None,
                  mode: str = "pivot", parser: str | Callable[[str], ParsedAction] = "hermes",
@@ -169,7 +184,7 @@ class PivotEnv(gym.Env, abc.ABC):
         self.max_turns = max_turns
         self.render_mode = render_mode
         self.verdict_cache = verdict_cache if verdict_cache is not None else VerdictCache()
-        self.costs = CostMeter()
+        self._costs = CostMeter()
         self.observation_space = ConversationSpace()
         self.action_space = AssistantActionSpace()
         self._state: Any = None
@@ -178,6 +193,21 @@ class PivotEnv(gym.Env, abc.ABC):
         self._messages: list[dict] = []
         self._done = True
         self._agent_turns = 0
+
+    @property
+    def costs(self) -> CostMeter:
+        """What this env has spent (`CostMeter`). Inside a worker thread of `judge_actions`, that
+        thread's own meter (added to the env's when the group is judged)."""
+        meters = getattr(_WORKER_METERS, "meters", None)
+        if meters:
+            meter = meters.get(id(self))
+            if meter is not None:
+                return meter
+        return self._costs
+
+    @costs.setter
+    def costs(self, meter: CostMeter) -> None:
+        self._costs = meter
 
     # ------------------------------------------------------------------ domain hooks
     def default_trajectories(self) -> list[Trajectory | dict]:
@@ -282,17 +312,43 @@ class PivotEnv(gym.Env, abc.ABC):
     def judge_actions(self, actions: Sequence[str | dict | ParsedAction]) -> Judgements:
         """Pivot mode, batched: judge G sampled actions at the current state without G resets.
         Same verdicts as G times `reset(same options)` + `step(action)`; the episode stays open.
-        The result is the verdicts in order, carrying the parsed actions (`Judgements.actions`)."""
+        The result is the verdicts in order, carrying the parsed actions (`Judgements.actions`).
+
+        With `verdict_workers` > 1 the group's distinct actions are judged in that many threads at
+        once (each in its own fork, the state's reference runs shared through the verifier); an
+        action that repeats an earlier one is then judged after them, through the verdict cache,
+        so the verdicts, their order and the costs are those of judging one after another."""
         if self._traj is None:
             raise EnvStateError("call reset() before judge_actions()")
         reference = self._traj.reference(self._turn)
         tools = self.tools_at(self._state)
         parsed = [parse_action(a, self.parser, tools) for a in actions]
-        verdicts = []
-        for p in parsed:
-            self.costs.model_turns += 1
-            verdicts.append(self.judge_cached(self._state, p, reference))
-        return Judgements(verdicts, parsed)
+        self.costs.model_turns += len(parsed)
+        verdicts: list[Verdict | None] = [None] * len(parsed)
+        firsts: dict[str, int] = {}
+        for i, p in enumerate(parsed):
+            firsts.setdefault(VerdictCache.normalise(p), i)
+        workers = min(self.verdict_workers, len(firsts))
+        if workers > 1:
+            state = self._state
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verdict") as pool:
+                done = list(pool.map(lambda i: self._judge_counted(state, parsed[i], reference), firsts.values()))
+            for i, (verdict, meter) in zip(firsts.values(), done):
+                verdicts[i] = verdict
+                self.costs.add(meter)
+        for i, p in enumerate(parsed):
+            if verdicts[i] is None:  # sequential, or a repeat (a cache hit unless its first was masked)
+                verdicts[i] = self.judge_cached(self._state, p, reference)
+        return Judgements([v for v in verdicts if v is not None], parsed)
+
+    def _judge_counted(self, state: Any, parsed: ParsedAction, reference: dict) -> tuple[Verdict, CostMeter]:
+        """`judge_cached` in a worker thread, counting into a meter of its own (returned)."""
+        meter = CostMeter()
+        _WORKER_METERS.meters = {id(self): meter}
+        try:
+            return self.judge_cached(state, parsed, reference), meter
+        finally:
+            _WORKER_METERS.meters = None
 
     def verifier_key(self) -> str:
         """Names the verifier and its settings, for the verdict cache key. Default: the env's

@@ -162,13 +162,21 @@ class SandboxedEnv(PivotEnv):
 
     Arguments (besides PivotEnv's): `sandbox` ("docker" | "local" | a backend object), `image`
     (default image for tasks that name none), `limits` (default `SandboxLimits`; a task's
-    `"limits"` entry overrides fields).
+    `"limits"` entry overrides fields), `verdict_workers` (how many of a group's sampled actions
+    `judge_actions` runs at once, each in its own fork of the state, sharing the state's reference
+    runs; 1 = one after another; None = the domain's default, `verdict_workers` of the class).
     """
 
     checks_processes = False
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
-                 image: str | None = None, limits: SandboxLimits | None = None, **kwargs: Any):
+                 image: str | None = None, limits: SandboxLimits | None = None,
+                 verdict_workers: int | None = None, **kwargs: Any):
+        if verdict_workers is not None:
+            if isinstance(verdict_workers, bool) or not isinstance(verdict_workers, int) or verdict_workers < 1:
+                raise ValueError(f"verdict_workers must be an int >= 1 (1 = judge one action at a time), "
+                                 f"got {verdict_workers!r}")
+            self.verdict_workers = verdict_workers
         super().__init__(trajectories, **kwargs)
         self.backend, self.snapshots = shared_sandbox(sandbox, user=True)
         self._sandbox_kind: str | SandboxBackend | None = sandbox

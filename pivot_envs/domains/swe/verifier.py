@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from typing import Any
 
 from pivot_envs.domains.swe.repository import (
@@ -49,6 +48,7 @@ from pivot_envs.domains.swe.repository import (
 from pivot_envs.domains.swe.testlog import parse_pytest_log, strip_timing
 from pivot_envs.domains.swe.tools import check_call
 from pivot_envs.errors import SandboxError
+from pivot_envs.memo import OnceMemo
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.trajectory import ToolCall, tool_calls_of
 from pivot_envs.verdict import NoSettings, Verdict
@@ -97,18 +97,11 @@ class SWEVerifier:
             raise ValueError(f"info_recall must be in (0, 1], got {info_recall}")
         self.env = env
         self.info_recall = info_recall
-        self._cache: dict[tuple[str, ...], Any] = {}
-        self._lock = threading.Lock()
+        self._cache: OnceMemo[Any] = OnceMemo()  # per state: computed once, also under parallel judging
 
     # ------------------------------------------------------------------ measurements (cached per state)
     def _cached(self, key: tuple[str, ...], compute: Any) -> Any:
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        value = compute()
-        with self._lock:
-            self._cache[key] = value
-        return value
+        return self._cache.get(key, compute)
 
     def _measure(self, state: Any, action: ParsedAction | dict | None, want_tests: Any) -> Effect:
         """Fork the state, run `action` (None = nothing), measure the diff; run the tests when

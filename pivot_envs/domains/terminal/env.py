@@ -30,8 +30,10 @@ truncated after `max_turns` actions.
 `trajectories` (None = the built-in suite, split `split`), `sandbox` ("docker" | "local" | a backend),
 `verifier` ("execution" | "paper" | "exact" | an object with `judge`), `message_check` ("content" |
 "task_state" | "any") and `message_overlap` (see verifier.py), `image`
-(default image for tasks that name none), plus the PivotEnv arguments (`reset_to_turn`, `trajectory`,
-`mode`, `parser`, `max_turns`).
+(default image for tasks that name none), `verdict_workers` (default 4: how many of a group's sampled
+actions `judge_actions` runs at once, each in its own fork; the state's two reference runs are done
+once and shared; 1 = one after another, same verdicts), plus the PivotEnv arguments (`reset_to_turn`,
+`trajectory`, `mode`, `parser`, `max_turns`).
 
 ## Examples
     env = gym.make("PivotTerminal-v0", reset_to_turn=2, sandbox="local")
@@ -61,6 +63,9 @@ TerminalState = SandboxState  # the terminal's state at turn k is just the sandb
 class TerminalEnv(SandboxedEnv):
     __doc__ = __doc__
     domain = "terminal"
+    # A group's forks at once: on 2 cores, 4 keeps both busy while forks wait on bwrap / docker exec
+    # (benchmarks/verifier_throughput.py --group measures 1, 2, 4 and 8).
+    verdict_workers = 4
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
                  verifier: Any = "execution", message_check: str = "content", message_overlap: float = 0.3,

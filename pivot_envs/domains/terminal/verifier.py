@@ -46,13 +46,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from pivot_envs.bash_tool import bash_commands
 from pivot_envs.effects import Outcome
 from pivot_envs.errors import SandboxError
+from pivot_envs.memo import OnceMemo
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, timed_out
 from pivot_envs.sandbox.base import Sandbox
@@ -126,8 +126,9 @@ class ExecutionVerifier:
         self.message_overlap = message_overlap
         self.identical_shortcut = identical_shortcut
         self.reference_runs = reference_runs
-        self._references: dict[tuple[str, str], ReferenceEffect | Verdict] = {}
-        self._lock = threading.Lock()
+        # (state key, commands) -> the demonstration's runs there: computed once per state, also when
+        # a group's actions are judged in parallel (`PivotEnv.judge_actions`); failures are not kept
+        self._references: OnceMemo[ReferenceEffect | Verdict] = OnceMemo()
 
     @property
     def config_key(self) -> str:
@@ -192,10 +193,11 @@ class ExecutionVerifier:
                              self.name)
 
     def _reference_effect(self, state: Any, cmds: list[str]) -> ReferenceEffect | Verdict:
-        key = (self.env.state_key(state), json.dumps(cmds))
-        with self._lock:
-            if key in self._references:
-                return self._references[key]
+        return self._references.get((self.env.state_key(state), json.dumps(cmds)),
+                                    lambda: self._run_reference(state, cmds),
+                                    keep=lambda ref: not isinstance(ref, Verdict))
+
+    def _run_reference(self, state: Any, cmds: list[str]) -> ReferenceEffect | Verdict:
         try:
             # the state itself, to know which files the demonstration changed
             base = self.env.run_in_fork(state, [":"]).files if self.reference_runs == 2 else None
@@ -205,13 +207,9 @@ class ExecutionVerifier:
                     b, box_b = a, box_a
                 else:
                     b, box_b = stack.enter_context(self.env.forked_run(state, cmds))
-                ref: ReferenceEffect | Verdict = ReferenceEffect(a, b, lambda p: read_text(box_a, p),
-                                                                 lambda p: read_text(box_b, p), base)
+                return ReferenceEffect(a, b, lambda p: read_text(box_a, p), lambda p: read_text(box_b, p), base)
         except Exception as e:  # noqa: BLE001  (the demonstration cannot run here: infrastructure)
             return Verdict.infra("sandbox_error", f"running the reference failed: {type(e).__name__}: {e}", self.name)
-        with self._lock:
-            self._references[key] = ref
-        return ref
 
     def _verdict(self, ref: ReferenceEffect, got: Outcome, mismatch: Mismatch | None) -> Verdict:
         details = {"exit_codes": list(got.exit_codes), "nondeterministic": ref.nondeterministic[:20]}

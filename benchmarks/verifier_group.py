@@ -1,0 +1,204 @@
+"""Verdicts per second for one group of sampled actions at one terminal state, cold, judged one after
+another vs in parallel forks (`verdict_workers`), per sandbox backend, side by side in one run.
+
+    python benchmarks/verifier_group.py [--backends local docker] [--workers 1 2 4 8] [--rounds 5]
+
+The group: 16 DISTINCT actions at the state before the demonstration's edit of
+terminal-config_edit-0 (turn 2: a `sed -i` on service.ini): 8 equivalent rewrites of the
+demonstration's command and 8 wrong commands, none identical to it (every one runs in a fork).
+Cold = a fresh env (new verifier: no reference runs, private verdict cache) per measurement; the
+state's snapshot is built beforehand (this measures verdicts, not replay). Rounds alternate the
+worker counts so the load hits them alike; the table gives the median per count.
+
+Where the time goes (one-after-another runs; in parallel the phases overlap): the reference runs
+(the state + the demonstration twice: 3 forks, once per state), and per fork the fork itself, the
+command(s), the effect measurement (file manifest + git + output) and the close; plus CPU seconds
+per verdict: this process's (with its children: bwrap and the commands), the work's (the machine's
+less other Python processes', i.e. the training jobs': kernel and docker daemons included) and the
+whole machine's. 2 cores / work CPU per verdict bounds verdicts/s whatever the parallelism.
+The load average is printed at start and end (the lead's training shares the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gymnasium as gym
+
+import pivot_envs  # noqa: F401
+from benchmarks._common import table, write_json
+from pivot_envs import sandboxed_env
+from pivot_envs.base_env import pivot_env
+from pivot_envs.domains.terminal.tasks import builtin_trajectories
+from pivot_envs.parsing import render_bash_call
+from pivot_envs.sandboxed_env import release_shared_sandbox, shared_sandbox
+from pivot_envs.trajectory import load_trajectories, tool_calls_of
+
+TRAJECTORY, TURN = "terminal-config_edit-0", 2
+
+
+def group_actions(reference_cmd: str) -> list[str]:
+    """16 distinct actions, none identical to the demonstration's command: 8 equivalent, 8 wrong."""
+    equivalent = [f"{reference_cmd} # sample {i}" for i in range(4)] + [
+        f"true; {reference_cmd}", f"{reference_cmd}; true", f"{reference_cmd} && true", f"( {reference_cmd} )"]
+    wrong = ["ls -la", "pwd", "cat service.ini", "grep -n host service.ini", "echo sample > note.txt",
+             "touch service.ini.bak", "sed -i 's/15/16/' service.ini", "head -n 3 service.ini"]
+    return [render_bash_call(c) for c in equivalent + wrong]
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (command name, CPU seconds so far) of every process."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        out[int(pid)] = (head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_seconds() -> tuple[float, float, dict[int, tuple[str, float]]]:
+    """(this process + its waited-for children, the whole machine) CPU seconds so far, and per process."""
+    t = os.times()
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    return (t.user + t.system + t.children_user + t.children_system, busy / os.sysconf("SC_CLK_TCK"),
+            process_cpu())
+
+
+def work_cpu(start: tuple, end: tuple) -> float:
+    """The machine's CPU seconds between `start` and `end` less what other Python processes (the
+    lead's training jobs) used meanwhile: the verdicts' own cost, kernel, bwrap and docker daemons included."""
+    others = sum(end[2][pid][1] - cpu for pid, (name, cpu) in start[2].items()
+                 if pid != os.getpid() and name.startswith("python") and end[2].get(pid, ("",))[0] == name)
+    return end[1] - start[1] - others
+
+
+class Phases:
+    """Wall time per phase of one env's verdicts (wrapping the env's and its forks' own methods)."""
+
+    def __init__(self, core) -> None:
+        self.seconds: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        fork_state = core.fork_state
+
+        def fork(state):
+            box = self.timed("fork", fork_state)(state)
+            box.close = self.timed("close", box.close)  # this fork's close only
+            return box
+
+        core.fork_state = fork
+        core.exec_in = self.timed("command(s)", core.exec_in)
+        core.verifier._run_reference = self.timed("reference runs (3 forks, once)", core.verifier._run_reference)
+
+    def timed(self, phase: str, fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[phase] += time.perf_counter() - t0
+        return run
+
+
+def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
+    env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, trajectory=TRAJECTORY,
+                   reset_to_turn=TURN, verdict_workers=workers)
+    try:
+        _, info = env.reset()
+        core = pivot_env(env)
+        actions = group_actions(tool_calls_of(info["reference"])[0].arguments["command"])
+        phases = Phases(core) if with_phases else None
+        measure_files = sandboxed_env.measure_files
+        if phases is not None:
+            sandboxed_env.measure_files = phases.timed("effect measurement", measure_files)  # type: ignore[assignment]
+        try:
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            verdicts = core.judge_actions(actions)
+            wall, cpu1 = time.perf_counter() - t0, cpu_seconds()
+        finally:
+            sandboxed_env.measure_files = measure_files  # type: ignore[assignment]
+        masked = sum(v.masked for v in verdicts)
+        return {"verdicts": len(verdicts), "seconds": wall, "per_second": len(verdicts) / wall, "masked": masked,
+                "correct": sum(v.reward == 1.0 for v in verdicts), "forks": core.costs.rollout_turns,
+                "cpu_process": cpu1[0] - cpu0[0], "cpu_machine": cpu1[1] - cpu0[1], "cpu_work": work_cpu(cpu0, cpu1),
+                "phases": dict(phases.seconds) if phases is not None else {}}
+    finally:
+        env.close()
+
+
+def bench(backend: str, workers: list[int], rounds: int) -> dict:
+    trajs = load_trajectories(builtin_trajectories("train"))
+    shared_sandbox(backend, user=True)  # one backend for every measurement: snapshots stay built
+    try:
+        runs: dict[int, list[dict]] = {w: [] for w in workers}
+        measure(backend, trajs, 1, False)  # builds the state's snapshot (not measured)
+        for _ in range(rounds):
+            for w in workers:
+                runs[w].append(measure(backend, trajs, w, with_phases=(w == 1)))
+        return {str(w): runs[w] for w in workers}
+    finally:
+        release_shared_sandbox(backend)
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backends", nargs="+", default=["local", "docker"])
+    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    results: dict = {"trajectory": TRAJECTORY, "turn": TURN, "group": 16, "load_start": os.getloadavg()}
+    print(f"load average at start (1/5/15 min): {' '.join(f'{x:.2f}' for x in results['load_start'])}")
+    for b in args.backends:
+        results[b] = bench(b, args.workers, args.rounds)
+    results["load_end"] = os.getloadavg()
+    rows = []
+    for b in args.backends:
+        for w, runs in results[b].items():
+            med = functools.partial(median_of, runs)
+            n = runs[0]["verdicts"]
+            rows.append([b, "one after another" if w == "1" else f"parallel, {w}", f"{med('per_second'):.1f}",
+                         f"{min(r['per_second'] for r in runs):.1f}-{max(r['per_second'] for r in runs):.1f}",
+                         f"{1000 * med('cpu_process') / n:.0f}", f"{1000 * med('cpu_work') / n:.0f}",
+                         f"{1000 * med('cpu_machine') / n:.0f}",
+                         sum(r["masked"] for r in runs), runs[0]["correct"]])
+    print(table(["backend", "verdicts", "verdicts/s (median)", "range", "process CPU ms/verdict",
+                 "work CPU ms/verdict", "machine CPU ms/verdict", "masked", "correct of 16"], rows))
+    print("process: this process and its children (bwrap, commands); work: the machine less other Python "
+          "processes (the training jobs), i.e. with kernel and docker daemons; machine: everything.")
+    for b in args.backends:
+        seq = results[b].get("1")
+        if seq:
+            wall = statistics.median(r["seconds"] for r in seq)
+            phases = Counter[str]()
+            for r in seq:
+                phases.update(r["phases"])
+            parts = ", ".join(f"{k} {1000 * v / len(seq):.0f} ms" for k, v in phases.most_common())
+            print(f"{b}, one after another, per group of 16 (median wall {1000 * wall:.0f} ms): {parts}")
+    print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in results['load_end'])}")
+    print(f"\nwrote {write_json('verifier_group', results)}")
+
+
+if __name__ == "__main__":
+    main()
