@@ -48,6 +48,12 @@ class SandboxUnavailableError(SandboxError):
     """A sandbox backend cannot run on this machine (no Docker daemon, no bubblewrap)."""
 
 
+class SandboxLostError(SandboxError):
+    """A sandbox was lost to something outside the commands run in it: killed from outside (a
+    `docker kill`, a signal to its bwrap process), or it could not be started. Never the fault of
+    the action being judged: its verdict is masked (infrastructure), not a wrong answer."""
+
+
 class ImageNotFoundError(SandboxError):
     """A sandbox image is missing. The message says which command builds it."""
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from pivot_envs.base_env import PivotEnv
 from pivot_envs.effects import Outcome, measure_files, persistent_roots
-from pivot_envs.errors import ReplayError, SandboxError
+from pivot_envs.errors import ReplayError, SandboxError, SandboxLostError
 from pivot_envs.processes import describe, keeps_processes, split_watched, watched
 from pivot_envs.sandbox import SandboxBackend, SandboxLimits, Snapshot, make_backend
 from pivot_envs.sandbox.base import ExecResult, Sandbox
@@ -352,12 +352,16 @@ class SandboxedEnv(PivotEnv):
         """Run `cmds` in order in a fresh fork of the state (every command runs; each exit status is
         kept) and measure the effect: file manifest of the state roots, git summary, stdout. Yields
         the outcome and the still-open fork (to read files from); the fork is closed on exit.
-        Raises SandboxError when the fork cannot run them (the caller tells who broke it)."""
+        Raises SandboxLostError when the fork could not start or was killed from outside (never the
+        commands' fault), SandboxError when it cannot run them otherwise (the caller tells who broke it)."""
         if not cmds:
             raise ValueError("forked_run needs at least one command")
         traj = state.traj
         t0 = time.perf_counter()
-        box = self.fork_state(state)
+        try:
+            box = self.fork_state(state)
+        except SandboxError as e:  # before any command ran: never the commands' fault
+            raise SandboxLostError(f"could not start a fork of the state: {e}") from e
         try:
             results = []
             for cmd in cmds:
@@ -369,6 +373,10 @@ class SandboxedEnv(PivotEnv):
                               time.perf_counter() - t0, exit_codes=tuple(r.exit_code for r in results),
                               disk_full=any(getattr(r, "disk_full", False) for r in results), commits=commits)
             yield outcome, box
+        except SandboxError as e:
+            if not isinstance(e, SandboxLostError) and box.lost_to_outside():
+                raise SandboxLostError(f"the fork was killed from outside: {e}") from e
+            raise
         finally:
             box.close()
 

@@ -149,6 +149,12 @@ class Sandbox(abc.ABC):
     def close(self) -> None:
         """Stop and remove everything this sandbox holds. Idempotent."""
 
+    def lost_to_outside(self) -> bool:
+        """Whether the sandbox was killed from outside (not by a command run in it): asked after a
+        command or measurement failed, to tell an infrastructure failure from an action that broke
+        its own sandbox. Default: no way to tell (False)."""
+        return False
+
     def __enter__(self) -> Self:
         return self
 

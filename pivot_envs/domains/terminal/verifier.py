@@ -23,9 +23,10 @@ timestamps, line order) is left out of the comparison by the rules of `pivot_env
 so a non-deterministic demonstration still matches itself; an action identical to the
 demonstration (after `normalise_commands`) is equivalent without running anything.
 
-Who is to blame: an action that fills the sandbox's disk quota scores 0; when the action's fork
-raises (its sandbox stopped answering) a fresh fork of the same state is probed: if it works, the
-action broke its sandbox (reward 0, `details["broke_sandbox"]`), else the failure is the
+Who is to blame: an action that fills the sandbox's disk quota scores 0; a fork that could not start
+or was killed from outside (`SandboxLostError`) is the infrastructure's (masked); when the action's
+fork raises otherwise (its sandbox stopped answering) a fresh fork of the same state is probed: if it
+works, the action broke its sandbox (reward 0, `details["broke_sandbox"]`), else the failure is the
 infrastructure's (masked).
 
 Equivalent = all three equal. When the demonstration's turn is a plain message (the agent says it is
@@ -51,7 +52,7 @@ from typing import Any
 
 from pivot_envs.bash_tool import bash_commands
 from pivot_envs.effects import Outcome
-from pivot_envs.errors import SandboxError
+from pivot_envs.errors import SandboxError, SandboxLostError
 from pivot_envs.memo import OnceMemo
 from pivot_envs.parsing import ParsedAction
 from pivot_envs.reference_runs import TEXT_LIMIT, Mismatch, ReferenceEffect, timed_out
@@ -187,6 +188,8 @@ class ExecutionVerifier:
         its own sandbox (deleted the workdir, killed its processes, ...): its fault, reward 0.
         Otherwise the backend is failing: masked."""
         what = f"{type(error).__name__}: {error}"
+        if isinstance(error, SandboxLostError):  # killed from outside, or never started
+            return Verdict.infra("sandbox_error", f"the action's sandbox was lost: {what}", self.name)
         if self.env.sandbox_healthy(state):
             return Verdict.wrong(f"the action broke its sandbox ({what[:300]})", self.name, broke_sandbox=True)
         return Verdict.infra("sandbox_error", f"running the action failed and the backend is unhealthy: {what}",

@@ -90,6 +90,19 @@ class DockerSandbox(Sandbox):
                           timed_out=timed_out, truncated=truncated, duration_s=duration,
                           disk_full=self.disk_full())
 
+    def lost_to_outside(self) -> bool:
+        """The container is gone, or stopped by SIGKILL (exit 137) without an OOM kill: its PID 1
+        ignores SIGKILL from inside its PID namespace, so only the host (`docker kill`, `docker rm
+        -f`) stops it that way. A command's own `kill 1` (TERM) stops it with exit 0: the action's fault."""
+        docker = docker_module()
+        try:
+            state = self._backend.client.api.inspect_container(self.container.id)["State"]
+        except docker.errors.NotFound:
+            return True
+        except (docker.errors.DockerException, OSError):
+            return False  # the daemon does not answer: the caller's health probe tells
+        return not state.get("Running") and not state.get("OOMKilled") and state.get("ExitCode") == 137
+
     def disk_full(self) -> bool:
         """Whether the container's writable layer has (all but) used up its disk quota. False when
         the backend cannot enforce a quota on this daemon (`backend.disk_quota`)."""

@@ -19,7 +19,12 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from pivot_envs.errors import PivotError, SandboxError, SandboxUnavailableError
+from pivot_envs.errors import (
+    PivotError,
+    SandboxError,
+    SandboxLostError,
+    SandboxUnavailableError,
+)
 from pivot_envs.sandbox import host as host_helpers
 from pivot_envs.sandbox.base import (
     ROOT_CAPS,
@@ -83,6 +88,7 @@ class LocalSandbox(Sandbox):
         self.volume = ""  # mount point of this sandbox's size-limited file system (its disk quota)
         self.upper = self.work = ""
         self.closed = False
+        self.lost = False  # bwrap was killed from outside during an exec
         self._mounted = False
         self._cgroup_procs: list[str] = []
         os.mkdir(self.dir)
@@ -263,6 +269,12 @@ class LocalSandbox(Sandbox):
             self._backend.cgroups.kill_all(self.id)
         duration = time.monotonic() - start
         killed = timed_out or flooded
+        if not killed and proc.returncode < 0:
+            # bwrap itself died by a signal we did not send: nothing inside can signal it (another PID
+            # namespace and session), so it was killed from outside the sandbox
+            self.lost = True
+            raise SandboxLostError(f"local sandbox {self.id}: bwrap was killed by signal {-proc.returncode} from "
+                                   "outside the sandbox")
         if not killed and b'"exit-code"' not in status:
             raise SandboxError(
                 f"bwrap could not set up the sandbox (exit {proc.returncode}): "
@@ -275,6 +287,9 @@ class LocalSandbox(Sandbox):
                           stderr=err.decode("utf-8", errors="replace"),
                           timed_out=timed_out, truncated=truncated, duration_s=duration,
                           disk_full=self.disk_full())
+
+    def lost_to_outside(self) -> bool:
+        return self.lost
 
     def disk_full(self) -> bool:
         """Whether this sandbox's disk quota is (all but) used up: less than one block's worth, or
