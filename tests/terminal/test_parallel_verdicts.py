@@ -101,8 +101,9 @@ def test_parallel_verdicts_equal_sequential_ones(backend):
     # the same work: the reference ran once (base + 2 runs), each distinct executed action once
     assert par_costs == seq_costs, (par_costs, seq_costs)
     assert seq_costs["verdict_cache_hits"] == len(actions) - len(set(actions))
-    # one after another: at most the two reference runs are open together (compared side by side)
-    assert seq_open <= 2 and par_open >= 3, (seq_open, par_open)
+    # one after another: at most an action's fork and the two reference runs (compared side by side)
+    # are open together; in parallel the workers' forks overlap too
+    assert seq_open <= 3 and par_open >= 4, (seq_open, par_open)
 
 
 def test_verdict_workers_is_checked():

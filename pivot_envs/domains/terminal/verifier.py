@@ -153,14 +153,19 @@ class ExecutionVerifier:
         if self.identical_shortcut and normalise_commands(cmds) == normalise_commands(ref_cmds):
             return Verdict.correct("identical to the demonstration's command(s); not executed", self.name,
                                    executed=False)
-        ref = self._reference_effect(state, ref_cmds)
-        if isinstance(ref, Verdict):
-            return ref
+        ref: ReferenceEffect | Verdict | None = None
         try:
             with self.env.forked_run(state, cmds) as (got, box):
+                # the state's reference runs (once per state) come after the action's: in a group judged
+                # in parallel the other actions' forks run meanwhile instead of waiting for them
+                ref = self._reference_effect(state, ref_cmds)
+                if isinstance(ref, Verdict):
+                    return ref
                 mismatch = ref.check(got, lambda p: read_text(box, p))
         except Exception as e:  # noqa: BLE001  (who is to blame is decided just below)
-            return self._action_failed(state, e)
+            # a reference that cannot run is the infrastructure's whatever the action did
+            ref = ref if ref is not None else self._reference_effect(state, ref_cmds)
+            return ref if isinstance(ref, Verdict) else self._action_failed(state, e)
         return self._verdict(ref, got, mismatch)
 
     def _judge_message(self, state: Any, action: ParsedAction, reference: dict) -> Verdict:
