@@ -90,18 +90,27 @@ class DockerSandbox(Sandbox):
                           timed_out=timed_out, truncated=truncated, duration_s=duration,
                           disk_full=self.disk_full())
 
-    def lost_to_outside(self) -> bool:
+    def lost_to_outside(self, settle_s: float = 2.0) -> bool:
         """The container is gone, or stopped by SIGKILL (exit 137) without an OOM kill: its PID 1
         ignores SIGKILL from inside its PID namespace, so only the host (`docker kill`, `docker rm
-        -f`) stops it that way. A command's own `kill 1` (TERM) stops it with exit 0: the action's fault."""
+        -f`) stops it that way. A command's own `kill 1` (TERM) stops it with exit 0: the action's fault.
+        Asked right after a failed exec, a container being killed may still read as running (an exec
+        then fails with 126 before the state changes: seen in the soak test), so a running one is
+        watched for up to `settle_s` (only failed verdicts pay it)."""
         docker = docker_module()
-        try:
-            state = self._backend.client.api.inspect_container(self.container.id)["State"]
-        except docker.errors.NotFound:
-            return True
-        except (docker.errors.DockerException, OSError):
-            return False  # the daemon does not answer: the caller's health probe tells
-        return not state.get("Running") and not state.get("OOMKilled") and state.get("ExitCode") == 137
+        deadline = time.monotonic() + settle_s
+        while True:
+            try:
+                state = self._backend.client.api.inspect_container(self.container.id)["State"]
+            except docker.errors.NotFound:
+                return True
+            except (docker.errors.DockerException, OSError):
+                return False  # the daemon does not answer: the caller's health probe tells
+            if not state.get("Running"):
+                return not state.get("OOMKilled") and state.get("ExitCode") == 137
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def disk_full(self) -> bool:
         """Whether the container's writable layer has (all but) used up its disk quota. False when
