@@ -75,7 +75,7 @@ from pivot_algo.experiments.presets import (
 )
 from pivot_algo.experiments.report import markdown, plots, summarise, write_rate_grid
 from pivot_algo.experiments.stages import StageCache, library_versions
-from pivot_algo.experiments.verdicts import BASE_PREMISES
+from pivot_algo.experiments.verdicts import premise_checks
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -118,6 +118,17 @@ def planned_cells(preset: GridPreset, lr_grid: tuple[float, ...] = ()) -> list[t
     return out
 
 
+def cell_spec(preset: GridPreset, seed: int, method: str, lr: float | None) -> dict[str, Any]:
+    """What a cell's stored value was computed for (its StageCache spec)."""
+    return {"preset": preset.key(), "seed": seed, "method": method, "lr": lr}
+
+
+def stored_cells(cache: StageCache, preset: GridPreset, plan: list[tuple[int, str, float | None]]
+                 ) -> dict[tuple[int, str, float | None], dict[str, Any] | None]:
+    """The stored value of every planned (seed, method, rate) cell; None for those not run yet."""
+    return {(s, m, r): cache.get(cell_name(s, m, r), cell_spec(preset, s, m, r)) for s, m, r in plan}
+
+
 def _grid_dirs(preset_name: str, preset: GridPreset, out_root: Path, work_root: Path | None, threads: int
                ) -> tuple[Path, Path]:
     """(results folder, work folder) of a grid. Results made with another thread count or horizon are kept
@@ -148,7 +159,7 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
     plan = planned_cells(preset, lr_grid)
     mine = [c for c in plan if preset.seeds.index(c[0]) % shard[1] == shard[0]]
     for seed, method, lr in mine:
-        spec = {"preset": preset.key(), "seed": seed, "method": method, "lr": lr}
+        spec = cell_spec(preset, seed, method, lr)
         cell_preset = preset if lr is None else dataclasses.replace(preset, lrs={**preset.lrs, RATE_OF.get(method, method): lr})
         t_cell = time.perf_counter()
         def compute(p: GridPreset = cell_preset, s: int = seed, m: str = method) -> dict[str, Any]:
@@ -161,8 +172,7 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
                   f"{ev['in_domain']['success']:.3f}  ood-A {ev['ood_group_a']['success']:.3f}  tool "
                   f"{ev['ood_tool']['success']:.3f}  steps {cell.get('steps', 0)}  calls {cell['costs']['rollout_turns']:.0f}"
                   f"  ({time.perf_counter() - t_cell:.0f} s)", flush=True)
-    stored = {(s, m, r): cache.get(cell_name(s, m, r), {"preset": preset.key(), "seed": s, "method": m, "lr": r})
-              for s, m, r in plan}
+    stored = stored_cells(cache, preset, plan)
     missing = [k for k, v in stored.items() if v is None]
     if missing:
         print(f"shard {shard[0]}/{shard[1]} done; {len(missing)} cells of other shards still to run", flush=True)
@@ -197,32 +207,28 @@ def write_results(preset: GridPreset, cells: dict[tuple[int, str], dict], meta: 
 
 # ----------------------------------------------------------------------------- the world's acceptance
 
-BASE_IN_DOMAIN = (BASE_PREMISES["in_domain_min"], BASE_PREMISES["in_domain_max"])
-WORLD_ACCEPTANCE = {"base_group_a_min": BASE_PREMISES["group_a_min"], "base_tool_min": BASE_PREMISES["tool_min"],
-                    "pivots_min": 30, "sft_gain_min": 0.15}
-"""What a world must give on dev, every seed, before it is used (issue 17): a base competent out of
-domain (group A and tool use: a base that has lost tool use makes its retention measure nothing), partly
-competent in domain, with enough pivots, and SFT (the paper's premise) clearly helping."""
+WORLD_ACCEPTANCE = {"pivots_min": 30, "sft_gain_min": 0.15}
+"""What a world must give on dev, every seed, before it is used (issue 17): a base that meets
+`verdicts.BASE_PREMISES` (competent out of domain, group A and tool use: a base that has lost tool use makes
+its retention measure nothing; partly competent in domain), enough pivots, and SFT (the paper's premise)
+clearly helping."""
 
 
 def acceptance(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...],
-               pivot_counts: dict[int, int] | None = None) -> list[dict[str, Any]]:
-    """Per seed: the numbers WORLD_ACCEPTANCE names (held-out suites) and whether each passes. Pivots come
-    from `pivot_counts` (the world check profiles without training) or else from the PivotRL cell."""
+               pivot_counts: dict[int, int]) -> list[dict[str, Any]]:
+    """Per seed: the numbers the base premises and WORLD_ACCEPTANCE name (held-out suites; pivots from
+    PivotRL's profile of the base) and whether each passes."""
     a = WORLD_ACCEPTANCE
-    lo, hi = BASE_IN_DOMAIN
     rows = []
     for s in seeds:
         base = cells[(s, "base")]["eval"]
         sft = cells[(s, "sft")]["eval"] if (s, "sft") in cells else None
-        pivots = (pivot_counts or {}).get(s, cells[(s, "pivotrl")]["pivots"] if (s, "pivotrl") in cells else None)
+        pivots = pivot_counts.get(s)
         row: dict[str, Any] = {"seed": s, "base_group_a": base["ood_group_a"]["success"],
                                "base_tool": base["ood_tool"]["success"], "base_in_domain": base["in_domain"]["success"],
                                "pivots": pivots,
                                "sft_gain": None if sft is None else sft["in_domain"]["success"] - base["in_domain"]["success"]}
-        row["pass"] = {"base_group_a": row["base_group_a"] >= a["base_group_a_min"],
-                       "base_tool": row["base_tool"] >= a["base_tool_min"],
-                       "base_in_domain": lo <= row["base_in_domain"] <= hi,
+        row["pass"] = {**{f"base_{k}": ok for k, ok in premise_checks(base).items()},
                        "pivots": pivots is not None and pivots >= a["pivots_min"],
                        "sft_gain": row["sft_gain"] is not None and row["sft_gain"] >= a["sft_gain_min"]}
         rows.append(row)
@@ -246,20 +252,13 @@ def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root:
                 return profile_cell(preset, s, tasks, work)
 
             cache.run(f"seed{seed}__pivots", {"preset": preset.key(), "seed": seed}, compute)
-    cells: dict[tuple[int, str], dict[str, Any] | None] = {}
-    counts: dict[int, int | None] = {}
-    for seed in preset.seeds:  # every shard's cells: the last shard to finish writes the verdict
-        spec = {"preset": preset.key(), "seed": seed}
-        for method in preset.methods:
-            lr = None if method == "base" else preset.lr(method)
-            cells[(seed, method)] = cache.get(cell_name(seed, method, lr), {**spec, "method": method, "lr": lr})
-        prof = cache.get(f"seed{seed}__pivots", spec)
-        counts[seed] = None if prof is None else prof["pivots"]
-    if any(v is None for v in [*cells.values(), *counts.values()]):
+    stored = stored_cells(cache, preset, planned_cells(preset))  # every shard's: the last to finish judges
+    pivots = {s: cache.get(f"seed{s}__pivots", {"preset": preset.key(), "seed": s}) for s in preset.seeds}
+    if any(v is None for v in [*stored.values(), *pivots.values()]):
         print(f"shard {shard[0]}/{shard[1]} done; other shards still have seeds to run", flush=True)
         return None
-    rows = acceptance({k: v for k, v in cells.items() if v is not None}, preset.seeds,
-                      {k: v for k, v in counts.items() if v is not None})
+    rows = acceptance({(s, m): v for (s, m, _), v in stored.items() if v is not None}, preset.seeds,
+                      {s: v["pivots"] for s, v in pivots.items() if v is not None})
     for r in rows:
         print(json.dumps(r), flush=True)
     ok = all(all(r["pass"].values()) for r in rows)

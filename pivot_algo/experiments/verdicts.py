@@ -36,17 +36,23 @@ the world's acceptance on dev. The base is evaluated before any method is traine
 seed cannot favour a method; every dropped seed is reported with its reason."""
 
 
+def premise_checks(base_eval: dict[str, Any]) -> dict[str, bool]:
+    """Each premise of BASE_PREMISES ("group_a", "tool", "in_domain") and whether a base (its held-out
+    `eval`) meets it."""
+    p = BASE_PREMISES
+    return {"group_a": base_eval["ood_group_a"]["success"] >= p["group_a_min"],
+            "tool": base_eval["ood_tool"]["success"] >= p["tool_min"],
+            "in_domain": p["in_domain_min"] <= base_eval["in_domain"]["success"] <= p["in_domain_max"]}
+
+
 def premise_failures(base_eval: dict[str, Any]) -> list[str]:
     """Why a base (its held-out `eval`) cannot test the claims; empty when it can."""
-    p, out = BASE_PREMISES, []
+    p = BASE_PREMISES
     a, tool, ind = (base_eval[k]["success"] for k in ("ood_group_a", "ood_tool", "in_domain"))
-    if a < p["group_a_min"]:
-        out.append(f"group A {a:.0%} < {p['group_a_min']:.0%}")
-    if tool < p["tool_min"]:
-        out.append(f"tool use {tool:.0%} < {p['tool_min']:.0%}")
-    if not p["in_domain_min"] <= ind <= p["in_domain_max"]:
-        out.append(f"in domain {ind:.1%} outside {p['in_domain_min']:.0%}-{p['in_domain_max']:.0%}")
-    return out
+    why = {"group_a": f"group A {a:.0%} < {p['group_a_min']:.0%}",
+           "tool": f"tool use {tool:.0%} < {p['tool_min']:.0%}",
+           "in_domain": f"in domain {ind:.1%} outside {p['in_domain_min']:.0%}-{p['in_domain_max']:.0%}"}
+    return [why[k] for k, ok in premise_checks(base_eval).items() if not ok]
 
 
 def verdict(support: bool, contra: bool) -> str:

@@ -64,7 +64,7 @@ class TerminalEnv(SandboxedEnv):
     __doc__ = __doc__
     domain = "terminal"
     # A group's forks at once: on 2 cores, 4 keeps both busy while forks wait on bwrap / docker exec
-    # (benchmarks/verifier_throughput.py --group measures 1, 2, 4 and 8).
+    # (benchmarks/verifier_group.py measures 1, 2, 4 and 8).
     verdict_workers = 4
 
     def __init__(self, trajectories: Any = None, *, sandbox: str | SandboxBackend = "docker",
