@@ -3,7 +3,7 @@
 tasks, compared by paired intervals, and judged claim by claim (pivot_algo/experiments/verdicts.py).
 
     pivotrl table --preset ci        # the tooling check (CI), a few minutes
-    pivotrl table --preset demo      # `make demo`: one test seed, curves included (~11 min on a quiet 2-core machine, 32 min at load 7-8)
+    pivotrl table --preset demo      # `make demo`: one test seed, curves included (13 min from a fresh clone here, 32 min at load 7-8)
     pivotrl table --preset dev --lr-grid 1e-4,3e-4,1e-3,3e-3   # choose each method's learning rate on dev
     pivotrl table --preset full --shard 0/2 & pivotrl table --preset full --shard 1/2   # the protocol
     pivotrl table --preset dev --world-check                   # the world's acceptance check (dev only)
