@@ -88,7 +88,10 @@ def _base_spec(preset: GridPreset, seed: int) -> dict[str, Any]:
     """What a base (both stages) depends on."""
     return {**_broad_spec(preset, seed),
             "exposure": [preset.exposure_tasks, preset.exposure_share, preset.exposure_lr, preset.exposure_steps],
+            **({"rehearse_a": preset.rehearse_a_share} if preset.rehearse_a_share else {}),
             "target": preset.base_target,
+            **({"select_rising": preset.select_every_rising}
+               if preset.select_every_rising != preset.select_every else {}),
             "select": [preset.select_every, preset.select_tasks, preset.select_samples, preset.select_ood_min,
                        preset.select_weakest_min],
             "horizon": preset.horizon}
@@ -202,6 +205,9 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
             preset.phase, seed))]
         exposure = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
             group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
+        # The broad mix's own group-A conversations, drawn on their own (see `rehearse_a_share`).
+        rehearse_a = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
+            group_a=preset.pretrain["group_a"], tool=0, group_b=0).trajectories(preset.phase, seed))]
         select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
         select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
         select_tool = miniworld.tasks("tool", "select", preset.phase, max(1, preset.select_tasks // 4))
@@ -257,13 +263,16 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         model.train()
         losses: list[float] = []
         n_b = max(1, round(preset.pretrain_batch * preset.exposure_share))
+        n_a = round(preset.pretrain_batch * preset.rehearse_a_share)
         step = 0
         try:
             curve = [check(0)]
             chosen, state = curve[0], copy.deepcopy(model.state_dict())
             while not (eligible(curve[-1]) and curve[-1]["success"] >= preset.base_target) and step < preset.exposure_steps:
-                for _ in range(min(preset.select_every, preset.exposure_steps - step)):
-                    batch = _sample(rng, exposure, n_b) + _sample(rng, broad, preset.pretrain_batch - n_b)
+                every = preset.select_every if curve[-1]["success"] == 0 else preset.select_every_rising
+                for _ in range(min(every, preset.exposure_steps - step)):
+                    batch = (_sample(rng, exposure, n_b) + (_sample(rng, rehearse_a, n_a) if n_a else [])
+                             + _sample(rng, broad, preset.pretrain_batch - n_b - n_a))
                     losses.append(_sft_step(model, opt, batch, pad))
                     step += 1
                 curve.append(check(step))

@@ -78,6 +78,13 @@ class GridPreset:
     from those broad models, 1.5e-4 reached the target in 15-35 steps, and between two checks 5 steps apart
     in-domain success jumped 5.5% -> 50% (dev seed 1), so the checkpoint closest to 25% was at 5.5% (1.5%
     held out), outside the acceptance band; at 1.5e-4 v12's bases had needed 55-135 steps."""
+    rehearse_a_share: float = 0.5
+    """Share of each stage-2 batch drawn from the broad mix's group-A conversations alone (on top of the
+    broad share's own group A), so that "add N" is rehearsed right beside "add N twice". Without it
+    (world v13 as first checked) learning "add N twice" broke "add N" for a while: checked after every
+    step, dev seeds 3 and 5 crossed the 10-40% band with group A at 52-76% and recovered only past 50% in
+    domain (benchmarks/results/paper_table/stage2-probe/); with a quarter of each batch, seeds 3 and 5 kept
+    group A at >= 86%, with half at >= 92% (stage2-rehearsal/)."""
     base_target: float = 0.25
     """Where stage 2 stops: greedy in-domain episode success. Competence in domain forms abruptly, at a
     step that depends on the seed and on the torch thread count (log.jsonl: bases of one fixed mix and
@@ -97,6 +104,10 @@ class GridPreset:
     higher one binds late: greedy success jumps 14% -> 43% in 10 steps while "times" is right in 3-4% of
     samples, since the right answer can be the mode with little mass.)"""
     select_every: int = 5
+    select_every_rising: int = 1
+    """Checks come every `select_every` steps while the last one solved no in-domain task, then every
+    `select_every_rising` steps: with group A rehearsed, dev seed 5 still went 0.5% -> 41% between two
+    checks 5 steps apart."""
     select_tasks: int = 200
     select_samples: int = 4
     select_ood_min: float = 0.9

@@ -165,6 +165,11 @@ def test_stage_two_stops_at_the_target_or_its_step_cap(tmp_path, monkeypatch):
     assert [c["step"] for c in never["selection"]] == [0, 1, 2, 3]
     assert never["base_selection_success"] == max(c["success"] for c in never["selection"])  # the closest
     assert never["versions"]["torch"] and not (base / "select").exists()
+    # While no in-domain task is solved, checks come every `select_every` steps (every step only after).
+    sparse = bases.pretrain_base(dataclasses.replace(_micro(), base_target=1.01, exposure_steps=4, select_every=2,
+                                                     **open_gate), 0)
+    curve = json.loads((sparse / "pretrain.json").read_text())["selection"]
+    assert [c["step"] for c in curve] == [0, 2, 4] and max(c["success"] for c in curve) == 0
     # The gate: a target reached while some in-domain operation is never right in any sample does not stop
     # stage 2 (RL would have nothing to learn there).
     gated = bases.pretrain_base(dataclasses.replace(_micro(), base_target=0.0, exposure_steps=2,

@@ -1,6 +1,6 @@
 """Stage-2 probe (README beside this file): one seed's base of the dev preset with stage 2 checked after
 every step (`select_every=1`); prints the chosen step and the last 25 checks (step, in-domain success,
-group A). Usage: PIVOTRL_CACHE=<cache holding the stage-1 models> python probe.py SEED"""
+group A). Usage: PIVOTRL_CACHE=<cache holding the stage-1 models> python stage2_probe.py SEED"""
 
 from __future__ import annotations
 
