@@ -313,6 +313,19 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _imported_from_elsewhere() -> str | None:
+    """Why a run from this directory would not run this directory's code, or None. A long run is started
+    from a `git archive` snapshot of the tree; with the project installed editable, `pivotrl` imports the
+    checkout it was installed from, not the snapshot, so the snapshot's results would record code it did
+    not run."""
+    here = Path.cwd() / "pivot_algo"
+    imported = Path(__file__).resolve().parents[1]
+    if here.is_dir() and here.resolve() != imported:
+        return (f"this directory holds its own pivot_algo ({here}) but Python imported {imported}: run with "
+                f"PYTHONPATH={Path.cwd()} (or from the checkout Python imports)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pivotrl table", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--preset", default="ci", choices=sorted(PRESETS))
@@ -333,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="claim 3 against the horizon: read the finished <preset>-h<H> runs, write <preset>-horizon/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    elsewhere = _imported_from_elsewhere()
+    if elsewhere:
+        parser.error(elsewhere)
     preset = PRESETS[args.preset]
     if (args.world_check or args.lr_grid) and preset.phase != "dev":
         parser.error("--world-check and --lr-grid design the world and choose rates: run them on a dev-phase preset")

@@ -290,3 +290,13 @@ def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_
     assert "| 8 | 3 (3) |" in (tmp_path / "ci-horizon" / "horizon.md").read_text()
     with pytest.raises(FileNotFoundError, match="--horizon H"):
         horizon.write_summary(tmp_path, "full")
+
+
+def test_a_run_from_a_snapshot_that_would_import_another_checkout_is_refused(tmp_path, monkeypatch, capsys):
+    # A `git archive` snapshot run with an editable install imports the checkout, not the snapshot: the
+    # results would name code they did not run.
+    (tmp_path / "pivot_algo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        table.main(["--preset", "ci", "--rejudge"])
+    assert stop.value.code == 2 and f"PYTHONPATH={tmp_path}" in capsys.readouterr().err
