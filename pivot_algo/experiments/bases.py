@@ -88,6 +88,8 @@ def _base_spec(preset: GridPreset, seed: int) -> dict[str, Any]:
     """What a base (both stages) depends on."""
     return {**_broad_spec(preset, seed),
             "exposure": [preset.exposure_tasks, preset.exposure_share, preset.exposure_lr, preset.exposure_steps],
+            # Fields added later are left out at their no-op values, so bases built before they existed
+            # keep their cache names (and the committed results that name them stay reproducible).
             **({"rehearse_a": preset.rehearse_a_share} if preset.rehearse_a_share else {}),
             "target": preset.base_target,
             **({"select_rising": preset.select_every_rising}

@@ -3,7 +3,7 @@
 tasks, compared by paired intervals, and judged claim by claim (pivot_algo/experiments/verdicts.py).
 
     pivotrl table --preset ci        # the tooling check (CI), a few minutes
-    pivotrl table --preset demo      # `make demo`: one test seed, curves included (13 min from a fresh clone here, 32 min at load 7-8)
+    pivotrl table --preset demo      # `make demo`: one test seed, curves included (12 min from a fresh clone here, venv included)
     pivotrl table --preset dev --lr-grid 1e-4,3e-4,1e-3,3e-3   # choose each method's learning rate on dev
     pivotrl table --preset full --shard 0/2 & pivotrl table --preset full --shard 1/2   # the protocol
     pivotrl table --preset dev --world-check                   # the world's acceptance check (dev only)
@@ -235,6 +235,11 @@ def acceptance(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...],
     return rows
 
 
+def _pivots_cell(preset: GridPreset, seed: int) -> tuple[str, dict[str, Any]]:
+    """(name, spec) of a seed's stored pivot profile (the world check's profile of the base)."""
+    return f"seed{seed}__pivots", {"preset": preset.key(), "seed": seed}
+
+
 def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root: Path, threads: int,
                 shard: tuple[int, int] = (0, 1)) -> dict[str, Any] | None:
     """The world's acceptance on dev: the base and SFT cells of every seed and PivotRL's pivots (its
@@ -251,9 +256,9 @@ def world_check(preset_name: str, preset: GridPreset, out_root: Path, work_root:
             def compute(s: int = seed) -> dict[str, Any]:
                 return profile_cell(preset, s, tasks, work)
 
-            cache.run(f"seed{seed}__pivots", {"preset": preset.key(), "seed": seed}, compute)
+            cache.run(*_pivots_cell(preset, seed), compute)
     stored = stored_cells(cache, preset, planned_cells(preset))  # every shard's: the last to finish judges
-    pivots = {s: cache.get(f"seed{s}__pivots", {"preset": preset.key(), "seed": s}) for s in preset.seeds}
+    pivots = {s: cache.get(*_pivots_cell(preset, s)) for s in preset.seeds}
     if any(v is None for v in [*stored.values(), *pivots.values()]):
         print(f"shard {shard[0]}/{shard[1]} done; other shards still have seeds to run", flush=True)
         return None
