@@ -125,12 +125,12 @@ class GridPreset:
     val_in: int = 60
     val_ood: int = 30
     """Validation tasks per suite for the curves (own seed range, never the held-out tasks)."""
-    lrs: dict = dataclasses.field(default_factory=lambda: {"sft": 3e-4, "pivotrl": 1e-4, "e2e_grpo": 1e-4})
-    """Learning rate per trained method (ablations and the null control use PivotRL's): chosen on dev by
-    `pivotrl table --preset dev --methods base,sft,pivotrl,e2e_grpo --lr-grid 1e-4,3e-4,1e-3` on world v11
-    (4 dev seeds; the best mean in-domain validation plateau; benchmarks/results/paper_table/dev-v11-rates/
-    rates.md, grid 3e-5..1e-3: each chosen rate lies inside it). Kept for world v12 (only the broad mix's
-    share of one-call tool tasks changed). Fixed before any test-phase run."""
+    lrs: dict = dataclasses.field(default_factory=lambda: {"sft": 1e-4, "pivotrl": 3e-5, "e2e_grpo": 1e-4})
+    """Learning rate per trained method (ablations and the null control use PivotRL's), chosen on dev by
+    `pivotrl table --preset dev --methods base,sft,pivotrl,e2e_grpo --lr-grid 3e-5,1e-4,3e-4` on world v13
+    with stage-2 rehearsal (4 dev seeds; the best mean in-domain validation plateau;
+    benchmarks/results/paper_table/dev-rates/rates.md). The first test-phase run used the rates chosen on
+    world v11 (SFT 3e-4, PivotRL 1e-4, E2E-RL 1e-4; dev-v11-rates/), kept in full-v11-rates/."""
     warmup_steps: int = 10
     max_steps: int = 150
     """Step cap when no plateau comes first."""
