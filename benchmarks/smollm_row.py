@@ -11,10 +11,12 @@ base, start, SFT, PivotRL -- are each evaluated on
       `eval.pivot_samples` samples each, the same sampling seeds for every model), and every held-out
       trajectory as a greedy episode (the task's own check);
   (b) out-of-domain: IFBench, BFCL single-turn, HumanEval: the same items for every model, greedy.
-Every number carries its n and a 95% interval: Wilson for proportions, a bootstrap over states for the
-state reward (the samples of one state are not independent); the PivotRL-minus-SFT and each-minus-start
-differences are paired (same items / states): a paired bootstrap interval, and for 0/1 outcomes the
-exact McNemar p-value of the discordant pairs.
+Every number carries its n and a 95% interval: Wilson for proportions; for the state reward a bootstrap
+that resamples whole held-out trajectories (the samples of one state are not independent, nor are the
+states of one trajectory: they share its files and history); the PivotRL-minus-SFT and each-minus-start
+differences are paired (same items / states): a paired bootstrap interval (by trajectory for states), and
+for 0/1 outcomes the exact McNemar p-value of the discordant pairs. `--rejudge` recomputes the intervals
+of a published results.json from its per-item outcomes.
 
 Resumable: every stage writes its output under the run directory (`runs/smollm_row/stages/*.json`,
 checkpoints next to it) and a rerun skips what is there, so a killed run continues where it stopped.
@@ -63,7 +65,12 @@ if str(REPO) not in sys.path:
 
 from pivot_algo import pipeline
 from pivot_algo.config import RunConfig, load_run_config
-from pivot_algo.experiments.stats import bootstrap_mean, mcnemar_exact, wilson
+from pivot_algo.experiments.stats import (
+    bootstrap_mean,
+    cluster_bootstrap,
+    mcnemar_exact,
+    wilson,
+)
 from pivot_algo.rollout import StartState, stable_seed
 
 log = logging.getLogger("smollm_row")
@@ -90,16 +97,45 @@ class RowSizes:
 
 # ----------------------------------------------------------------------------- statistics
 
-def paired(a: dict[str, float], b: dict[str, float], reps: int, seed: int, binary: bool) -> dict[str, Any]:
-    """a - b on the keys both have: mean difference, paired bootstrap interval, n (and McNemar when 0/1)."""
+def trajectory_of(state: str) -> str:
+    """The held-out trajectory a state belongs to ("terminal-csv_join-7#2" -> "terminal-csv_join-7")."""
+    return state.rsplit("#", 1)[0]
+
+
+def paired(a: dict[str, float], b: dict[str, float], reps: int, seed: int, binary: bool,
+           cluster: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """a - b on the keys both have: mean difference, paired bootstrap interval, n (and McNemar when 0/1).
+    With `cluster`, the bootstrap resamples whole clusters of keys (the states of one trajectory share
+    its files and history, so they are not independent draws) and `clusters` counts them."""
     keys = sorted(set(a) & set(b))
     diffs = [a[k] - b[k] for k in keys]
     out: dict[str, Any] = {"n": len(keys), "diff": float(np.mean(diffs)) if diffs else math.nan}
-    out["lo"], out["hi"] = bootstrap_mean(diffs, reps, seed)
+    if cluster is None:
+        out["lo"], out["hi"] = bootstrap_mean(diffs, reps, seed)
+    else:
+        labels = [cluster(k) for k in keys]
+        _, out["lo"], out["hi"] = cluster_bootstrap(diffs, labels, reps, seed)
+        out["clusters"] = len(set(labels))
     if binary:
         out["mcnemar"] = mcnemar_exact([a[k] > 0.5 for k in keys], [b[k] > 0.5 for k in keys])
     out["inside_noise"] = bool(not keys or out["lo"] <= 0 <= out["hi"])
     return out
+
+
+def state_intervals(s: dict[str, Any], reps: int) -> None:
+    """The state-reward intervals of every arm and comparison in summary `s`, clustered by trajectory
+    (from `s["per_item"]`, so a published row can be re-judged without its stage files)."""
+    for arm, items in s["per_item"].items():
+        means = items.get("_state_means")
+        if means and s["arms"][arm].get("state_reward"):
+            _, lo, hi = cluster_bootstrap(list(means.values()), [trajectory_of(k) for k in means], reps, 1)
+            s["arms"][arm]["state_reward"].update(lo=lo, hi=hi, trajectories=len({trajectory_of(k) for k in means}))
+    for j, (a, b) in enumerate(COMPARISONS):
+        ma, mb = s["per_item"].get(a, {}).get("_state_means"), s["per_item"].get(b, {}).get("_state_means")
+        if ma and mb:
+            rest = {k: v for k, v in s["differences"][f"{a}-{b}"].items() if k != "state_reward"}
+            s["differences"][f"{a}-{b}"] = {"state_reward": paired(ma, mb, reps, 10 + j, binary=False,
+                                                                   cluster=trajectory_of), **rest}
 
 
 # ----------------------------------------------------------------------------- stage cache
@@ -330,8 +366,6 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
             samples = sum(len(v) for v in per_state.values())
             row["state_reward"] = {"mean": float(np.mean([r for v in per_state.values() for r in v])) if samples else math.nan,
                                    "states": len(per_state), "samples": samples, "masked": st["masked_samples"]}
-            row["state_reward"]["lo"], row["state_reward"]["hi"] = bootstrap_mean(
-                list(means.values()), sizes.bootstrap_reps, 1)
             row["_state_means"] = means
             row["eval_costs_states"] = st["costs"]
         ep = get(f"eval_episodes_{arm}")
@@ -369,8 +403,6 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
         ra, rb = arms[a], arms[b]
         d: dict[str, Any] = {}
         seed = 10
-        if "_state_means" in ra and "_state_means" in rb:
-            d["state_reward"] = paired(ra["_state_means"], rb["_state_means"], sizes.bootstrap_reps, seed, binary=False)
         if "_episodes" in ra and "_episodes" in rb:
             d["episode_success"] = paired(ra["_episodes"], rb["_episodes"], sizes.bootstrap_reps, seed + 1, binary=True)
         for j, suite in enumerate(sizes.ood_suites):
@@ -436,8 +468,9 @@ def format_table(s: dict[str, Any], sizes: RowSizes) -> str:
         if r.get("note"):
             cells[1] = f"not trained: {r['note']}"
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", ("Paired differences (same states / items; percentage points, 95% paired bootstrap interval; "
-                   "McNemar: discordant pairs a-only/b-only and exact p):"), "",
+    lines += ["", ("Paired differences (same states / items; percentage points, 95% paired bootstrap interval, "
+                   "state reward resampled by whole held-out trajectory; McNemar: discordant pairs a-only/b-only "
+                   "and exact p):"), "",
               "| comparison | metric | difference [95% CI] | n | McNemar | inside the noise? |", "|---|---|---|---|---|---|"]
     for name, d in s["differences"].items():
         a, b = name.split("-")
@@ -476,6 +509,11 @@ def write_results(cfg: RunConfig, sizes: RowSizes, stages: Stages, results_dir: 
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     s = summarise(cfg, sizes, stages)
     s.update(extra or {})
+    return write_summary(s, sizes, results_dir)
+
+
+def write_summary(s: dict[str, Any], sizes: RowSizes, results_dir: Path) -> dict[str, Any]:
+    state_intervals(s, sizes.bootstrap_reps)
     table = format_table(s, sizes)
     s["table"] = table
     s["notes"] = notes(s, sizes)
@@ -497,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--stop-after", default=None, help="end after this stage (resumption tests)")
     parser.add_argument("--report-only", action="store_true", help="write the table from the stages already done")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="recompute the intervals of <results-dir>/results.json from its per-item outcomes (no stage files needed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     cfg = load_run_config(args.config, args.set)
@@ -509,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in sizes.ood_suites if s not in tokens]
     if unknown:
         parser.error(f"no max_new_tokens for OOD suite(s) {unknown}: give --ood-tokens SUITE=N")
+    if args.rejudge:
+        s = json.loads((args.results_dir / "results.json").read_text())
+        stored: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s["sizes"].items()}
+        s = write_summary(s, RowSizes(**stored), args.results_dir)
+        print(s["table"])
+        return 0
     if args.report_only:
         pipeline.torch_threads(cfg)
         stages = Stages(Path(cfg.output_dir) / (cfg.name or cfg.env.name))

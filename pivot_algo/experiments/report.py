@@ -236,9 +236,25 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
     return "\n".join(lines + [""] + [f"- {note}" for note in notes] + claim_lines) + "\n"
 
 
+def seed_band(seeds_xy: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, ...]:
+    """Seeds' curves as one band: each seed's curve is a step function of cost (its last checkpoint's
+    accuracy holds until its next, and after its run stopped), read at every cost any seed has a
+    checkpoint at; returns (x, 25th percentile, median, 75th percentile) over the seeds whose run has
+    started by x. The seeds' costs differ (a plateau comes at another step, PivotRL's profiling at
+    another size), so a per-checkpoint average would mix different budgets."""
+    x = np.unique(np.concatenate([np.asarray(xs, dtype=float) for xs, _ in seeds_xy]))
+    at = np.full((len(seeds_xy), len(x)), np.nan)
+    for i, (xs, ys) in enumerate(seeds_xy):
+        idx = np.searchsorted(np.asarray(xs, dtype=float), x, side="right") - 1  # last checkpoint at or before x
+        ok = idx >= 0
+        at[i, ok] = np.asarray(ys, dtype=float)[idx[ok]]
+    lo, mid, hi = np.nanpercentile(at, [25, 50, 75], axis=0)
+    return x, lo, mid, hi
+
+
 def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[str, Any], out: Path) -> list[str]:
     """curves.png (the paper's efficiency figure: in-domain validation accuracy against model calls, with
-    and without PivotRL's profiling, and against wall time; one line per seed), in_vs_out.png, kl.png (OOD
+    and without PivotRL's profiling, and against wall time; seeds as a band, `seed_band`), in_vs_out.png, kl.png (OOD
     change against the forward KL to the start policy, every checkpoint)."""
     import matplotlib
 
@@ -249,19 +265,22 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for m in preset.methods:
-        for j, s in enumerate(preset.seeds):
-            cell = cells[(s, m)]
-            curve = cell.get("curve") or []
+        per_axis: list[list[tuple[list[float], list[float]]]] = [[], [], []]
+        for s in preset.seeds:
+            curve = cells[(s, m)].get("curve") or []
             if not curve:
                 continue
-            prof = cell.get("profile_costs") or {}
+            prof = cells[(s, m)].get("profile_costs") or {}
             y = [p[curves.IN_DOMAIN] * 100 for p in curve]
-            label = LABELS[m] if j == 0 else None
-            axes[0].plot([p["costs/rollout_turns"] + prof.get("rollout_turns", 0) for p in curve], y, color=colours[m],
-                         alpha=0.6, label=label)
-            axes[1].plot([p["costs/rollout_turns"] for p in curve], y, color=colours[m], alpha=0.6, label=label)
-            axes[2].plot([p["costs/wall_seconds"] + prof.get("wall_seconds", 0) for p in curve], y, color=colours[m],
-                         alpha=0.6, label=label)
+            per_axis[0].append(([p["costs/rollout_turns"] + prof.get("rollout_turns", 0) for p in curve], y))
+            per_axis[1].append(([p["costs/rollout_turns"] for p in curve], y))
+            per_axis[2].append(([p["costs/wall_seconds"] + prof.get("wall_seconds", 0) for p in curve], y))
+        for ax, seeds_xy in zip(axes, per_axis):
+            if seeds_xy:
+                x, lo, mid, hi = seed_band(seeds_xy)
+                ax.plot(x, mid, color=colours[m], label=LABELS[m], drawstyle="steps-post",
+                        marker="o" if len(x) == 1 else None)  # SFT on the calls axes: it generates nothing
+                ax.fill_between(x, lo, hi, color=colours[m], alpha=0.2, step="post", linewidth=0)
     for ax, xlabel in zip(axes, ("model calls (PivotRL: profiling included)", "model calls (profiling excluded)",
                                  "wall seconds (profiling + training)")):
         ax.set_xlabel(xlabel)
@@ -269,7 +288,8 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
         if "calls" in xlabel:  # SFT generates nothing (0 calls); the RL methods' calls span decades
             ax.set_xscale("symlog", linthresh=100)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"learning curves ({preset.phase}, seeds {list(preset.seeds)}; one line per seed)")
+    fig.suptitle(f"learning curves ({preset.phase}, seeds {list(preset.seeds)}; line: median over seeds, "
+                 "band: their 25th-75th percentiles)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)
     plt.close(fig)

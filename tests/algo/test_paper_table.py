@@ -300,3 +300,14 @@ def test_a_run_from_a_snapshot_that_would_import_another_checkout_is_refused(tmp
     with pytest.raises(SystemExit) as stop:
         table.main(["--preset", "ci", "--rejudge"])
     assert stop.value.code == 2 and f"PYTHONPATH={tmp_path}" in capsys.readouterr().err
+
+
+def test_seed_band_reads_each_seed_as_a_step_function_of_cost():
+    # seed a: 10% at cost 0, 50% from cost 100; seed b starts later (its profiling) and stops early.
+    x, lo, mid, hi = report.seed_band([([0, 100, 300], [10, 50, 90]), ([50, 60], [20, 80])])
+    assert list(x) == [0, 50, 60, 100, 300]
+    assert mid[0] == 10  # only seed a has started at cost 0
+    assert mid[1] == 15  # a 10, b 20
+    assert mid[2] == 45  # a 10, b 80 (b's last checkpoint so far)
+    assert mid[4] == 85  # a 90, b holds its last value 80 after its run stopped
+    assert (lo <= mid).all() and (mid <= hi).all()

@@ -39,6 +39,18 @@ def test_paired_difference_pairs_by_key_and_says_when_it_is_noise():
     assert same["n"] == 40 and same["diff"] == 0.0 and same["inside_noise"]
 
 
+def test_state_differences_resample_whole_trajectories():
+    # Two trajectories; within each, every state moves the same way: 20 states look like 20 independent
+    # draws, but there are only 2 units, and the interval must say so.
+    a = {f"t{t}#{k}": 1.0 if t == 0 else 0.0 for t in range(2) for k in range(10)}
+    b = {key: 0.5 for key in a}
+    naive = row.paired(a, b, reps=500, seed=0, binary=False)
+    clustered = row.paired(a, b, reps=500, seed=0, binary=False, cluster=row.trajectory_of)
+    assert clustered["clusters"] == 2 and row.trajectory_of("t1#7") == "t1"
+    assert clustered["hi"] - clustered["lo"] > naive["hi"] - naive["lo"]
+    assert clustered["inside_noise"]
+
+
 def _args(tmp_path: Path) -> list[str]:
     from pivot_envs import save_jsonl
 
