@@ -17,9 +17,13 @@ import argparse
 import collections
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/reset_phases.py` from anywhere
 
 from benchmarks._common import pct, table, write_json
 from pivot_envs.sandbox import make_backend
