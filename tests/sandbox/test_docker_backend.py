@@ -158,6 +158,25 @@ def test_close_is_idempotent_and_final(docker_backend):
     assert not docker_backend.client.containers.list(all=True, sparse=True, filters={"id": container_id})
 
 
+def test_a_misread_output_stream_is_a_lost_sandbox_not_a_result(docker_backend, monkeypatch):
+    # docker-py sometimes reads payload bytes as a frame header (docker/docker-py#3160: "47 is not a
+    # valid stream"); the soak test met it as a wrong verdict. The daemon and container here are real;
+    # only the client's misread is injected.
+    from pivot_envs.errors import SandboxLostError
+
+    box = docker_backend.create()
+    try:
+        def misread(*args, **kwargs):
+            raise ValueError("47 is not a valid stream")
+
+        monkeypatch.setattr(docker_backend.client.api, "exec_start", misread)
+        with pytest.raises(SandboxLostError, match="misread"):
+            box.exec("echo hi")
+    finally:
+        monkeypatch.undo()
+        box.close()
+
+
 # ---------------------------------------------------------------------------- snapshots
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from pivot_envs.errors import SandboxError
+from pivot_envs.errors import SandboxError, SandboxLostError
 from pivot_envs.sandbox import host
 from pivot_envs.sandbox.base import (
     ExecResult,
@@ -142,6 +142,12 @@ class DockerSandbox(Sandbox):
                     break
                 time.sleep(0.01)
                 exit_code = api.exec_inspect(created["Id"])["ExitCode"]
+        except ValueError as e:
+            # docker-py read payload bytes as a frame header of the multiplexed output ("47 is not a
+            # valid stream"; docker/docker-py#3160, intermittent, more frequent when the daemon is busy).
+            # The command ran but its output is lost: infrastructure, masked; never a verdict on it.
+            raise SandboxLostError(f"docker exec in container {self.container.short_id}: the client "
+                                   f"misread the command's output stream ({e})") from e
         except (docker.errors.DockerException, OSError) as e:  # OSError: requests' socket errors
             raise SandboxError(f"docker exec in container {self.container.short_id} failed: {e}. "
                                f"The container may have died (e.g. its init was OOM-killed); "
