@@ -10,6 +10,7 @@ import io
 import json
 import math
 import posixpath
+import struct
 import tarfile
 import time
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ MANIFEST_TIMEOUT_S = 300.0
 
 # The scripts run inside the container, kept as package files so that linters see them.
 _EXEC_WRAPPER = resources.files("pivot_envs.sandbox.docker").joinpath("exec_wrapper.sh").read_text()
+_FRAME_HEADER = struct.Struct(">BxxxL")  # docker's multiplexed stream: stream id, 3 pad bytes, payload size
 _MANIFEST_SCRIPT = resources.files("pivot_envs.sandbox.docker").joinpath("manifest_walk.py").read_text()
 
 
@@ -47,6 +49,40 @@ class Spec:
     image: str
     workdir: str
     limits: SandboxLimits
+
+
+def _exec_output(api, exec_id: str) -> tuple[bytes, bytes]:
+    """Start exec `exec_id` attached and read its multiplexed output: (stdout, stderr).
+
+    Not `api.exec_start(demux=True)`: docker-py reads the hijacked connection's raw socket, past the
+    buffered reader that parsed the HTTP headers, so output frames that arrived together with the
+    headers are skipped. Under load that happened (the soak test, docker backend): frames misaligned
+    ("47 is not a valid stream", docker/docker-py#3160) or a command's first output missing, which the
+    verifier then judged as "different output". Reading the frames through that buffered reader keeps
+    every byte. A stream that ends inside a frame or names no stream is a lost sandbox (masked), never
+    a result."""
+    res = api._post_json(api._url("/exec/{0}/start", exec_id), headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                         data={"Tty": False, "Detach": False}, stream=True)
+    try:
+        api._raise_for_status(res)
+        reader = res.raw._fp.fp  # the BufferedReader over the connection, holding what came with the headers
+        streams: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        while True:
+            header = reader.read(_FRAME_HEADER.size)
+            if not header:
+                break
+            if len(header) < _FRAME_HEADER.size:
+                raise SandboxLostError(f"exec output ended inside a frame header ({len(header)} bytes)")
+            stream, size = _FRAME_HEADER.unpack(header)
+            if stream not in streams:
+                raise SandboxLostError(f"exec output frame names stream {stream}, not stdout or stderr")
+            payload = reader.read(size)
+            if len(payload) < size:
+                raise SandboxLostError(f"exec output ended inside a frame ({len(payload)} of {size} bytes)")
+            streams[stream] += payload
+        return bytes(streams[1]), bytes(streams[2])
+    finally:
+        res.close()
 
 
 class DockerSandbox(Sandbox):
@@ -135,19 +171,13 @@ class DockerSandbox(Sandbox):
         try:
             created = api.exec_create(self.container.id, argv, stdout=True, stderr=True,
                                       environment=dict(env) if env else None, workdir=workdir)
-            out, err = api.exec_start(created["Id"], demux=True)
+            out, err = _exec_output(api, created["Id"])
             exit_code = api.exec_inspect(created["Id"])["ExitCode"]
             for _ in range(50):  # the stream can end a moment before the exit code is recorded
                 if exit_code is not None:
                     break
                 time.sleep(0.01)
                 exit_code = api.exec_inspect(created["Id"])["ExitCode"]
-        except ValueError as e:
-            # docker-py read payload bytes as a frame header of the multiplexed output ("47 is not a
-            # valid stream"; docker/docker-py#3160, intermittent, more frequent when the daemon is busy).
-            # The command ran but its output is lost: infrastructure, masked; never a verdict on it.
-            raise SandboxLostError(f"docker exec in container {self.container.short_id}: the client "
-                                   f"misread the command's output stream ({e})") from e
         except (docker.errors.DockerException, OSError) as e:  # OSError: requests' socket errors
             raise SandboxError(f"docker exec in container {self.container.short_id} failed: {e}. "
                                f"The container may have died (e.g. its init was OOM-killed); "
