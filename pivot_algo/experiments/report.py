@@ -287,7 +287,8 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
         ax.set_ylabel("in-domain validation success (%)")
         if "calls" in xlabel:  # SFT generates nothing (0 calls); the RL methods' calls span decades
             ax.set_xscale("symlog", linthresh=100)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # a grid whose runs kept no curve draws nothing
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"learning curves ({preset.phase}, seeds {list(preset.seeds)}; line: median over seeds, "
                  "band: their 25th-75th percentiles)")
     fig.tight_layout()
