@@ -378,7 +378,7 @@ class SandboxedEnv(PivotEnv):
                 raise SandboxLostError(f"the fork was killed from outside: {e}") from e
             raise
         finally:
-            box.close()
+            box.close(wait=False)  # off the verdict's path; this env's close() waits for it
 
     def sandbox_healthy(self, state: SandboxState) -> bool:
         """Can a fresh fork of the state still run a command? (Tells a sandbox that an action broke
@@ -402,7 +402,7 @@ class SandboxedEnv(PivotEnv):
         try:
             yield fork
         finally:
-            fork.close()
+            fork.close(wait=False)
 
     def run_task_test(self, state: SandboxState, box: Sandbox | None = None) -> bool | None:
         """Run the task's test in `box` (default: a fork of the state). None = could not run (infra)."""
@@ -425,9 +425,12 @@ class SandboxedEnv(PivotEnv):
         return (1.0 if passed else 0.0), {"success": bool(passed)}
 
     def close(self) -> None:
-        """Close this env's sandboxes; the last open env of a shared backend releases it too."""
+        """Close this env's sandboxes (returning once they are gone, background removals included);
+        the last open env of a shared backend releases it too."""
         try:
             super().close()
+            if getattr(self, "backend", None) is not None:  # None when __init__ failed early
+                self.backend.flush_removals()
         finally:
             kind, self._sandbox_kind = self._sandbox_kind, None
             if kind is not None:
@@ -435,5 +438,5 @@ class SandboxedEnv(PivotEnv):
 
     def close_state(self, state: SandboxState) -> None:
         if state.sandbox is not None:
-            state.sandbox.close()
+            state.sandbox.close(wait=False)  # the previous episode's sandbox: off the reset's path
             state.sandbox = None

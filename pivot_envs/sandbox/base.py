@@ -146,8 +146,11 @@ class Sandbox(abc.ABC):
         Paths are absolute. Used for state comparison and for replay-identity checks."""
 
     @abc.abstractmethod
-    def close(self) -> None:
-        """Stop and remove everything this sandbox holds. Idempotent."""
+    def close(self, wait: bool = True) -> None:
+        """Stop and remove everything this sandbox holds. Idempotent. With `wait=False` a backend may
+        finish the removal in the background, accounted: `SandboxBackend.flush_removals()` (which
+        every env's `close()` calls) returns once it is done. Envs close their forks and their
+        previous state's sandbox this way, off the reset's and the verdict's path."""
 
     def lost_to_outside(self) -> bool:
         """Whether the sandbox was killed from outside (not by a command run in it): asked after a
@@ -228,6 +231,11 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     def release(self, snapshot: Snapshot) -> None:
         """Free the storage behind a snapshot (idempotent)."""
+
+    def flush_removals(self) -> None:
+        """Return once every sandbox closed so far is gone (processes, mounts, containers). A backend
+        that removes sandboxes closed with `close(wait=False)` in the background waits for them here;
+        one that always removes in `close()` has nothing to wait for."""
 
     def close(self) -> None:
         """Release everything the backend still holds (sandboxes and snapshots it created)."""

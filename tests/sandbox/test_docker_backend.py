@@ -168,6 +168,29 @@ def test_exec_output_keeps_every_frame_of_both_streams(box):
     assert r.stderr.splitlines() == [f"err{i}" for i in range(1, 301)]
 
 
+def test_close_without_waiting_is_accounted_until_the_container_is_gone(docker_backend):
+    def listed(cid):
+        return docker_backend.client.containers.list(all=True, sparse=True, filters={"id": cid})
+
+    boxes = [docker_backend.create() for _ in range(3)]
+    for b in boxes:
+        b.close(wait=False)
+        with pytest.raises(SandboxError):
+            b.exec("true")
+    assert docker_backend.stats["removals_in_background"] >= 3
+    docker_backend.flush_removals()
+    assert not any(listed(b.id) for b in boxes)
+    # live_resources() flushes first: a pending removal is neither a leak nor hidden
+    box = docker_backend.create()
+    box.close(wait=False)
+    assert docker_backend.live_resources() == [] and not listed(box.id)
+    # a bounded backlog: with no room, close(wait=False) removes before it returns
+    docker_backend.max_pending_removals = 0
+    box = docker_backend.create()
+    box.close(wait=False)
+    assert not listed(box.id)
+
+
 # ---------------------------------------------------------------------------- snapshots
 
 

@@ -59,10 +59,10 @@ def judge_group(backend: str, actions: list, workers: int) -> tuple[list, dict, 
         def __getattr__(self, name):
             return getattr(self.box, name)
 
-        def close(self):
+        def close(self, wait=True):
             with lock:
                 open_now[0] -= 1
-            self.box.close()
+            self.box.close(wait=wait)
 
         def __enter__(self):
             return self

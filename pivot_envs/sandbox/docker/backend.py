@@ -21,6 +21,7 @@ import collections
 import logging
 import os
 import posixpath
+import queue
 import shutil
 import tempfile
 import threading
@@ -82,6 +83,8 @@ class DockerBackend(SandboxBackend):
             fork inherits the limits of the sandbox its snapshot came from).
         pool_size: started containers kept ready per recently forked snapshot (0: no pool).
         pool_images: how many snapshots get a pool at once (least recently forked ones lose it).
+        max_pending_removals: containers of sandboxes closed with `close(wait=False)` that may wait for
+            the background removal at once; beyond that, `close(wait=False)` removes before it returns.
     """
 
     name = "docker"
@@ -94,7 +97,7 @@ class DockerBackend(SandboxBackend):
         keeps_processes=True)
 
     def __init__(self, image: str | None = None, limits: SandboxLimits | None = None,
-                 pool_size: int = 2, pool_images: int = 8):
+                 pool_size: int = 2, pool_images: int = 8, max_pending_removals: int = 8):
         self.client = connect()
         self._docker = docker_module()
         self.image = image or os.environ.get(IMAGE_ENV_VAR) or DEFAULT_IMAGE
@@ -108,6 +111,11 @@ class DockerBackend(SandboxBackend):
         self._unremoved: set[str] = set()  # released snapshot images still in use; close() retries
         self._released: set[str] = set()   # refs of released snapshots (forks of them must fail)
         self.pool = ContainerPool(self, pool_size, pool_images)
+        self.max_pending_removals = max(0, int(max_pending_removals))
+        self._removal_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._removal_thread: threading.Thread | None = None
+        self._removals_pending = 0
+        self._removals_done = threading.Condition(self._lock)
         self._quota_mounts: dict[str, str] = {}  # container id -> host dir its quota volume covers
         # A new backend first reaps what killed pivotrl processes left on this daemon.
         try:
@@ -197,8 +205,47 @@ class DockerBackend(SandboxBackend):
         if layer_dir:
             detach_quota(layer_dir)
 
-    def flush_removals(self) -> None:
-        """Kept for callers of the former background removal: `close()` now removes synchronously."""
+    def _remove_later(self, container) -> None:
+        """Remove `container` off the caller's path (a closed sandbox's removal, ~60 ms of daemon work,
+        was the largest part of a warm episode reset), but accounted: the container stays listed until
+        it is gone, `flush_removals()` waits for every pending one, and `live_resources()`, `close()`
+        and every env's `close()` flush first, so nothing outlives the close that asked for it. Removes
+        now when `max_pending_removals` are already waiting (a bounded backlog)."""
+        with self._lock:
+            now = self._removals_pending >= self.max_pending_removals
+            if not now:
+                if self._removal_thread is None or not self._removal_thread.is_alive():
+                    self._removal_thread = threading.Thread(target=self._removal_loop, daemon=True,
+                                                            name=f"pivotrl-docker-removal-{self.instance_id}")
+                    self._removal_thread.start()
+                self._removals_pending += 1
+        if now:
+            self._remove_now(container)
+            return
+        self.stats["removals_in_background"] += 1
+        self._removal_queue.put(container)
+
+    def _removal_loop(self) -> None:
+        while True:
+            container = self._removal_queue.get()
+            try:
+                self._remove_now(container)
+            except Exception as e:  # noqa: BLE001 - close() lists and removes what is left by label
+                log.warning("background removal of container %s failed: %s", container.short_id, e)
+            finally:
+                with self._removals_done:
+                    self._removals_pending -= 1
+                    self._removals_done.notify_all()
+
+    def flush_removals(self, timeout: float = 120.0) -> None:
+        """Wait until every container handed to the background removal is gone."""
+        deadline = time.monotonic() + timeout
+        with self._removals_done:
+            while self._removals_pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SandboxError(f"{self._removals_pending} container removal(s) still pending after {timeout:.0f} s")
+                self._removals_done.wait(left)
 
     def _forget(self, box: DockerSandbox) -> None:
         with self._lock:
@@ -313,6 +360,10 @@ class DockerBackend(SandboxBackend):
                 self._unremoved.clear()
             for box in boxes:
                 box.close()
+            try:
+                self.flush_removals()
+            except SandboxError as e:  # what is left is listed by label and removed below
+                log.warning("%s", e)
             # Anything a crashed code path left behind still carries our instance label.
             try:
                 # sparse: ids only; a full list inspects each container and fails on one removed meanwhile
@@ -342,6 +393,7 @@ class DockerBackend(SandboxBackend):
         empty once every sandbox is closed. Containers waiting in the fork pool are a cache, not
         sandboxes, and are left out (the pool refills in the background at any moment);
         `close()` removes them."""
+        self.flush_removals()  # a closed sandbox's container counts as gone only once it is
         rows = self._owned_container_rows()
         with self._lock:
             tracked = set(self._sandboxes)

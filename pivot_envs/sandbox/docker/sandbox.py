@@ -293,11 +293,14 @@ class DockerSandbox(Sandbox):
                     out[full] = FileEntry("other", mode, "")
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._backend._remove_now(self.container)
+            if wait:
+                self._backend._remove_now(self.container)
+            else:
+                self._backend._remove_later(self.container)
         finally:
             self._backend._forget(self)

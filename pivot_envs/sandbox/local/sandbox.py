@@ -439,7 +439,7 @@ class LocalSandbox(Sandbox):
                 out[root + host[len(host_root):]] = _entry(host, st)
         return dict(sorted(out.items()))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:  # removal takes ~0.3 ms here: always now
         if self.closed:
             return
         self.closed = True
