@@ -128,8 +128,9 @@ def state_intervals(s: dict[str, Any], reps: int) -> None:
     for arm, items in s["per_item"].items():
         means = items.get("_state_means")
         if means and s["arms"][arm].get("state_reward"):
-            _, lo, hi = cluster_bootstrap(list(means.values()), [trajectory_of(k) for k in means], reps, 1)
-            s["arms"][arm]["state_reward"].update(lo=lo, hi=hi, trajectories=len({trajectory_of(k) for k in means}))
+            labels = [trajectory_of(k) for k in means]
+            _, lo, hi = cluster_bootstrap(list(means.values()), labels, reps, 1)
+            s["arms"][arm]["state_reward"].update(lo=lo, hi=hi, trajectories=len(set(labels)))
     for j, (a, b) in enumerate(COMPARISONS):
         ma, mb = s["per_item"].get(a, {}).get("_state_means"), s["per_item"].get(b, {}).get("_state_means")
         if ma and mb:

@@ -267,10 +267,11 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
     for m in preset.methods:
         per_axis: list[list[tuple[list[float], list[float]]]] = [[], [], []]
         for s in preset.seeds:
-            curve = cells[(s, m)].get("curve") or []
+            cell = cells[(s, m)]
+            curve = cell.get("curve") or []
             if not curve:
                 continue
-            prof = cells[(s, m)].get("profile_costs") or {}
+            prof = cell.get("profile_costs") or {}
             y = [p[curves.IN_DOMAIN] * 100 for p in curve]
             per_axis[0].append(([p["costs/rollout_turns"] + prof.get("rollout_turns", 0) for p in curve], y))
             per_axis[1].append(([p["costs/rollout_turns"] for p in curve], y))
