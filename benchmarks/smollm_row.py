@@ -186,21 +186,28 @@ def _states(pairs: Sequence[Sequence[Any]]) -> list[StartState]:
 def eval_states(cfg: RunConfig, model: str, states: Sequence[StartState], sizes: RowSizes) -> dict[str, Any]:
     """Verifier rewards of `eval.pivot_samples` samples at each held-out state (masked samples left out).
     The sampling seed depends on the chunk only, so every model is asked with the same seeds."""
-    ec = cfg.eval
     rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(model))
+    try:
+        return sample_states(cfg, rollouts, states, sizes, "row-states")
+    finally:
+        pipeline.close_rollouts(rollouts)
+
+
+def sample_states(cfg: RunConfig, rollouts: Any, states: Sequence[StartState], sizes: RowSizes,
+                  seed_tag: str) -> dict[str, Any]:
+    """`eval.pivot_samples` verifier-judged samples at each state with `rollouts`' policy: per-state rewards
+    (masked samples left out), the masked count and the paper's costs. Seeds depend on (`seed_tag`, chunk)."""
+    ec = cfg.eval
     before, t0 = rollouts.costs(), time.perf_counter()
     per_state: dict[str, list[float]] = {}
     masked = 0
-    try:
-        for i in range(0, len(states), sizes.state_batch):
-            chunk = list(states[i:i + sizes.state_batch])
-            for g in rollouts.sample(chunk, ec.pivot_samples, max_new_tokens=ec.max_new_tokens,
-                                     temperature=ec.pivot_temperature, seed=stable_seed(cfg.seed, "row-states", i)):
-                per_state[f"{g.state.trajectory_id}#{g.state.turn}"] = [r for r, m in zip(g.rewards, g.masked) if not m]
-                masked += sum(g.masked)
-        costs = pipeline.paper_costs(_delta(before, rollouts.costs()), wall_seconds=time.perf_counter() - t0)
-    finally:
-        pipeline.close_rollouts(rollouts)
+    for i in range(0, len(states), sizes.state_batch):
+        chunk = list(states[i:i + sizes.state_batch])
+        for g in rollouts.sample(chunk, ec.pivot_samples, max_new_tokens=ec.max_new_tokens,
+                                 temperature=ec.pivot_temperature, seed=stable_seed(cfg.seed, seed_tag, i)):
+            per_state[f"{g.state.trajectory_id}#{g.state.turn}"] = [r for r, m in zip(g.rewards, g.masked) if not m]
+            masked += sum(g.masked)
+    costs = pipeline.paper_costs(_delta(before, rollouts.costs()), wall_seconds=time.perf_counter() - t0)
     return {"per_state": per_state, "masked_samples": masked, "costs": costs}
 
 
@@ -261,28 +268,7 @@ def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> S
         raise RuntimeError(f"{out}: the cached stages used another split ({recorded}) than this config ({splits}); "
                            "use another run directory (--run-dir) or delete the old one")
 
-    def warmup() -> dict[str, Any]:
-        if not cfg.warmup.enabled:
-            return {"policy": cfg.model, "costs": {}, "steps": 0}
-        return pipeline.run_train(cfg, "sft", cfg.model, splits["warmup"], [], out, "warmup_sft",
-                                  section=cfg.warmup.trainer)
-
-    start = stage("train_warmup", warmup)["policy"]
-
-    def profile_stage() -> dict[str, Any]:
-        # The training split only: held-out states are evaluated for every model below, and profiling them
-        # as well (~5 s a state) does not fit the hour.
-        t0 = time.perf_counter()
-        rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(start))
-        try:
-            report = pipeline.run_profile(cfg, rollouts, rollouts.states(splits["train"]), out / "profile.jsonl")
-            costs = pipeline.paper_costs(rollouts.costs(), wall_seconds=time.perf_counter() - t0)
-        finally:
-            pipeline.close_rollouts(rollouts)
-        return {"report": report.summary(), "costs": costs,
-                "train_pivots": [[p.trajectory_id, p.turn] for p in report.pivots]}
-
-    prof = stage("profile", profile_stage)
+    start, prof = start_and_profile(cfg, stage, splits, out)
 
     def train(algo: str) -> Callable[[], dict[str, Any]]:
         def fn() -> dict[str, Any]:
@@ -305,6 +291,34 @@ def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> S
               functools.partial(evals[kind], model=models[arm]))
     log.info("row finished (%.0f s in this process)", time.perf_counter() - t_total)
     return stages
+
+
+def start_and_profile(cfg: RunConfig, stage: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]],
+                      splits: dict[str, list[str]], out: Path) -> tuple[str, dict[str, Any]]:
+    """The start both arms train from (SFT warm-up on the warm-up split) and its profile of the training
+    split, as the stages `train_warmup` and `profile` (shared by the row and its rate grid)."""
+    def warmup() -> dict[str, Any]:
+        if not cfg.warmup.enabled:
+            return {"policy": cfg.model, "costs": {}, "steps": 0}
+        return pipeline.run_train(cfg, "sft", cfg.model, splits["warmup"], [], out, "warmup_sft",
+                                  section=cfg.warmup.trainer)
+
+    start = stage("train_warmup", warmup)["policy"]
+
+    def profile_stage() -> dict[str, Any]:
+        # The training split only: held-out states are evaluated for every model below, and profiling them
+        # as well (~5 s a state) does not fit the hour.
+        t0 = time.perf_counter()
+        rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(start))
+        try:
+            report = pipeline.run_profile(cfg, rollouts, rollouts.states(splits["train"]), out / "profile.jsonl")
+            costs = pipeline.paper_costs(rollouts.costs(), wall_seconds=time.perf_counter() - t0)
+        finally:
+            pipeline.close_rollouts(rollouts)
+        return {"report": report.summary(), "costs": costs,
+                "train_pivots": [[p.trajectory_id, p.turn] for p in report.pivots]}
+
+    return start, stage("profile", profile_stage)
 
 
 def eval_order(suites: Sequence[str], arms: Sequence[str]) -> list[tuple[str, str]]:
