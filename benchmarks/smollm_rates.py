@@ -15,7 +15,7 @@ Protocol, fixed before the run:
   trajectory, judged by the verifier: the dev state reward, a learning curve over model calls.
 - Rule: per method the rate with the highest plateau of its dev curve (`curves.plateau_value`: the mean
   over the last quarter of its steps, here steps 6 and 8), ties to the lower rate. The grids are the row's
-  rate x {1/3, 1, 3}.
+  rate x {1/3, 1, 3} on the 1-3-10 ladder: SFT 3e-5, 1e-4, 3e-4; PivotRL 1e-5, 3e-5, 1e-4.
 - Curve-based comparison on dev, one seed: model calls (completions generated, PivotRL's profiling
   included) for each method's chosen curve to reach the highest dev reward both reach.
 
@@ -68,7 +68,7 @@ METHODS = ("sft", "pivotrl")
 class GridSizes:
     dev_trajectories: int = 6  # as many as the row's held-out split
     every: int = 2  # steps between dev evaluations (the row trains 8)
-    rate_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    rate_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)  # on the half-decade ladder ..., 1e-5, 3e-5, 1e-4, ...
     bootstrap_reps: int = 2000
 
 
@@ -115,7 +115,12 @@ def state_mean(per_state: dict[str, list[float]]) -> float:
 
 
 def grid(cfg: RunConfig, sizes: GridSizes) -> dict[str, list[float]]:
-    return {m: [float(f"{cfg.trainer(m).values['learning_rate'] * f:.1g}") for f in sizes.rate_factors] for m in METHODS}
+    """Each method's rates: the row's rate times `rate_factors`, rounded to the 1-3-10 ladder (3e-5 x 3 = 1e-4)."""
+    def ladder(x: float) -> float:
+        decade = 10 ** math.floor(math.log10(x) + 1e-9)
+        return min((decade * k for k in (1, 3, 10)), key=lambda r: abs(math.log(r / x)))
+    return {m: [float(f"{ladder(cfg.trainer(m).values['learning_rate'] * f):.1g}") for f in sizes.rate_factors]
+            for m in METHODS}
 
 
 def run_grid(cfg: RunConfig, sizes: GridSizes, methods: list[str]) -> Stages:

@@ -1,7 +1,7 @@
 """Verdicts per second for one group of sampled actions at one terminal state, cold, judged one after
 another vs in parallel forks (`verdict_workers`), per sandbox backend, side by side in one run.
 
-    python benchmarks/verifier_group.py [--backends local docker] [--workers 1 2 4 8] [--rounds 5]
+    python benchmarks/verifier_group.py [--backends local docker] [--workers 1 2 4 8] [--rounds 5] [--floor 20]
 
 The group: 16 DISTINCT actions at the state before the demonstration's edit of
 terminal-config_edit-0 (turn 2: a `sed -i` on service.ini): 8 equivalent rewrites of the
@@ -17,6 +17,12 @@ per verdict: this process's (with its children: bwrap and the commands), the wor
 less other Python processes', i.e. the training jobs': kernel and docker daemons included) and the
 whole machine's. 2 cores / work CPU per verdict bounds verdicts/s whatever the parallelism.
 The load average is printed at start and end (the lead's training shares the machine).
+
+`--floor N` (docker) measures, in the same run, what no verdict can go below: N container lifecycles
+(create, start, one `true` exec, remove) with docker's defaults, and N with the backend's own containment
+(`backend.create` + `exec` + `close`: capabilities, seccomp, quota volume), median wall and work CPU each,
+and the docker execs one verdict makes; 2 cores / (CPU of one lifecycle) bounds verdicts/s when every
+sample gets its own container.
 """
 
 from __future__ import annotations
@@ -118,6 +124,60 @@ class Phases:
         return run
 
 
+class ExecCounter:
+    """Counts docker execs (DockerSandbox._run calls) while installed."""
+
+    def __init__(self) -> None:
+        from pivot_envs.sandbox.docker.sandbox import DockerSandbox
+
+        self.calls = 0
+        self._cls, self._orig = DockerSandbox, DockerSandbox._run
+
+        def counted(box, *args, **kwargs):
+            self.calls += 1
+            return self._orig(box, *args, **kwargs)
+
+        DockerSandbox._run = counted  # type: ignore[method-assign,assignment]
+
+    def remove(self) -> None:
+        self._cls._run = self._orig  # type: ignore[method-assign]
+
+
+def floor(n: int) -> dict:
+    """Median wall and work CPU of one container lifecycle, docker defaults vs the backend's containment."""
+    import docker
+
+    from pivot_envs.sandbox.docker.backend import DockerBackend
+
+    client = docker.from_env()
+    backend = DockerBackend()
+    out: dict = {}
+    try:
+        def plain() -> None:
+            c = client.containers.create(backend.image, ["sleep", "infinity"], network_mode="none")
+            c.start()
+            c.exec_run(["true"])
+            c.remove(force=True)
+
+        def contained() -> None:
+            box = backend.create()
+            box.exec("true")
+            box.close()
+
+        for name, cycle in (("docker defaults", plain), ("backend containment", contained)):
+            cycle()  # warm-up, not measured
+            walls, cpus = [], []
+            for _ in range(n):
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                cycle()
+                walls.append(time.perf_counter() - t0)
+                cpus.append(work_cpu(c0, cpu_seconds()))
+            out[name] = {"n": n, "wall_s": statistics.median(walls), "work_cpu_s": statistics.median(cpus)}
+    finally:
+        backend.close()
+    return out
+
+
 def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
     env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, trajectory=TRAJECTORY,
                    reset_to_turn=TURN, verdict_workers=workers)
@@ -126,6 +186,7 @@ def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
         core = pivot_env(env)
         actions = group_actions(tool_calls_of(info["reference"])[0].arguments["command"])
         phases = Phases(core) if with_phases else None
+        execs = ExecCounter() if backend == "docker" else None
         measure_files = sandboxed_env.measure_files
         if phases is not None:
             sandboxed_env.measure_files = phases.timed("effect measurement", measure_files)  # type: ignore[assignment]
@@ -135,11 +196,14 @@ def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
             wall, cpu1 = time.perf_counter() - t0, cpu_seconds()
         finally:
             sandboxed_env.measure_files = measure_files  # type: ignore[assignment]
+            if execs is not None:
+                execs.remove()
         masked = sum(v.masked for v in verdicts)
         return {"verdicts": len(verdicts), "seconds": wall, "per_second": len(verdicts) / wall, "masked": masked,
                 "correct": sum(v.reward == 1.0 for v in verdicts), "forks": core.costs.rollout_turns,
                 "cpu_process": cpu1[0] - cpu0[0], "cpu_machine": cpu1[1] - cpu0[1], "cpu_work": work_cpu(cpu0, cpu1),
-                "phases": dict(phases.seconds) if phases is not None else {}}
+                "phases": dict(phases.seconds) if phases is not None else {},
+                "docker_execs": execs.calls if execs is not None else None}
     finally:
         env.close()
 
@@ -167,11 +231,14 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["local", "docker"])
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--floor", type=int, default=0, help="container lifecycles to measure (docker; 0 = none)")
     args = ap.parse_args()
     results: dict = {"trajectory": TRAJECTORY, "turn": TURN, "group": 16, "load_start": os.getloadavg()}
     print(f"load average at start (1/5/15 min): {' '.join(f'{x:.2f}' for x in results['load_start'])}")
     for b in args.backends:
         results[b] = bench(b, args.workers, args.rounds)
+    if args.floor and "docker" in args.backends:
+        results["floor"] = floor(args.floor)
     results["load_end"] = os.getloadavg()
     rows = []
     for b in args.backends:
@@ -196,6 +263,14 @@ def main() -> None:
                 phases.update(r["phases"])
             parts = ", ".join(f"{k} {1000 * v / len(seq):.0f} ms" for k, v in phases.most_common())
             print(f"{b}, one after another, per group of 16 (median wall {1000 * wall:.0f} ms): {parts}")
+    if "floor" in results:
+        seq = results["docker"].get("1") or next(iter(results["docker"].values()))
+        per_verdict = statistics.median(r["docker_execs"] for r in seq) / seq[0]["verdicts"]
+        print(f"docker: {per_verdict:.1f} docker execs per verdict (reference runs included, one after another)")
+        for name, f in results["floor"].items():
+            print(f"docker floor, one container lifecycle ({name}; create, start, 1 exec, remove; n = {f['n']}): "
+                  f"median wall {1000 * f['wall_s']:.0f} ms, work CPU {1000 * f['work_cpu_s']:.0f} ms "
+                  f"-> at most {2 / max(f['work_cpu_s'], 1e-9):.1f} lifecycles/s on 2 cores")
     print(f"load average at end (1/5/15 min): {' '.join(f'{x:.2f}' for x in results['load_end'])}")
     print(f"\nwrote {write_json('verifier_group', results)}")
 
