@@ -7,7 +7,8 @@ A warm episode reset = close the previous sandbox, fork the state's snapshot, ru
 the backend's own functions (no change to them): local: quota volume, overlay mount, cgroup, bwrap
 argv, the exec (bwrap + seccomp start + command + teardown), and at close the cgroup removal, the
 unmount and the layer/volume bookkeeping; docker: the pool take, a synchronous container start (a pool
-miss), the exec, and the container removal. Prints p50/p90 ms per phase next to the whole cycle, and
+miss), the exec (its three daemon calls: create, start with the output, inspect for the exit code) and the
+container removal, plus the exec wrapper's share (`true` with and without it, alternating). Prints p50/p90 ms per phase next to the whole cycle, and
 the load average before and after (the numbers move with it).
 """
 
@@ -64,13 +65,18 @@ def _hooks(name: str) -> list[tuple[object, str, str]]:
                 (sandbox, "unmount", "close: unmount"),
                 (backend.LocalBackend, "_forget", "close: layer/volume bookkeeping")]
     if name == "docker":
+        from docker.api.client import APIClient
+
+        from pivot_envs.sandbox.docker import sandbox as docker_sandbox
         from pivot_envs.sandbox.docker.backend import DockerBackend
         from pivot_envs.sandbox.docker.pool import ContainerPool
-        from pivot_envs.sandbox.docker.sandbox import DockerSandbox
 
         return [(ContainerPool, "take", "fork: pool take"),
                 (DockerBackend, "_start", "fork: container create+start (pool miss)"),
-                (DockerSandbox, "exec", "exec: docker exec"),
+                (docker_sandbox.DockerSandbox, "exec", "exec: docker exec"),
+                (APIClient, "exec_create", "exec: 1 exec_create (HTTP)"),
+                (docker_sandbox, "_exec_output", "exec: 2 exec start + output (runc exec, wrapper, command)"),
+                (APIClient, "exec_inspect", "exec: 3 exec_inspect (HTTP, exit code)"),
                 (DockerBackend, "_remove_now", "close: container removal")]
     return []
 
@@ -101,6 +107,15 @@ def measure(name: str, n: int) -> dict:
                 cycles["warm episode reset"].append(t3 - t0)
                 for phase, s in _current.items():
                     cycles[phase].append(s)
+        if name == "docker":  # the exec wrapper's share: the same `true` with and without it, alternating
+            for i in range(n):
+                t0 = time.perf_counter()
+                box.exec("true")
+                t1 = time.perf_counter()
+                box._run(["true"])  # type: ignore[attr-defined]
+                t2 = time.perf_counter()
+                cycles["exec `true` through the wrapper (A/B)"].append(t1 - t0)
+                cycles["exec `true` without the wrapper (A/B)"].append(t2 - t1)
         box.close()
         be.release(snap)
     finally:
