@@ -8,7 +8,7 @@ The ratio last/0 says whether a reset costs the same whatever k is.
 
     python benchmarks/reset_latency.py --backends local docker --trajectories 5 --reps 20
 
-`--compare-before REV` measures instead what the sandbox containment costs (issue 8: no capabilities,
+`--compare-before REV [--gap-ms G]` measures instead what the sandbox containment costs (issue 8: no capabilities,
 seccomp, masked secrets, the per-sandbox disk-quota volume, synchronous docker removal): warm
 episode resets (previous sandbox closed, fork, first command) at the middle turn, with the code of
 git revision REV (exported with `git archive` into a temp dir) and with this checkout, alternating
@@ -133,7 +133,7 @@ import gymnasium as gym
 import pivot_envs
 from pivot_envs.domains.terminal.tasks import builtin_trajectories
 from pivot_envs.trajectory import load_trajectories
-backend, n_traj, reps, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+backend, n_traj, reps, kind, gap_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 trajs = list(load_trajectories(builtin_trajectories("train")))[:n_traj]
 env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, mode=kind)
 # episode: the middle turn, then a first command; pivot: every turn (the state is ready to judge)
@@ -152,6 +152,7 @@ try:
             if kind == "episode":
                 env.unwrapped._state.sandbox.exec("true")
             times.append(time.perf_counter() - t0)
+            time.sleep(gap_s)  # untimed: lets background work (removals, pool refills) drain before the next reset
 finally:
     env.close()
 print(json.dumps({"warm": times, "cold": cold}))
@@ -159,10 +160,12 @@ print(json.dumps({"warm": times, "cold": cold}))
 
 
 def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int, rounds: int = 3,
-                           kind: str = "episode") -> list[dict]:
+                           kind: str = "episode", gap_s: float = 0.0) -> list[dict]:
     """Warm `kind` reset p50/p95 (episode: middle turn + first command; pivot: every turn, no fork)
     with the code of `rev` vs this checkout, alternating rounds; pivot rows also give the cold resets
-    (the first one of each state, which builds it)."""
+    (the first one of each state, which builds it). `gap_s` > 0 pauses (untimed) after each reset: the
+    latency of one reset on an idle machine, where 0 (back to back) also pays for the previous resets'
+    background work."""
     repo = Path(__file__).resolve().parent.parent
     rows = []
     with tempfile.TemporaryDirectory(prefix="pivotrl-before-") as before:
@@ -178,14 +181,14 @@ def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int
                     env = dict(os.environ, PYTHONPATH=tree)
                     loads.append(os.getloadavg()[0])
                     proc = subprocess.run([sys.executable, "-c", _CONTAINMENT_PROBE, backend, str(n_traj), str(reps),
-                                           kind], cwd=tree, env=env, capture_output=True, text=True, check=False)
+                                           kind, str(gap_s)], cwd=tree, env=env, capture_output=True, text=True, check=False)
                     if proc.returncode != 0:
                         raise RuntimeError(f"{name} / {backend} failed: {proc.stderr[-2000:]}")
                     got = json.loads(proc.stdout.strip().splitlines()[-1])
                     samples[name] += got["warm"]
                     colds[name] += got["cold"]
             for name, times in samples.items():
-                row = {"backend": backend, "code": name, f"warm_{kind}_p50": pct(times, 50),
+                row = {"backend": backend, "code": name, "gap_s": gap_s, f"warm_{kind}_p50": pct(times, 50),
                        f"warm_{kind}_p95": pct(times, 95), "n": len(times), "load": os.getloadavg(),
                        "load_1min_range": [min(loads), max(loads)]}
                 if kind == "pivot":
@@ -211,10 +214,13 @@ def main() -> None:
     ap.add_argument("--compare-before", metavar="REV", help="containment cost: REV's code vs this checkout")
     ap.add_argument("--reset-kind", choices=("episode", "pivot"), default="episode",
                     help="with --compare-before: warm episode resets (default) or pivot resets of every turn")
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="with --compare-before: untimed pause after each reset (0: back to back)")
     args = ap.parse_args()
     if args.compare_before:
         kind = args.reset_kind
-        rows = bench_containment_cost(args.compare_before, args.backends, args.trajectories, args.reps, kind=kind)
+        rows = bench_containment_cost(args.compare_before, args.backends, args.trajectories, args.reps, kind=kind,
+                                      gap_s=args.gap_ms / 1000)
         base = {r["backend"]: r for r in rows if r["code"].startswith("before")}
         cold = kind == "pivot"
         fine = (lambda x: f"{1000 * x:8.3f}") if cold else ms  # a warm pivot reset is a cache lookup (< 1 ms)
@@ -226,6 +232,8 @@ def main() -> None:
                       "{:.1f}-{:.1f}".format(*r["load_1min_range"]),
                       " ".join(f"{x:.1f}" for x in r["load"])] for r in rows]))
         name = "containment_cost" if kind == "episode" else "pivot_reset_before_after"
+        name += f"_gap{args.gap_ms:g}ms" if args.gap_ms else ""
+        print(f"pause after each reset: {args.gap_ms:g} ms (untimed)")
         print(f"\nwrote {write_json(name, {'rev': args.compare_before, 'rows': rows})}")
         return
     rows = []
