@@ -8,7 +8,7 @@ The ratio last/0 says whether a reset costs the same whatever k is.
 
     python benchmarks/reset_latency.py --backends local docker --trajectories 5 --reps 20
 
-`--compare-before REV [--gap-ms G]` measures instead what the sandbox containment costs (issue 8: no capabilities,
+`--compare-before REV [REV ...] [--gap-ms G]` measures instead what the sandbox containment costs (issue 8: no capabilities,
 seccomp, masked secrets, the per-sandbox disk-quota volume, synchronous docker removal): warm
 episode resets (previous sandbox closed, fork, first command) at the middle turn, with the code of
 git revision REV (exported with `git archive` into a temp dir) and with this checkout, alternating
@@ -159,19 +159,24 @@ print(json.dumps({"warm": times, "cold": cold}))
 """
 
 
-def bench_containment_cost(rev: str, backends: list[str], n_traj: int, reps: int, rounds: int = 3,
+def bench_containment_cost(revs: list[str], backends: list[str], n_traj: int, reps: int, rounds: int = 3,
                            kind: str = "episode", gap_s: float = 0.0) -> list[dict]:
     """Warm `kind` reset p50/p95 (episode: middle turn + first command; pivot: every turn, no fork)
-    with the code of `rev` vs this checkout, alternating rounds; pivot rows also give the cold resets
-    (the first one of each state, which builds it). `gap_s` > 0 pauses (untimed) after each reset: the
+    with the code of each of `revs` (oldest first: a row per change) and this checkout, alternating rounds;
+    pivot rows also give the cold resets (the first one of each state, which builds it). `gap_s` > 0 pauses (untimed) after each reset: the
     latency of one reset on an idle machine, where 0 (back to back) also pays for the previous resets'
     background work."""
     repo = Path(__file__).resolve().parent.parent
     rows = []
-    with tempfile.TemporaryDirectory(prefix="pivotrl-before-") as before:
-        archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
-        trees = {f"before ({rev})": before, "after (this checkout)": str(repo)}
+    with tempfile.TemporaryDirectory(prefix="pivotrl-before-") as scratch:
+        trees = {}
+        for rev in revs:
+            tree = os.path.join(scratch, rev)
+            os.mkdir(tree)
+            archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+            trees[f"before ({rev})" if rev == revs[0] else f"at {rev}"] = tree
+        trees["after (this checkout)"] = str(repo)
         for backend in backends:
             samples: dict[str, list[float]] = {name: [] for name in trees}
             colds: dict[str, list[float]] = {name: [] for name in trees}
@@ -211,7 +216,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--no-tooluse", action="store_true")
     ap.add_argument("--swe", action="store_true", help="also PivotSWE-v0 (docker; repository images are built when missing)")
-    ap.add_argument("--compare-before", metavar="REV", help="containment cost: REV's code vs this checkout")
+    ap.add_argument("--compare-before", metavar="REV", nargs="+",
+                    help="containment cost: REV's code vs this checkout; several REVs (oldest first): one row per change")
     ap.add_argument("--reset-kind", choices=("episode", "pivot"), default="episode",
                     help="with --compare-before: warm episode resets (default) or pivot resets of every turn")
     ap.add_argument("--gap-ms", type=float, default=0.0,
@@ -234,7 +240,7 @@ def main() -> None:
         name = "containment_cost" if kind == "episode" else "pivot_reset_before_after"
         name += f"_gap{args.gap_ms:g}ms" if args.gap_ms else ""
         print(f"pause after each reset: {args.gap_ms:g} ms (untimed)")
-        print(f"\nwrote {write_json(name, {'rev': args.compare_before, 'rows': rows})}")
+        print(f"\nwrote {write_json(name, {'rev': args.compare_before[0], 'revs': args.compare_before, 'rows': rows})}")
         return
     rows = []
     for b in args.backends:
