@@ -70,6 +70,9 @@ class GridSizes:
     every: int = 2  # steps between dev evaluations (the row trains 8)
     rate_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)  # on the half-decade ladder ..., 1e-5, 3e-5, 1e-4, ...
     bootstrap_reps: int = 2000
+    extra_rates: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    """Rates added to a method's grid (`--extra-rates pivotrl=3e-6`): the edge check when the rule chose a
+    grid's lowest or highest rate."""
 
 
 def dev_trajectories(cfg: RunConfig, n: int) -> list[dict[str, Any]]:
@@ -119,7 +122,8 @@ def grid(cfg: RunConfig, sizes: GridSizes) -> dict[str, list[float]]:
     def ladder(x: float) -> float:
         decade = 10 ** math.floor(math.log10(x) + 1e-9)
         return min((decade * k for k in (1, 3, 10)), key=lambda r: abs(math.log(r / x)))
-    return {m: [float(f"{ladder(cfg.trainer(m).values['learning_rate'] * f):.1g}") for f in sizes.rate_factors]
+    return {m: sorted({float(f"{ladder(cfg.trainer(m).values['learning_rate'] * f):.1g}") for f in sizes.rate_factors}
+                      | set(sizes.extra_rates.get(m, [])))
             for m in METHODS}
 
 
@@ -269,13 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of sft,pivotrl (a shard)")
     parser.add_argument("--dev-trajectories", type=int, default=GridSizes.dev_trajectories)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--extra-rates", nargs="*", default=[], metavar="METHOD=R1,R2",
+                        help="rates added to a method's grid (the edge check); give them to --report-only too")
     parser.add_argument("--report-only", action="store_true", help="write the report from the cells already done")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     cfg = load_run_config(args.config, args.set)
-    sizes = GridSizes(dev_trajectories=args.dev_trajectories)
+    extra: dict[str, list[float]] = {}
+    for item in args.extra_rates:
+        method, _, values = item.partition("=")
+        extra[method] = [float(v) for v in values.split(",") if v]
+    sizes = GridSizes(dev_trajectories=args.dev_trajectories, extra_rates=extra)
     methods = [m for m in args.methods.split(",") if m]
-    if set(methods) - set(METHODS):
+    if set(methods) - set(METHODS) or set(extra) - set(METHODS):
         parser.error(f"--methods takes {METHODS}, got {methods}")
     t0 = time.perf_counter()
     if args.report_only:

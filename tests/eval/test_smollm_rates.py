@@ -26,6 +26,8 @@ def test_rule_picks_the_highest_plateau_ties_to_the_lower_rate(tmp_path: Path):
     cfg = load_run_config("smollm_row")
     sizes = rates.GridSizes(bootstrap_reps=200)
     assert rates.grid(cfg, sizes) == {"sft": [3e-5, 1e-4, 3e-4], "pivotrl": [1e-5, 3e-5, 1e-4]}
+    edge = rates.GridSizes(extra_rates={"pivotrl": [3e-6]})  # the edge check below a chosen lowest rate
+    assert rates.grid(cfg, edge)["pivotrl"] == [3e-6, 1e-5, 3e-5, 1e-4]
     stages = Stages(tmp_path)
     (stages.dir / "profile.json").write_text(json.dumps({"costs": {"rollout_turns": 248, "wall_seconds": 120.0}}))
     good = {f"t{t}#{k}": [1.0, 1.0] for t in range(3) for k in range(4)}
