@@ -149,8 +149,14 @@ def _start(rng: random.Random, ops: list[tuple[str, int]]) -> int:
     keeps it below 10,000 at any horizon); the others start anywhere up to 9972, so that every digit of
     the display, the leading one included, is copied in group A. (World v7 started every family below
     1000: group A's leading digit was always 0, and on two of four dev seeds no method, SFT included,
-    ever reported a group-B result >= 1000: 68% of the in-domain tasks.)"""
-    return rng.randint(30, 999) if any(op == "times" for op, _ in ops) else rng.randint(30, 9972)
+    ever reported a group-B result >= 1000: 68% of the in-domain tasks.) Past 3 operations a task that may
+    add or subtract (group A, tool use) keeps 9 more of room at each end per extra operation, so x stays
+    positive and four digits at any horizon; group B only grows and tasks of <= 3 operations draw exactly
+    as before (their seeds give the same tasks)."""
+    extra = 9 * max(0, len(ops) - 3) if any(op in GROUP_A for op, _ in ops) else 0
+    if any(op == "times" for op, _ in ops):
+        return rng.randint(30 + extra, 999)
+    return rng.randint(30 + extra, 9972 - extra)
 
 
 def make_task(family: str, seed: int, *, canonical: bool, horizon: int | None = None) -> dict:
@@ -262,14 +268,24 @@ class PretrainMix:
     tool_short: int = 0
     """One-call tool-use tasks: the report copies x out of a tool response (another offset than a user
     message's), densely supervised."""
+    max_horizon: int | None = None
+    """None: group A, tool use and group B tasks have 2 or 3 operations. N: their operation counts cycle
+    through 2..N, so the base meets long conversations before its target domain does (the horizon
+    sweep's bases: pre-trained on <= 3 operations, a base never solved a task of 8, see presets "long")."""
 
     def trajectories(self, phase: str, seed: int) -> list[dict]:
         off = 10_000 * seed  # each seed's base sees its own pre-training tasks
         return (tasks("A", "pretrain", phase, self.report, offset=off + 5_000, horizon=0)
                 + tasks("tool", "pretrain", phase, self.tool_short, offset=off + 5_000, horizon=1)
-                + tasks("A", "pretrain", phase, self.group_a, canonical=False, offset=off)
-                + tasks("tool", "pretrain", phase, self.tool, canonical=False, offset=off)
-                + tasks("B", "pretrain", phase, self.group_b, canonical=False, offset=off))
+                + self._mixed("A", phase, self.group_a, off)
+                + self._mixed("tool", phase, self.tool, off)
+                + self._mixed("B", phase, self.group_b, off))
+
+    def _mixed(self, family: str, phase: str, n: int, offset: int) -> list[dict]:
+        if self.max_horizon is None:
+            return tasks(family, "pretrain", phase, n, canonical=False, offset=offset)
+        base = _SEED_BASE[("pretrain", phase)] + offset
+        return [make_task(family, base + i, canonical=False, horizon=2 + i % (self.max_horizon - 1)) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- the env

@@ -205,11 +205,12 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         pad = int(policy.tokenizer.pad_token_id or 0)
         broad = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(**preset.pretrain).trajectories(
             preset.phase, seed))]
+        long = preset.pretrain.get("max_horizon")  # stage 2 sees the conversation lengths stage 1 saw
         exposure = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
-            group_a=0, tool=0, group_b=preset.exposure_tasks).trajectories(preset.phase, seed))]
+            group_a=0, tool=0, group_b=preset.exposure_tasks, max_horizon=long).trajectories(preset.phase, seed))]
         # The broad mix's own group-A conversations, drawn on their own (see `rehearse_a_share`).
         rehearse_a = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
-            group_a=preset.pretrain["group_a"], tool=0, group_b=0).trajectories(preset.phase, seed))]
+            group_a=preset.pretrain["group_a"], tool=0, group_b=0, max_horizon=long).trajectories(preset.phase, seed))]
         select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.horizon)
         select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
         select_tool = miniworld.tasks("tool", "select", preset.phase, max(1, preset.select_tasks // 4))

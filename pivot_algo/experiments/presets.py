@@ -36,6 +36,10 @@ WORLD_MODEL = {"hidden_size": 128, "intermediate_size": 344, "num_hidden_layers"
 ~4x faster per step than the 4-layer test model."""
 
 
+LONG_PRETRAIN = {"group_a": 1000, "tool": 400, "group_b": 0, "report": 1000, "tool_short": 1000, "max_horizon": 16}
+"""The horizon sweep's broad mix: the default one with group A and tool-use conversations of 2..16 operations."""
+
+
 @dataclasses.dataclass
 class GridPreset:
     """Everything a grid run depends on; its hash names the cells (seeds and methods excepted)."""
@@ -181,6 +185,11 @@ PRESETS = {
     "full": GridPreset(phase="test", seeds=tuple(range(10))),
     # `make demo`: the protocol on one test seed (its base is shared with full's seed 0 through the cache).
     "demo": GridPreset(phase="test", seeds=(0,)),
+    # The horizon sweep's world (`--horizon H`): bases pre-trained on conversations of 2..16 operations.
+    # The default bases met only 2-3 and never solved an 8-operation task (full-h8/): the sweep past H = 4
+    # measured the pre-training's reach, not the methods. Checked on dev first, then run on 3 test seeds.
+    "long-dev": GridPreset(phase="dev", seeds=(0, 1, 2, 3), pretrain={**LONG_PRETRAIN}),
+    "long": GridPreset(phase="test", seeds=(0, 1, 2), pretrain={**LONG_PRETRAIN}),
 }
 
 

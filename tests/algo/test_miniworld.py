@@ -174,3 +174,24 @@ def test_report_only_tasks_are_a_copy_and_horizons_have_their_own_ids():
     assert [m["role"] for m in t["messages"]] == ["user", "assistant"]
     assert t["messages"][0]["content"].endswith("Next: report") and t["messages"][1]["content"] in t["messages"][0]["content"]
     assert miniworld.make_task("B", 3, canonical=True, horizon=4)["id"] != miniworld.make_task("B", 3, canonical=True)["id"]
+
+
+def test_long_pretraining_mix_cycles_horizons_and_keeps_the_default_world():
+    # The horizon sweep's bases ("long" presets) meet conversations of 2..16 operations in pre-training;
+    # x must stay positive and four digits in those too (group A subtracts up to 9 per operation).
+    mix = miniworld.PretrainMix(group_a=60, tool=60, group_b=30, report=5, tool_short=5, max_horizon=16)
+    tasks = mix.trajectories("dev", 0)
+    lengths = {t["task"]["family"]: set() for t in tasks}
+    for t in tasks:
+        lengths[t["task"]["family"]].add(len(t["task"]["ops"]))
+        x = t["task"]["start"]
+        for op, n in t["task"]["ops"]:
+            x = {"add": x + n, "subtract": x - n, "times": x * n, "add_twice": x + 2 * n}[op]
+            assert 0 < x < 10_000, t["id"]
+    assert lengths["B"] == set(range(2, 17))
+    assert lengths["A"] == {0} | set(range(2, 17)) and lengths["tool"] == {1} | set(range(2, 17))  # report-only, one-call
+    # Without max_horizon nothing moves: the default world's tasks are the ones its results were made on.
+    assert miniworld.PretrainMix(group_a=3, tool=0, group_b=0).trajectories("dev", 0) == \
+        miniworld.tasks("A", "pretrain", "dev", 3, canonical=False)
+    assert miniworld.make_task("A", 1_000_000, canonical=False)["task"] == \
+        {"family": "A", "start": 7715, "ops": [["subtract", 8], ["add", 6]], "result": 7713}
