@@ -248,16 +248,17 @@ def plot(s: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    # x = optimiser steps: SFT generates no completions, so "model calls" would put its whole curve at 0
+    # (the table gives PivotRL's calls per point)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, algo in zip(axes, METHODS):
         for name, c in s["cells"].items():
             if c["algo"] != algo:
                 continue
-            offset = s["profile_calls"] if algo == "pivotrl" else 0.0
-            ax.plot([p["calls"] + offset for p in c["curve"]], [100 * p["dev"] for p in c["curve"]], marker="o",
+            ax.plot([p["step"] for p in c["curve"]], [100 * p["dev"] for p in c["curve"]], marker="o",
                     lw=2.5 if name in s["chosen"].values() else 1.0, label=f"lr {c['lr']:g}")
-        ax.set_title(f"{algo}: SmolLM2-135M, dev state reward")
-        ax.set_xlabel("model calls (completions; PivotRL's profiling included)")
+        ax.set_title(f"{algo}: SmolLM2-135M, dev state reward (1 seed)")
+        ax.set_xlabel("training step")
         ax.set_ylabel("dev state reward %")
         if ax.lines:
             ax.legend()
