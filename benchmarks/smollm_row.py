@@ -426,8 +426,10 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
         if all(s in d for s in sizes.ood_suites):
             d["ood_mean"] = _paired_ood_mean(ra, rb, sizes)
         diffs[f"{a}-{b}"] = d
-    loads = [s["stage"]["load_start"] for s in (get(p.stem) for p in sorted(stages.dir.glob("*.json"))) if s]
-    walls = {p.stem: (get(p.stem) or {}).get("stage", {}).get("wall_s") for p in sorted(stages.dir.glob("*.json"))}
+    # the row's own stages (the rate grid, benchmarks/smollm_rates.py, keeps its cells in the same folder)
+    names = [p.stem for p in sorted(stages.dir.glob("*.json")) if not p.stem.startswith("rates_")]
+    loads = [s["stage"]["load_start"] for s in (get(n) for n in names) if s]
+    walls = {n: (get(n) or {}).get("stage", {}).get("wall_s") for n in names}
     return {"arms": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in arms.items()},
             "per_item": {k: {kk: vv for kk, vv in v.items() if kk.startswith("_")} for k, v in arms.items()},
             "differences": diffs, "profile": prof.get("report"),
