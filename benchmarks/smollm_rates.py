@@ -12,12 +12,13 @@ Protocol, fixed before the run:
   trajectories of the built-in suite's `val` split (shuffled with the row's split seed), disjoint from the
   row's trajectories (which come from the `train` split). Every `every` steps (and at step 0, the start,
   evaluated once for all cells) the policy samples `eval.pivot_samples` actions at every turn of every dev
-  trajectory, judged by the verifier: the dev state reward, a learning curve over model calls.
+  trajectory, judged by the verifier: the dev state reward, a learning curve over training steps.
 - Rule: per method the rate with the highest plateau of its dev curve (`curves.plateau_value`: the mean
   over the last quarter of its steps, here steps 6 and 8), ties to the lower rate. The grids are the row's
   rate x {1/3, 1, 3} on the 1-3-10 ladder: SFT 3e-5, 1e-4, 3e-4; PivotRL 1e-5, 3e-5, 1e-4.
-- Curve-based comparison on dev, one seed: model calls (completions generated, PivotRL's profiling
-  included) for each method's chosen curve to reach the highest dev reward both reach.
+- Curve-based comparison on dev, one seed: the chosen pair paired by state at the last point, and the
+  training wall time (evaluation excluded, PivotRL's profiling included) each chosen curve needs to reach
+  the highest dev reward both reach (not model calls: SFT generates none).
 
 Written: `benchmarks/results/smollm_rates/` (rates.md, results.json, curves.png). One seed and ~30 dev
 states: the state-reward intervals (bootstrap over dev trajectories) say how far apart two rates must be
@@ -43,11 +44,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.smollm_row import (
+    GRID_STAGE_PREFIX,
     RowSizes,
     Stages,
     _states,
     sample_states,
-    start_and_profile,
+    shared_stages,
     trajectory_of,
 )
 from pivot_algo import pipeline
@@ -97,14 +99,8 @@ class DevStateEvaluator:
     points: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def evaluate(self, policy: Any) -> dict[str, float]:
-        if not self.points:
-            result = self.start
-        else:
-            rollouts = pipeline.make_rollouts(self.cfg, policy, trajectories=self.trajectories)
-            try:
-                result = sample_states(self.cfg, rollouts, self.states, self.sizes, "dev-states")
-            finally:
-                pipeline.close_rollouts(rollouts)
+        result = (sample_states(self.cfg, policy, self.states, self.sizes, "dev-states", self.trajectories)
+                  if self.points else self.start)
         self.points.append(result)
         return {DEV_KEY: state_mean(result["per_state"])}
 
@@ -127,25 +123,24 @@ def grid(cfg: RunConfig, sizes: GridSizes) -> dict[str, list[float]]:
             for m in METHODS}
 
 
+def cell_stage(algo: str, lr: float) -> str:
+    """The stage (file) name of one grid cell, beside the row's stages."""
+    return f"{GRID_STAGE_PREFIX}{algo}_{lr:g}"
+
+
 def run_grid(cfg: RunConfig, sizes: GridSizes, methods: list[str]) -> Stages:
     splits, out = pipeline.prepare(cfg)
     stages = Stages(out)
-    recorded = stages.run("splits", lambda: {"splits": splits})["splits"]
-    if recorded != splits:
-        raise RuntimeError(f"{out}: the cached stages used another split than this config; use another run directory")
-    start, prof = start_and_profile(cfg, stages.run, splits, out)
+    start, prof = shared_stages(cfg, stages.run, splits, out)
     row_sizes = RowSizes()
     trajs = dev_trajectories(cfg, sizes.dev_trajectories)
     states = [StartState(t.id, k) for t in load_trajectories(trajs) for k in range(t.num_turns)]
 
     def dev_start() -> dict[str, Any]:
-        rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(start), trajectories=trajs)
-        try:
-            return {**sample_states(cfg, rollouts, states, row_sizes, "dev-states"), "dev_ids": [t["id"] for t in trajs]}
-        finally:
-            pipeline.close_rollouts(rollouts)
+        return {**sample_states(cfg, pipeline.load_model(start), states, row_sizes, "dev-states", trajs),
+                "dev_ids": [t["id"] for t in trajs]}
 
-    start_point = stages.run("rates_dev_start", dev_start)
+    start_point = stages.run(f"{GRID_STAGE_PREFIX}dev_start", dev_start)
     for algo in methods:
         for lr in grid(cfg, sizes)[algo]:
             def cell(algo: str = algo, lr: float = lr) -> dict[str, Any]:
@@ -158,7 +153,7 @@ def run_grid(cfg: RunConfig, sizes: GridSizes, methods: list[str]) -> Stages:
                 return {"algo": algo, "lr": lr, "curve": summary["curve"], "costs": summary["costs"],
                         "steps": summary["steps"], "per_state": [p["per_state"] for p in ev.points],
                         "eval_seconds": summary["eval_seconds"]}
-            stages.run(f"rates_{algo}_{lr:g}", cell)
+            stages.run(cell_stage(algo, lr), cell)
     return stages
 
 
@@ -168,7 +163,7 @@ def summarise(cfg: RunConfig, sizes: GridSizes, stages: Stages) -> dict[str, Any
     cells: dict[str, dict[str, Any]] = {}
     for algo, lrs in grid(cfg, sizes).items():
         for lr in lrs:
-            c = stages.get(f"rates_{algo}_{lr:g}")
+            c = stages.get(cell_stage(algo, lr))
             if not c or c.get("skipped"):
                 continue
             last = c["per_state"][-1]
@@ -199,13 +194,13 @@ def summarise(cfg: RunConfig, sizes: GridSizes, stages: Stages) -> dict[str, Any
         wall = {a: calls_to_reach(pts[a], target, key=DEV_KEY, cost="costs/wall_seconds",
                                   offset=float(profile_costs.get("wall_seconds", 0.0)) if a == "pivotrl" else 0.0)
                 for a in METHODS}
-        last = {a: (stages.get(f"rates_{a}_{cells[chosen[a]]['lr']:g}") or {})["per_state"][-1] for a in METHODS}
+        last = {a: (stages.get(cell_stage(a, cells[chosen[a]]["lr"])) or {})["per_state"][-1] for a in METHODS}
         keys = sorted(k for k in last["sft"] if last["sft"][k] and last["pivotrl"].get(k))
         diffs = [float(np.mean(last["pivotrl"][k]) - np.mean(last["sft"][k])) for k in keys]
         diff, lo, hi = cluster_bootstrap(diffs, [trajectory_of(k) for k in keys], sizes.bootstrap_reps, 2)
         matched = {"target": target, "start": curves["sft"][0]["dev"], "wall_s": wall,
                    "pivotrl_minus_sft_last": {"diff": diff, "lo": lo, "hi": hi, "states": len(keys)}}
-    start_point = stages.get("rates_dev_start") or {}
+    start_point = stages.get(f"{GRID_STAGE_PREFIX}dev_start") or {}
     return {"cells": cells, "chosen": chosen, "matched": matched, "grid": grid(cfg, sizes),
             "row_rates": {m: cfg.trainer(m).values["learning_rate"] for m in METHODS},
             "dev_ids": start_point.get("dev_ids"), "dev_states": len(start_point.get("per_state", {})),

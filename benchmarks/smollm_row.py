@@ -79,6 +79,7 @@ RESULTS_DIR = REPO / "benchmarks" / "results" / "smollm_row"
 ARMS = ("base", "start", "sft", "pivotrl")
 ARM_LABELS = {"base": "base", "start": "start (SFT warm-up)", "sft": "SFT", "pivotrl": "PivotRL"}
 # The differences the row is about: PivotRL vs SFT, each arm vs the start both trained from, the warm-up itself.
+GRID_STAGE_PREFIX = "rates_"  # stages of the rate grid (benchmarks/smollm_rates.py), kept in the row's folder
 COMPARISONS = (("pivotrl", "sft"), ("sft", "start"), ("pivotrl", "start"), ("start", "base"))
 OOD_TOKENS = {"ifbench": 200, "humaneval": 256, "bfcl_single": 96}
 
@@ -186,28 +187,29 @@ def _states(pairs: Sequence[Sequence[Any]]) -> list[StartState]:
 def eval_states(cfg: RunConfig, model: str, states: Sequence[StartState], sizes: RowSizes) -> dict[str, Any]:
     """Verifier rewards of `eval.pivot_samples` samples at each held-out state (masked samples left out).
     The sampling seed depends on the chunk only, so every model is asked with the same seeds."""
-    rollouts = pipeline.make_rollouts(cfg, pipeline.load_model(model))
+    return sample_states(cfg, pipeline.load_model(model), states, sizes, "row-states")
+
+
+def sample_states(cfg: RunConfig, policy: Any, states: Sequence[StartState], sizes: RowSizes, seed_tag: str,
+                  trajectories: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`eval.pivot_samples` verifier-judged samples of `policy` at each state (of the env's trajectories, or of
+    `trajectories`): per-state rewards (masked samples left out), the masked count and the paper's costs.
+    Seeds depend on (`seed_tag`, chunk)."""
+    ec = cfg.eval
+    rollouts = pipeline.make_rollouts(cfg, policy, **({"trajectories": trajectories} if trajectories else {}))
     try:
-        return sample_states(cfg, rollouts, states, sizes, "row-states")
+        before, t0 = rollouts.costs(), time.perf_counter()
+        per_state: dict[str, list[float]] = {}
+        masked = 0
+        for i in range(0, len(states), sizes.state_batch):
+            chunk = list(states[i:i + sizes.state_batch])
+            for g in rollouts.sample(chunk, ec.pivot_samples, max_new_tokens=ec.max_new_tokens,
+                                     temperature=ec.pivot_temperature, seed=stable_seed(cfg.seed, seed_tag, i)):
+                per_state[f"{g.state.trajectory_id}#{g.state.turn}"] = [r for r, m in zip(g.rewards, g.masked) if not m]
+                masked += sum(g.masked)
+        costs = pipeline.paper_costs(_delta(before, rollouts.costs()), wall_seconds=time.perf_counter() - t0)
     finally:
         pipeline.close_rollouts(rollouts)
-
-
-def sample_states(cfg: RunConfig, rollouts: Any, states: Sequence[StartState], sizes: RowSizes,
-                  seed_tag: str) -> dict[str, Any]:
-    """`eval.pivot_samples` verifier-judged samples at each state with `rollouts`' policy: per-state rewards
-    (masked samples left out), the masked count and the paper's costs. Seeds depend on (`seed_tag`, chunk)."""
-    ec = cfg.eval
-    before, t0 = rollouts.costs(), time.perf_counter()
-    per_state: dict[str, list[float]] = {}
-    masked = 0
-    for i in range(0, len(states), sizes.state_batch):
-        chunk = list(states[i:i + sizes.state_batch])
-        for g in rollouts.sample(chunk, ec.pivot_samples, max_new_tokens=ec.max_new_tokens,
-                                 temperature=ec.pivot_temperature, seed=stable_seed(cfg.seed, seed_tag, i)):
-            per_state[f"{g.state.trajectory_id}#{g.state.turn}"] = [r for r, m in zip(g.rewards, g.masked) if not m]
-            masked += sum(g.masked)
-    costs = pipeline.paper_costs(_delta(before, rollouts.costs()), wall_seconds=time.perf_counter() - t0)
     return {"per_state": per_state, "masked_samples": masked, "costs": costs}
 
 
@@ -260,15 +262,7 @@ def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> S
             raise StopAfter(name)
         return result
 
-    def split_stage() -> dict[str, Any]:
-        return {"splits": splits}
-
-    recorded = stage("splits", split_stage)["splits"]
-    if recorded != splits:
-        raise RuntimeError(f"{out}: the cached stages used another split ({recorded}) than this config ({splits}); "
-                           "use another run directory (--run-dir) or delete the old one")
-
-    start, prof = start_and_profile(cfg, stage, splits, out)
+    start, prof = shared_stages(cfg, stage, splits, out)
 
     def train(algo: str) -> Callable[[], dict[str, Any]]:
         def fn() -> dict[str, Any]:
@@ -293,10 +287,16 @@ def run_row(cfg: RunConfig, sizes: RowSizes, stop_after: str | None = None) -> S
     return stages
 
 
-def start_and_profile(cfg: RunConfig, stage: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]],
-                      splits: dict[str, list[str]], out: Path) -> tuple[str, dict[str, Any]]:
-    """The start both arms train from (SFT warm-up on the warm-up split) and its profile of the training
-    split, as the stages `train_warmup` and `profile` (shared by the row and its rate grid)."""
+def shared_stages(cfg: RunConfig, stage: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]],
+                  splits: dict[str, list[str]], out: Path) -> tuple[str, dict[str, Any]]:
+    """The stages the row and its rate grid share: `splits` (a run directory whose cached stages used another
+    split is refused), `train_warmup` (the start both arms train from: SFT warm-up on the warm-up split) and
+    `profile` (the start's profile of the training split). Returns (start, profile stage)."""
+    recorded = stage("splits", lambda: {"splits": splits})["splits"]
+    if recorded != splits:
+        raise RuntimeError(f"{out}: the cached stages used another split ({recorded}) than this config ({splits}); "
+                           "use another run directory (--set name=...) or delete the old one")
+
     def warmup() -> dict[str, Any]:
         if not cfg.warmup.enabled:
             return {"policy": cfg.model, "costs": {}, "steps": 0}
@@ -427,7 +427,7 @@ def summarise(cfg: RunConfig, sizes: RowSizes, stages: Stages) -> dict[str, Any]
             d["ood_mean"] = _paired_ood_mean(ra, rb, sizes)
         diffs[f"{a}-{b}"] = d
     # the row's own stages (the rate grid, benchmarks/smollm_rates.py, keeps its cells in the same folder)
-    names = [p.stem for p in sorted(stages.dir.glob("*.json")) if not p.stem.startswith("rates_")]
+    names = [p.stem for p in sorted(stages.dir.glob("*.json")) if not p.stem.startswith(GRID_STAGE_PREFIX)]
     loads = [s["stage"]["load_start"] for s in (get(n) for n in names) if s]
     walls = {n: (get(n) or {}).get("stage", {}).get("wall_s") for n in names}
     return {"arms": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in arms.items()},
