@@ -21,13 +21,15 @@ from .toy_env import AdderEnv, make_trajectories
 @pytest.mark.slow
 def test_pivotrl_raises_the_pivot_reward_of_its_training_states(tmp_path):
     """The optimiser is wired the right way round: PivotRL raises the verifier reward on the pivot
-    states it trains on. Held-out pivot states are measured and printed, not asserted. Re-measured on
-    2026-12-01 with today's sampler (one random stream per (state, sample)), seeds 0/1/2, warm-up 60 steps,
-    60 PivotRL steps at lr 1e-3, 32 samples per state: training pivots +0.329 / +0.089 / +0.094 (n = 832-960
-    samples each), held-out pivots +0.282 / +0.014 / +0.142. At lr 5e-4 the gains were small and of either
-    sign under one sampler (seed 0: +0.006) and larger under another, so lr 5e-4 is too weak to test
-    anything. The margin 0.08 is below all three measured training gains; seed 0 runs here. Held-out
-    success with seeds and intervals is what benchmarks/paper_table.py measures."""
+    states it trains on. It trains on 8 pivots, every one in every step, so the effect is large wherever the
+    test runs; held-out pivot states are measured and printed, not asserted.
+
+    Why 8: on 2026-12-01 (Intel boot) training on all ~30 training pivots at lr 1e-3 gained +0.329 / +0.089 /
+    +0.094 (seeds 0/1/2), and on an AMD EPYC boot (2026-12-06, the CI's CPU that day) +0.012 / -0.058 / +0.107:
+    the same code, other float rounding, and a margin of 0.08 failed CI. With these 8 pivots on the AMD boot:
+    +0.316 / +0.473 / +0.352 (0.18->0.49, 0.15->0.63, 0.15->0.50; 8 pivots x 32 samples, 95% half-width of
+    a change ~0.08). The margin 0.15 is below all three. Held-out success with seeds and intervals is what
+    benchmarks/paper_table.py measures, not this test."""
     policy = load_policy("tiny")
     rollouts = Rollouts(policy, AdderEnv(make_trajectories(range(60))))
     ids = rollouts.trajectory_ids()
@@ -38,9 +40,9 @@ def test_pivotrl_raises_the_pivot_reward_of_its_training_states(tmp_path):
                         output_dir=str(tmp_path), progress=False, tensorboard=False), policy, rollouts, warm).train()
     report = profile(rollouts, rollouts.states(train + held), ProfileConfig(k=8, max_new_tokens=12), tmp_path / "p.jsonl",
                      progress=False)
-    train_pivots = [p for p in report.pivots if p.trajectory_id in train]
+    train_pivots = [p for p in report.pivots if p.trajectory_id in train][:8]
     held_pivots = [p for p in report.pivots if p.trajectory_id in held]
-    assert len(train_pivots) >= 8, report.summary()
+    assert len(train_pivots) == 8, report.summary()
 
     def measure(states):
         return pivot_reward(rollouts, states, samples=32, max_new_tokens=12, seed=99)["mean_reward"]
@@ -51,8 +53,7 @@ def test_pivotrl_raises_the_pivot_reward_of_its_training_states(tmp_path):
     Trainer(cfg, policy, rollouts, train, pivots=train_pivots).train()
     after, held_after = measure(train_pivots), measure(held_pivots)
     print(f"training pivots {before:.3f} -> {after:.3f}; held-out pivots {held_before:.3f} -> {held_after:.3f}")
-    # Measured: 0.114 -> 0.443 on 29 training pivots x 32 samples (95% half-width of the change ~0.04).
-    assert after >= before + 0.08, (before, after, held_before, held_after)
+    assert after >= before + 0.15, (before, after, held_before, held_after)
 
 
 @pytest.mark.slow

@@ -245,6 +245,17 @@ def test_a_horizon_run_has_its_own_tasks_cells_and_folder(tmp_path, monkeypatch)
     assert cfg.env.kwargs["max_turns"] == 2 * 8 + 2
 
 
+def test_the_long_sweep_shares_one_base_per_seed_across_horizons():
+    # base_horizon: stage 2 selects at 4 operations whatever H the run trains and evaluates at, so every
+    # horizon starts from the same base (cache name); the cells of each horizon stay apart. Presets without
+    # it keep the keys their committed results were made under (full: eb0658448b in log.jsonl).
+    spec = {h: bases._base_spec(dataclasses.replace(presets.PRESETS["long"], horizon=h), 0) for h in (2, 4, 8, 16)}
+    assert len({bases.cache_name("base", s) for s in spec.values()}) == 1 and spec[8]["horizon"] == 4
+    assert len({dataclasses.replace(presets.PRESETS["long"], horizon=h).key() for h in (2, 4, 8, 16)}) == 4
+    assert presets.PRESETS["full"].key() == "eb0658448b"
+    assert bases._base_spec(dataclasses.replace(presets.PRESETS["full"], horizon=8), 0)["horizon"] == 8
+
+
 def test_ood_is_compared_at_the_in_domain_accuracy_both_reach():
     # PivotRL reaches 0.6 in domain keeping OOD at 0.9; SFT reaches 0.6 with OOD fallen to 0.5 and goes on
     # to 0.8 (OOD 0.2). Matched at 0.6 (the most both reach): PivotRL's OOD change 0, SFT's -0.4.
