@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from benchmarks._common import pct, table, write_json
 from pivot_envs.sandbox import make_backend
+from pivot_envs.sandbox.ready_pool import ReadyPool
 
 _current: collections.Counter[str] = collections.Counter()
 
@@ -56,7 +57,8 @@ def _hooks(name: str) -> list[tuple[object, str, str]]:
     if name == "local":
         from pivot_envs.sandbox.local import backend, cgroups, pool, sandbox
 
-        return [(pool.VolumePool, "take", "fork: quota volume"),
+        return [(ReadyPool, "take", "fork: pool take"),
+                (pool.VolumePool, "take", "fork: quota volume"),
                 (sandbox, "mount_overlay", "fork: overlay mount"),
                 (cgroups.Cgroups, "create", "fork: cgroup"),
                 (sandbox.LocalSandbox, "_build_argv", "fork: bwrap argv"),
@@ -69,9 +71,7 @@ def _hooks(name: str) -> list[tuple[object, str, str]]:
 
         from pivot_envs.sandbox.docker import sandbox as docker_sandbox
         from pivot_envs.sandbox.docker.backend import DockerBackend
-        from pivot_envs.sandbox.docker.pool import ContainerPool
-
-        return [(ContainerPool, "take", "fork: pool take"),
+        return [(ReadyPool, "take", "fork: pool take"),
                 (DockerBackend, "_start", "fork: container create+start (pool miss)"),
                 (docker_sandbox.DockerSandbox, "exec", "exec: docker exec"),
                 (APIClient, "exec_create", "exec: 1 exec_create (HTTP)"),
@@ -118,6 +118,9 @@ def measure(name: str, n: int) -> dict:
                 cycles["exec `true` without the wrapper (A/B)"].append(t2 - t1)
         box.close()
         be.release(snap)
+        stats = getattr(be, "stats", {})  # both backends count their fork pool's hits and misses
+        print(f"{name}: fork pool hits {stats.get('pool_hits', 0)}, misses {stats.get('pool_misses', 0)} "
+              f"(the first 5 forks included)", flush=True)
     finally:
         be.close()
         for u in undo:

@@ -5,7 +5,7 @@ One job per module:
     sandbox.py         DockerSandbox: exec, files, manifest
     exec_wrapper.sh    runs one command inside the container (time limit, output caps)
     manifest_walk.py   lists a sandbox's files inside the container
-    pool.py            containers started ahead per recently forked snapshot
+    (the fork pool is pivot_envs/sandbox/ready_pool.py, shared with the local backend)
     quota.py           the disk quota on a container's writable layer
     backend.py         DockerBackend: create/fork/snapshot/release, close
 """

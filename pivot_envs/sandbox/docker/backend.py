@@ -6,7 +6,7 @@ Design (numbers measured on the 2-core dev machine, Docker 20.10, overlay2):
   with `docker exec`, ~50 ms each (sandbox.py).
 - `snapshot()` is `docker commit` (~0.1 s; the container is paused meanwhile) and its `ref` is the
   image id; `fork()` starts a container from that image, from the fork pool when one is ready
-  (pool.py); `release()` removes the image.
+  (pivot_envs/sandbox/ready_pool.py); `release()` removes the image.
 - Every container and snapshot image carries the owner labels (reaper.py), so `close()` removes
   exactly what this backend made and a killed run's leftovers are reaped by the next backend.
 - Output is capped inside the container, so a command that floods stdout costs CPU, not memory,
@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 import weakref
+from typing import Any
 
 from pivot_envs.errors import ImageNotFoundError, SandboxError
 from pivot_envs.sandbox import host
@@ -38,7 +39,6 @@ from pivot_envs.sandbox.base import (
     SandboxLimits,
     Snapshot,
 )
-from pivot_envs.sandbox.docker.pool import ContainerPool
 from pivot_envs.sandbox.docker.quota import attach_quota, detach_quota, quota_supported
 from pivot_envs.sandbox.docker.reaper import (
     LABEL_BACKEND,
@@ -52,6 +52,7 @@ from pivot_envs.sandbox.docker.reaper import (
     remove_stale,
 )
 from pivot_envs.sandbox.docker.sandbox import MAX_EXEC_TIMEOUT_S, DockerSandbox, Spec
+from pivot_envs.sandbox.ready_pool import ReadyPool
 from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,11 @@ class DockerBackend(SandboxBackend):
         self._snapshots: dict[str, SandboxLimits] = {}  # image id -> limits of its source
         self._unremoved: set[str] = set()  # released snapshot images still in use; close() retries
         self._released: set[str] = set()   # refs of released snapshots (forks of them must fail)
-        self.pool = ContainerPool(self, pool_size, pool_images)
+        # The fork pool (ready_pool.py): started containers per recently forked snapshot.
+        self.pool: ReadyPool[Spec, Any] = ReadyPool(
+            size=pool_size, keys=pool_images, lock=self._lock, stats=self.stats,
+            start=lambda spec: self._start(spec, for_pool=True), discard=self._discard_pooled,
+            closed=lambda: self._closed, thread_name=f"pivotrl-docker-pool-{self.instance_id}")
         self.max_pending_removals = max(0, int(max_pending_removals))
         self._removal_queue: queue.SimpleQueue = queue.SimpleQueue()
         self._removal_thread: threading.Thread | None = None
@@ -196,6 +201,13 @@ class DockerBackend(SandboxBackend):
         layer_dir = attach_quota(container, self.volumes, disk_mb)
         with self._lock:
             self._quota_mounts[container.id] = layer_dir
+
+    def _discard_pooled(self, spec: Spec, container) -> None:
+        """A pooled container nobody will take: removed now; a released snapshot image that waited for
+        it goes too."""
+        self._remove_now(container)
+        if spec.image in self._unremoved:
+            self._remove_image(spec.image)
 
     def _remove_now(self, container) -> None:
         """Remove `container` and wait for it (when this returns, its processes and mounts are gone)."""

@@ -4,6 +4,9 @@ Why it exists: a Docker fork (commit + run) costs hundreds of milliseconds; Pivo
 states thousands of times, so the local backend makes a fork cost one overlay mount (~1 ms) and an
 exec cost one `bwrap` start. benchmarks/local_sandbox_micro.py measures it next
 to the raw mount+bwrap floor: fork + first exec ran at 0.7x that floor on a loaded 2-core VM.
+The fork pool (pivot_envs/sandbox/ready_pool.py, as on docker) keeps one fork per recently forked
+snapshot ready, with its first exec's `bwrap` already set up and waiting for the command
+(`LocalSandbox.prestart`): a warm reset then skips the mount, the cgroup and bwrap's start.
 
 What a sandbox sees
     * The host's system directories (/usr, /bin, /lib*, /sbin, /etc, /opt, and from /var only the
@@ -46,7 +49,7 @@ One job per module:
     layers.py     snapshot refs, squashing, the trash reaper
     pool.py       the per-sandbox quota volumes and the pool of ready ones
     userns.py     the user namespace of root_caps sandboxes
-    sandbox.py    LocalSandbox: exec (bwrap), files, manifest, freeze
+    sandbox.py    LocalSandbox: exec (bwrap; pre-started for pooled forks), files, manifest, freeze
     backend.py    LocalBackend: create/fork/snapshot/release, layer GC, close, stale-state sweep
 """
 

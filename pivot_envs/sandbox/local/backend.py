@@ -55,6 +55,7 @@ from pivot_envs.sandbox.local.mounts import MAX_MOUNT_OPTIONS, unmount
 from pivot_envs.sandbox.local.pool import VolumePool, settled_loops
 from pivot_envs.sandbox.local.sandbox import BWRAP_INSTALL_HINT, LocalSandbox
 from pivot_envs.sandbox.local.userns import UserNamespace
+from pivot_envs.sandbox.ready_pool import ReadyPool
 from pivot_envs.sandbox.seccomp import compile_filter
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,10 @@ class LocalBackend(SandboxBackend):
         flood_bytes: an exec whose dropped (past the cap) output exceeds this is killed.
         volume_pool: empty disk-quota volumes kept mounted ahead, per quota size in use, so that a
             fork does not wait for one (~5-10 ms: image copy, loop device, mount); 0 = none.
+        fork_pool: sandboxes kept forked ahead per recently forked snapshot, each with its first
+            exec's bwrap started and waiting (`LocalSandbox.prestart`; ready_pool.py), so that a warm
+            reset's fork and first command skip the mount, cgroup and bwrap start; 0 = none.
+        fork_pool_snapshots: how many snapshots get a fork pool at once (least recently forked lose it).
     """
 
     name = "local"
@@ -107,7 +112,8 @@ class LocalBackend(SandboxBackend):
         keeps_processes=False)
 
     def __init__(self, root: str | None = None, *, limits: SandboxLimits | None = None,
-                 max_layers: int = 32, flood_bytes: int = 64 * 1024 * 1024, volume_pool: int = 2):
+                 max_layers: int = 32, flood_bytes: int = 64 * 1024 * 1024, volume_pool: int = 2,
+                 fork_pool: int = 1, fork_pool_snapshots: int = 8):
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxUnavailableError(f"the local sandbox backend needs bubblewrap (`bwrap`); {BWRAP_INSTALL_HINT}")
@@ -154,6 +160,10 @@ class LocalBackend(SandboxBackend):
         self._userns: UserNamespace | None = None  # made for the first root_caps sandbox
         self.host_binds = host_binds({"/etc": etc_copy}) + host_masks(os.path.join(self.root, "masks"))
         self.prlimit = shutil.which("prlimit")
+        self.perl = shutil.which("perl")  # runs the waiter of pre-started execs; without it none are
+        self.fork_pool: ReadyPool[tuple[str, str], LocalSandbox] = ReadyPool(
+            size=fork_pool, keys=fork_pool_snapshots, lock=self._lock, stats=self.stats, start=self._start_pooled,
+            discard=lambda _key, sb: sb.close(), closed=lambda: self._closed, thread_name=f"{self.tag}-forks")
         self.cgroups = Cgroups(self.tag)
         if not self.cgroups.available:
             log.warning("local sandbox backend: %s; falling back to rlimits (%s): memory is an address-space "
@@ -229,7 +239,25 @@ class LocalBackend(SandboxBackend):
             if record is None:
                 raise SandboxError(f"snapshot {snap_id} was released (or is not from this backend); "
                                    "take a new snapshot")
-            return self._start(record.stack, snapshot.workdir, record.limits, fresh=False)
+        pooled = self.fork_pool.take((snap_id, snapshot.workdir))
+        if pooled is not None:
+            return pooled
+        return self._start(record.stack, snapshot.workdir, record.limits, fresh=False)
+
+    def _start_pooled(self, key: tuple[str, str]) -> LocalSandbox:
+        """A fork of snapshot `key` = (id, workdir) for the fork pool, its first exec started."""
+        snap_id, workdir = key
+        with self._lock:
+            record = self._snapshots.get(snap_id)
+            if record is None or self._closed:
+                raise SandboxError(f"snapshot {snap_id} was released")
+            sb = self._start(record.stack, workdir, record.limits, fresh=False)
+        try:
+            sb.prestart()
+        except BaseException:
+            sb.close()
+            raise
+        return sb
 
     def _start(self, stack: tuple[str, ...], workdir: str, limits: SandboxLimits, fresh: bool) -> LocalSandbox:
         with self._lock:
@@ -271,6 +299,7 @@ class LocalBackend(SandboxBackend):
 
     def release(self, snapshot: Snapshot) -> None:
         snap_id, _ = parse_ref(snapshot, self.name)
+        self.fork_pool.drop((snap_id, snapshot.workdir))
         with self._lock:
             if self._snapshots.pop(snap_id, None) is not None:
                 self._gc()
@@ -299,9 +328,13 @@ class LocalBackend(SandboxBackend):
         cgroups (snapshot layers are storage, not counted). Empty once every sandbox is closed;
         used by tests to prove that nothing leaks."""
         storage = self.pool.storage()  # snapshot storage and the volume pool are not sandboxes
+        pooled = self.fork_pool.items()  # nor are the forks waiting in the fork pool (a cache)
+        storage |= {sb.volume for sb in pooled} | {sb.merged for sb in pooled}
+        pooled_ids = {sb.id for sb in pooled}
         mounts = [m for m in (host.mounts_under(self.root) if os.path.isdir(self.root) else []) if m not in storage]
         loops = [dev for dev, image in settled_loops(self.root).items() if image[:-len(".img")] not in storage]
-        return ([f"mount:{m}" for m in mounts] + [f"cgroup:{c}" for c in self.cgroups.live()]
+        return ([f"mount:{m}" for m in mounts]
+                + [f"cgroup:{c}" for c in self.cgroups.live() if os.path.basename(c) not in pooled_ids]
                 + [f"loop:{d}" for d in loops])
 
     def close(self) -> None:
@@ -309,6 +342,8 @@ class LocalBackend(SandboxBackend):
             if self._closed:
                 return
             self._closed = True
+        self.fork_pool.stop()  # joins its filler, which takes the lock: not held here
+        with self._lock:
             self.pool.closed = True
             for sb in list(self._sandboxes.values()):
                 if isinstance(sb, LocalSandbox):
