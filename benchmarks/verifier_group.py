@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -178,7 +179,8 @@ def floor(n: int) -> dict:
     return out
 
 
-def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
+def measure(backend, trajs, workers: int, with_phases: bool) -> dict:
+    """One group's verdicts on `backend` (a name, or a backend object for an A/B of its options)."""
     env = gym.make("PivotTerminal-v0", trajectories=trajs, sandbox=backend, trajectory=TRAJECTORY,
                    reset_to_turn=TURN, verdict_workers=workers)
     try:
@@ -208,18 +210,26 @@ def measure(backend: str, trajs, workers: int, with_phases: bool) -> dict:
         env.close()
 
 
-def bench(backend: str, workers: list[int], rounds: int) -> dict:
+def bench(kinds: dict[str, Any], workers: list[int], rounds: int) -> dict[str, dict]:
+    """label -> workers -> runs, for backends given by name or as objects; rounds alternate between
+    the backends, so that machine load hits all alike."""
     trajs = load_trajectories(builtin_trajectories("train"))
-    shared_sandbox(backend, user=True)  # one backend for every measurement: snapshots stay built
+    runs: dict[str, dict[int, list[dict]]] = {label: {w: [] for w in workers} for label in kinds}
+    for kind in kinds.values():
+        shared_sandbox(kind, user=True)  # one backend per kind for every measurement: snapshots stay built
     try:
-        runs: dict[int, list[dict]] = {w: [] for w in workers}
-        measure(backend, trajs, 1, False)  # builds the state's snapshot (not measured)
+        for kind in kinds.values():
+            measure(kind, trajs, 1, False)  # builds the state's snapshot (not measured)
         for _ in range(rounds):
-            for w in workers:
-                runs[w].append(measure(backend, trajs, w, with_phases=(w == 1)))
-        return {str(w): runs[w] for w in workers}
+            for label, kind in kinds.items():
+                for w in workers:
+                    runs[label][w].append(measure(kind, trajs, w, with_phases=(w == 1)))
+        return {label: {str(w): r for w, r in by_w.items()} for label, by_w in runs.items()}
     finally:
-        release_shared_sandbox(backend)
+        for kind in kinds.values():
+            release_shared_sandbox(kind)
+            if not isinstance(kind, str):
+                kind.close()
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -232,11 +242,19 @@ def main() -> None:
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--floor", type=int, default=0, help="container lifecycles to measure (docker; 0 = none)")
+    ap.add_argument("--local-fork-pool-ab", action="store_true",
+                    help="also the local backend without its fork pool (fork_pool=0), rounds alternating")
     args = ap.parse_args()
     results: dict = {"trajectory": TRAJECTORY, "turn": TURN, "group": 16, "load_start": os.getloadavg()}
     print(f"load average at start (1/5/15 min): {' '.join(f'{x:.2f}' for x in results['load_start'])}")
-    for b in args.backends:
-        results[b] = bench(b, args.workers, args.rounds)
+    kinds: dict[str, Any] = {b: b for b in args.backends}
+    if args.local_fork_pool_ab:  # the same backend without its fork pool, alternating with "local"
+        from pivot_envs.sandbox.local import LocalBackend
+
+        kinds.setdefault("local", "local")
+        kinds["local, fork_pool=0"] = LocalBackend(fork_pool=0)
+    results.update(bench(kinds, args.workers, args.rounds))
+    args.backends = list(kinds)
     if args.floor and "docker" in args.backends:
         results["floor"] = floor(args.floor)
     results["load_end"] = os.getloadavg()

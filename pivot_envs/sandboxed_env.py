@@ -314,6 +314,10 @@ class SandboxedEnv(PivotEnv):
             state.key = f"{snap.key}+replay{first}"
         if self.mode == "episode":
             state.sandbox = self.fork_state(state)
+            # The next episode will likely start here again: backends with a fork pool prepare one.
+            warm_from = state.snapshot if state.restore == RESTORE_SNAPSHOT else state.base
+            if warm_from is not None:
+                self.backend.warm(warm_from)
         return state
 
     def fork_state(self, state: SandboxState) -> Sandbox:

@@ -232,6 +232,10 @@ class SandboxBackend(abc.ABC):
     def release(self, snapshot: Snapshot) -> None:
         """Free the storage behind a snapshot (idempotent)."""
 
+    def warm(self, snapshot: Snapshot) -> None:
+        """A hint: `snapshot` will be forked again soon (an agent loop's next episode from the same
+        state). A backend with a fork pool starts forks of it ahead; others ignore it."""
+
     def flush_removals(self) -> None:
         """Return once every sandbox closed so far is gone (processes, mounts, containers). A backend
         that removes sandboxes closed with `close(wait=False)` in the background waits for them here;

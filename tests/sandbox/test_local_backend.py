@@ -315,10 +315,12 @@ def test_a_pooled_fork_runs_its_first_command_as_a_fresh_one_would(fresh_backend
             direct = box.exec(PROBE)
     finally:
         unpooled.close()
-    be.fork(snap).close()  # a miss: makes the snapshot hot
+    be.fork(snap).close()  # a verdict-like fork: the snapshot gets no pool
+    assert be.stats["pool_misses"] == 0 and be.fork_pool.items() == []
+    be.warm(snap)  # what an env does at an episode reset
     assert _wait_for(lambda: len(be.fork_pool.items()) == 1)
     box = be.fork(snap)
-    assert be.stats["pool_hits"] == 1 and be.stats["pool_misses"] == 1
+    assert be.stats["pool_hits"] == 1
     first = box.exec(PROBE)
     assert (first.stdout, first.stderr, first.exit_code) == (direct.stdout, direct.stderr, direct.exit_code)
     assert "SHLVL=1" in first.stdout and "CapEff:\t0000000000000000" in first.stdout
@@ -343,7 +345,7 @@ def test_the_fork_pool_is_a_cache_dropped_with_its_snapshot_and_the_backend(fres
     be = fresh_backend
     with be.create() as seed:
         snap = seed.snapshot("k")
-    be.fork(snap).close()
+    be.warm(snap)
     assert _wait_for(lambda: len(be.fork_pool.items()) == 1 and len(_waiting_bwraps(be)) == 1)
     assert be.live_resources() == []  # a pooled fork is no one's sandbox
     be.release(snap)  # its pool goes with it: the waiting bwrap is killed, its mount and cgroup removed
@@ -352,7 +354,7 @@ def test_the_fork_pool_is_a_cache_dropped_with_its_snapshot_and_the_backend(fres
         be.fork(snap)
     with be.create() as seed:
         snap = seed.snapshot("k2")
-    be.fork(snap).close()
+    be.warm(snap)
     assert _wait_for(lambda: len(be.fork_pool.items()) == 1)
     root = be.root
     be.close()
@@ -368,10 +370,42 @@ def test_a_waiting_exec_killed_from_outside_is_a_lost_sandbox(fresh_backend):
     be = fresh_backend
     with be.create() as seed:
         snap = seed.snapshot("k")
-    be.fork(snap).close()
+    be.warm(snap)
     assert _wait_for(lambda: len(_waiting_bwraps(be)) == 1)
     box = be.fork(snap)
     os.kill(_waiting_bwraps(be)[0], signal.SIGKILL)
     with pytest.raises(SandboxLostError):
         box.exec("echo hi")
     box.close()
+
+
+def test_episode_resets_warm_their_state_and_verdicts_leave_the_pool_alone(fresh_backend):
+    # An agent loop resets to the same state again and again: the env names the state's snapshot to
+    # the backend (warm), and the next reset's fork is a pool hit answering as a direct one would.
+    # Pivot-mode verdict forks do not fill the pool (ready_pool.py: a refill beside each verdict cost more
+    # than it saved).
+    import gymnasium as gym
+
+    import pivot_envs  # noqa: F401
+    from pivot_envs.domains.terminal.tasks import builtin_trajectories
+    from pivot_envs.trajectory import load_trajectories
+
+    be = fresh_backend
+    traj = load_trajectories(builtin_trajectories("train"))[0]
+    pivot = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=be, mode="pivot")
+    try:
+        _, info = pivot.reset(options={"trajectory": traj.id, "turn": 1})
+        pivot.unwrapped.judge_actions([info["reference"]] * 3)
+        assert be.fork_pool.items() == [] and be.stats["pool_hits"] == 0
+    finally:
+        pivot.close()
+    env = gym.make("PivotTerminal-v0", trajectories=[traj], sandbox=be, mode="episode")
+    try:
+        outputs = []
+        for _ in range(3):
+            env.reset(options={"trajectory": traj.id, "turn": 1})
+            outputs.append(env.unwrapped._state.sandbox.exec("ls -la; echo $0 $$").stdout)
+            assert _wait_for(lambda: len(be.fork_pool.items()) == 1)
+        assert be.stats["pool_hits"] == 2 and len(set(outputs)) == 1
+    finally:
+        env.close()

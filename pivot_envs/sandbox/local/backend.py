@@ -97,9 +97,10 @@ class LocalBackend(SandboxBackend):
         flood_bytes: an exec whose dropped (past the cap) output exceeds this is killed.
         volume_pool: empty disk-quota volumes kept mounted ahead, per quota size in use, so that a
             fork does not wait for one (~5-10 ms: image copy, loop device, mount); 0 = none.
-        fork_pool: sandboxes kept forked ahead per recently forked snapshot, each with its first
-            exec's bwrap started and waiting (`LocalSandbox.prestart`; ready_pool.py), so that a warm
-            reset's fork and first command skip the mount, cgroup and bwrap start; 0 = none.
+        fork_pool: sandboxes kept forked ahead per snapshot named by `warm()` (an env's episode
+            resets), each with its first exec's bwrap started and waiting (`LocalSandbox.prestart`;
+            ready_pool.py), so that a warm reset's fork and first command skip the mount, cgroup and
+            bwrap start; 0 = none. Verdict forks do not fill it (ready_pool.py says why).
         fork_pool_snapshots: how many snapshots get a fork pool at once (least recently forked lose it).
     """
 
@@ -163,7 +164,8 @@ class LocalBackend(SandboxBackend):
         self.perl = shutil.which("perl")  # runs the waiter of pre-started execs; without it none are
         self.fork_pool: ReadyPool[tuple[str, str], LocalSandbox] = ReadyPool(
             size=fork_pool, keys=fork_pool_snapshots, lock=self._lock, stats=self.stats, start=self._start_pooled,
-            discard=lambda _key, sb: sb.close(), closed=lambda: self._closed, thread_name=f"{self.tag}-forks")
+            discard=lambda _key, sb: sb.close(), closed=lambda: self._closed, thread_name=f"{self.tag}-forks",
+            fill_on_take=False)
         self.cgroups = Cgroups(self.tag)
         if not self.cgroups.available:
             log.warning("local sandbox backend: %s; falling back to rlimits (%s): memory is an address-space "
@@ -243,6 +245,12 @@ class LocalBackend(SandboxBackend):
         if pooled is not None:
             return pooled
         return self._start(record.stack, snapshot.workdir, record.limits, fresh=False)
+
+    def warm(self, snapshot: Snapshot) -> None:
+        """Keep forks of `snapshot` ready from now on (the env calls it at every episode reset)."""
+        snap_id, _ = parse_ref(snapshot, self.name)
+        if not self._closed:
+            self.fork_pool.warm((snap_id, snapshot.workdir))
 
     def _start_pooled(self, key: tuple[str, str]) -> LocalSandbox:
         """A fork of snapshot `key` = (id, workdir) for the fork pool, its first exec started."""

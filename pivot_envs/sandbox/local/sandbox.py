@@ -559,6 +559,8 @@ class _Waiting:
         os.close(self.cmd_w)
         sandbox._kill(self.proc)
         self.proc.wait()
+        if sandbox._cgroup_procs:  # the namespace's init and perl die after bwrap: wait for them too
+            sandbox._backend.cgroups.kill_all(sandbox.id)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
