@@ -89,6 +89,7 @@ def measure(name: str, n: int) -> dict:
         with be.create() as seed:
             seed.exec("mkdir -p src && for i in $(seq 200); do echo line $i > src/f$i.txt; done")
             snap = seed.snapshot()
+        be.warm(snap)  # as an env does at an episode reset (the local fork pool serves warmed snapshots only)
         box = be.fork(snap)
         box.exec("true")
         for i in range(n + 5):  # the first 5 warm the pools
