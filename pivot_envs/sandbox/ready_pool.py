@@ -33,7 +33,8 @@ T = TypeVar("T")
 
 
 class ReadyPool(Generic[K, T]):
-    """`size` started items per recently used key.
+    """`size` started items per recently used key (hits and misses counted in `stats` as
+    `<stats_prefix>_hits` / `_misses`).
 
     start(key): start one item for key (called on the filler thread; raising stops filling that key).
     discard(key, item): dispose of an item nobody will take (dropped key, stopped pool, a full queue).
@@ -42,7 +43,7 @@ class ReadyPool(Generic[K, T]):
 
     def __init__(self, *, size: int, keys: int, lock: threading.RLock, stats: collections.Counter,
                  start: Callable[[K], T], discard: Callable[[K, T], None], closed: Callable[[], bool],
-                 thread_name: str, fill_on_take: bool = True):
+                 thread_name: str, fill_on_take: bool = True, stats_prefix: str = "pool"):
         self.size = max(0, int(size))
         self.keys = max(1, int(keys))
         self._lock = lock
@@ -52,6 +53,7 @@ class ReadyPool(Generic[K, T]):
         self._closed = closed
         self._thread_name = thread_name
         self.fill_on_take = fill_on_take
+        self._hit, self._miss = f"{stats_prefix}_hits", f"{stats_prefix}_misses"
         self._ready: collections.OrderedDict[K, collections.deque[T]] = collections.OrderedDict()
         self._wanted = threading.Event()  # the filler has work
         self._stopping = threading.Event()
@@ -77,7 +79,7 @@ class ReadyPool(Generic[K, T]):
                 item = ready.popleft()
         for old_key, queue in evicted:
             self._drain(old_key, queue)
-        self._stats["pool_hits" if item is not None else "pool_misses"] += 1
+        self._stats[self._hit if item is not None else self._miss] += 1
         self._kick()
         return item
 

@@ -9,81 +9,52 @@ emptied and deleted by the trash reaper) once neither its sandbox nor any layer 
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
-from pivot_envs.errors import SandboxError
 from pivot_envs.sandbox import host
 from pivot_envs.sandbox.local.layers import Trash
+from pivot_envs.sandbox.ready_pool import ReadyPool
 from pivot_envs.sandbox.volumes import VolumeFactory, loop_devices_backed_under
-
-log = logging.getLogger(__name__)
 
 
 class VolumePool:
     """Volumes under `root`. `lock` is the backend's: a volume's state changes together with the
-    backend's layer and sandbox bookkeeping."""
+    backend's layer and sandbox bookkeeping. The empty volumes kept ahead are a `ReadyPool` keyed by
+    quota size (the same class as the backends' fork pools)."""
 
     def __init__(self, root: str, size: int, lock: threading.RLock, trash: Trash,
                  discard: Callable[[str], None], next_id: Callable[[], str],
                  stats: collections.Counter[str], name: str):
         self.factory = VolumeFactory(root)
         self.root = self.factory.root
-        self.size = max(0, int(size))
         self._lock = lock
         self._trash = trash
         self._discard = discard
         self._next_id = next_id
-        self._stats = stats
-        self._name = name
         self.in_use: dict[str, bool] = {}  # volume mount point -> its sandbox is still open
-        self.ready: dict[int, list[str]] = {}  # quota MiB -> mounted, empty volumes
-        self._wanted = threading.Event()
-        self._filler: threading.Thread | None = None
         self.closed = False
+        self.ready: ReadyPool[int, str] = ReadyPool(  # quota MiB -> mounted, empty volumes
+            size=size, keys=4, lock=lock, stats=stats, start=lambda size_mb: self.factory.create("p" + next_id(), size_mb),
+            discard=lambda _size, mnt: self._drop_empty(mnt), closed=lambda: self.closed, thread_name=name,
+            stats_prefix="volume_pool")
 
     def take(self, sid: str, size_mb: int) -> str:
         """A mounted, empty volume of `size_mb` MiB for sandbox `sid`: a pooled one when ready."""
-        mnt = None
-        if self.size:
-            with self._lock:
-                ready = self.ready.setdefault(size_mb, [])
-                if ready:
-                    mnt = ready.pop()
-                if self._filler is None and not self.closed:
-                    self._filler = threading.Thread(target=self._fill, daemon=True, name=self._name)
-                    self._filler.start()
-            self._stats["volume_pool_hits" if mnt else "volume_pool_misses"] += 1
-            self._wanted.set()
+        mnt = self.ready.take(size_mb)
         if mnt is None:
             mnt = self.factory.create("v" + sid, size_mb)
         with self._lock:
             self.in_use[mnt] = True
         return mnt
 
-    def _fill(self) -> None:
-        """Background thread: keep `size` empty volumes ready per quota size in use."""
-        while not self.closed:
-            self._wanted.wait(timeout=1.0)
-            self._wanted.clear()
-            while not self.closed:
-                with self._lock:
-                    short = next((size for size, ready in self.ready.items() if len(ready) < self.size), None)
-                if short is None:
-                    break
-                try:
-                    mnt = self.factory.create("p" + self._next_id(), short)
-                except (SandboxError, OSError) as e:
-                    log.debug("volume pool: %s", e)
-                    break
-                with self._lock:
-                    if self.closed:
-                        VolumeFactory.unmount(mnt)
-                        return
-                    self.ready[short].append(mnt)
+    def _drop_empty(self, mnt: str) -> None:
+        """A ready volume nobody will take (its size fell out of use, the backend closes)."""
+        VolumeFactory.unmount(mnt)
+        self._discard(mnt + ".img")
+        self._discard(mnt)
 
     def volume_of(self, path: str) -> str | None:
         """The mount point of the volume that `path` lies strictly inside, else None."""
@@ -120,17 +91,12 @@ class VolumePool:
         """Volumes that are storage, not sandboxes: those of snapshots and the ready ones."""
         with self._lock:
             held = {mnt for mnt, sandbox_open in self.in_use.items() if not sandbox_open}
-            held.update(mnt for ready in self.ready.values() for mnt in ready)
-        return held
+        return held | set(self.ready.items())
 
     def stop(self) -> None:
-        """Stop the filler (the backend unmounts every volume afterwards)."""
-        with self._lock:
-            self.closed = True
-            self.ready.clear()
-        self._wanted.set()
-        if self._filler is not None:
-            self._filler.join(timeout=30)
+        """Stop the filler and drop the ready volumes (the backend unmounts the others afterwards)."""
+        self.closed = True
+        self.ready.stop()
 
 
 def settled_loops(root: str, wait_s: float = 10.0) -> dict[str, str]:
