@@ -69,7 +69,8 @@ def markdown(sweep: dict[str, Any]) -> str:
                      f"| {_ratio(r['wall_ratio'])} | {acc} |")
     cross = sweep["crossover"]
     lines += ["", "crossover (smallest H whose calls-ratio interval lies above 1): "
-              + (f"H = {cross}" if cross is not None else "none of the horizons run")]
+              + (f"H = {cross}" if cross is not None
+                 else "none among H = " + ", ".join(str(r["horizon"]) for r in sweep["rows"]))]
     return "\n".join(lines) + "\n"
 
 
