@@ -96,7 +96,7 @@ def _base_spec(preset: GridPreset, seed: int) -> dict[str, Any]:
                if preset.select_every_rising != preset.select_every else {}),
             "select": [preset.select_every, preset.select_tasks, preset.select_samples, preset.select_ood_min,
                        preset.select_weakest_min],
-            "horizon": preset.horizon if preset.base_horizon is None else preset.base_horizon}
+            "horizon": preset.selection_horizon}
 
 
 def cache_name(stage: str, spec: dict[str, Any]) -> str:
@@ -211,8 +211,7 @@ def pretrain_base(preset: GridPreset, seed: int) -> Path:
         # The broad mix's own group-A conversations, drawn on their own (see `rehearse_a_share`).
         rehearse_a = [e[1:] for e in packed_examples(policy, miniworld.PretrainMix(
             group_a=preset.pretrain["group_a"], tool=0, group_b=0, max_horizon=long).trajectories(preset.phase, seed))]
-        select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks,
-                                 horizon=preset.horizon if preset.base_horizon is None else preset.base_horizon)
+        select = miniworld.tasks("B", "select", preset.phase, preset.select_tasks, horizon=preset.selection_horizon)
         select_a = miniworld.tasks("A", "select", preset.phase, max(1, preset.select_tasks // 4))
         select_tool = miniworld.tasks("tool", "select", preset.phase, max(1, preset.select_tasks // 4))
         select_cfg = run_config(preset, seed, select, tmp)  # evaluation writes nothing under output_dir

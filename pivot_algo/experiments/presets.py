@@ -174,6 +174,11 @@ class GridPreset:
         d["world"] = miniworld.WORLD_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
+    @property
+    def selection_horizon(self) -> int | None:
+        """The horizon of the tasks stage 2 selects the base on: `base_horizon`, else `horizon`."""
+        return self.horizon if self.base_horizon is None else self.base_horizon
+
     def lr(self, method: str) -> float:
         return float(self.lrs[RATE_OF.get(method, method)])
 

@@ -33,12 +33,11 @@ class VolumePool:
         self._lock = lock
         self._trash = trash
         self._discard = discard
-        self._next_id = next_id
         self.in_use: dict[str, bool] = {}  # volume mount point -> its sandbox is still open
         self.closed = False
         self.ready: ReadyPool[int, str] = ReadyPool(  # quota MiB -> mounted, empty volumes
             size=size, keys=4, lock=lock, stats=stats, start=lambda size_mb: self.factory.create("p" + next_id(), size_mb),
-            discard=lambda _size, mnt: self._drop_empty(mnt), closed=lambda: self.closed, thread_name=name,
+            discard=lambda _size, mnt: self._release(mnt), closed=lambda: self.closed, thread_name=name,
             stats_prefix="volume_pool")
 
     def take(self, sid: str, size_mb: int) -> str:
@@ -49,12 +48,6 @@ class VolumePool:
         with self._lock:
             self.in_use[mnt] = True
         return mnt
-
-    def _drop_empty(self, mnt: str) -> None:
-        """A ready volume nobody will take (its size fell out of use, the backend closes)."""
-        VolumeFactory.unmount(mnt)
-        self._discard(mnt + ".img")
-        self._discard(mnt)
 
     def volume_of(self, path: str) -> str | None:
         """The mount point of the volume that `path` lies strictly inside, else None."""

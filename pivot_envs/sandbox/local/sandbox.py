@@ -534,7 +534,6 @@ def _entry(path: str, st: os.stat_result) -> FileEntry:
     return FileEntry("other", mode, "")
 
 
-
 class _Waiting:
     """A pre-started exec (`LocalSandbox.prestart`): bwrap set up, perl waiting for the command."""
 
