@@ -10,9 +10,11 @@ results in <out>/<P>-h<H>/). This module reads those results, nothing else:
 Per H it takes the matched-accuracy comparison the table already made (report.efficiency: per seed, the
 model calls each method spent to first reach the highest in-domain validation accuracy both reach,
 PivotRL's profiling included; the ratio E2E / PivotRL summarised by a t-interval over seeds of its
-logarithm) and the methods' held-out in-domain success. The crossover is the smallest H whose ratio
+logarithm; a seed where one method never left its start enters as a bound, "censored", see
+report.efficiency) and the methods' held-out in-domain success. The crossover is the smallest H whose ratio
 interval lies above 1 (E2E-RL needs more model calls than PivotRL for the same accuracy); "none" when no
-horizon's interval does.
+horizon's interval does. Only seeds whose base meets the premises at that H count; `pivotrl table ...
+--skip-excluded` runs no method from the others (their base is judged before any method trains).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ratio(d: dict[str, Any] | None) -> str:
-    return ratio_text(d) if d else "- (no seed with a matched accuracy above both starts)"
+    return ratio_text(d) if d else "- (no seed where a method rose above its start)"
 
 
 def markdown(sweep: dict[str, Any]) -> str:

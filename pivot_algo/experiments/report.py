@@ -52,29 +52,45 @@ def efficiency(cells: dict[tuple[int, str], dict], seeds: tuple[int, ...], a: st
                b: str = "e2e_grpo") -> dict[str, Any]:
     """Claim 3 at matched accuracy, per seed from the validation curves: the target is the highest
     in-domain accuracy both reach (the smaller of the two curves' maxima), the cost is the model calls
-    (PivotRL's profiling included) and the wall seconds at each curve's first point at the target. A seed
-    where the target is not above both start points (neither learned) has no matched accuracy and is
-    left out. The ratio b/a is summarised by a t-interval over seeds of its logarithm."""
+    (PivotRL's profiling included) and the wall seconds at each curve's first point at the target. The
+    ratio b/a is summarised by a t-interval over seeds of its logarithm.
+
+    A seed where neither method rose above its start has no matched accuracy and is left out. A seed where
+    exactly one rose is **censored** (rule written 2026-12-06 before the horizon sweep's seeds 3-9 ran: at
+    H = 16 E2E-RL made no update on two of three seeds while PivotRL learned, and "no matched accuracy" hid
+    that): the target is the accuracy the learning method reached (its curve's maximum); the method that
+    never left its start would need more than its whole run to reach it, so the ratio is a bound, "at
+    least" b's whole run / a's cost to the target when b stalled, "at most" b's cost / a's whole run when a
+    stalled. A censored ratio enters the t-interval at its bound: that understates how far it lies from 1,
+    and the interval over a mix of values and bounds is approximate (the table counts the censored seeds)."""
     per_seed = []
+    key = curves.IN_DOMAIN
     for row, ca, cb in _matched_curves(cells, seeds, a, b):
         per_seed.append(row)
+        rose = {m: max(p[key] for p in c) > c[0][key] + 1e-9 for m, c in ((a, ca), (b, cb))}
+        if not row["usable"] and rose[a] != rose[b]:
+            row.update(usable=True, censored="at least" if rose[a] else "at most",
+                       target=max(p[key] for p in (ca if rose[a] else cb)))
         if not row["usable"]:
             continue
         target = row["target"]
         prof = cells[(row["seed"], a)].get("profile_costs") or {}
         for what, cost, offset in (("calls", "costs/rollout_turns", prof.get("rollout_turns", 0.0)),
                                    ("wall", "costs/wall_seconds", prof.get("wall_seconds", 0.0))):
-            row[f"{a}_{what}"] = curves.calls_to_reach(ca, target, cost=cost, offset=offset)
-            row[f"{a}_{what}_no_profiling"] = curves.calls_to_reach(ca, target, cost=cost)
-            row[f"{b}_{what}"] = curves.calls_to_reach(cb, target, cost=cost)
+            # A method that never reaches the target is charged its whole run (the censoring bound).
+            row[f"{a}_{what}"] = min(curves.calls_to_reach(ca, target, cost=cost, offset=offset),
+                                     ca[-1].get(cost, 0.0) + offset)
+            row[f"{a}_{what}_no_profiling"] = min(curves.calls_to_reach(ca, target, cost=cost), ca[-1].get(cost, 0.0))
+            row[f"{b}_{what}"] = min(curves.calls_to_reach(cb, target, cost=cost), cb[-1].get(cost, 0.0))
             row[f"{what}_ratio"] = row[f"{b}_{what}"] / max(row[f"{a}_{what}"], 1e-9)
     out: dict[str, Any] = {"per_seed": per_seed, "usable_seeds": sum(r["usable"] for r in per_seed)}
     for what in ("calls", "wall"):
-        logs = [math.log(r[f"{what}_ratio"]) for r in per_seed if r["usable"] and 0 < r[f"{what}_ratio"] < math.inf]
-        if logs:
-            m, lo, hi = t_interval(logs)
+        used = [r for r in per_seed if r["usable"] and 0 < r[f"{what}_ratio"] < math.inf]
+        if used:
+            m, lo, hi = t_interval([math.log(r[f"{what}_ratio"]) for r in used])
             out[f"{what}_ratio"] = {"mean": math.exp(m), "lo": math.exp(lo) if math.isfinite(lo) else math.nan,
-                                    "hi": math.exp(hi) if math.isfinite(hi) else math.nan, "n_seeds": len(logs)}
+                                    "hi": math.exp(hi) if math.isfinite(hi) else math.nan, "n_seeds": len(used),
+                                    "n_censored": sum(bool(r.get("censored")) for r in used)}
     out["ratio"] = out.get("calls_ratio")
     return out
 
@@ -170,8 +186,10 @@ def _delta(d: dict | None) -> str:
 
 
 def ratio_text(v: dict[str, Any]) -> str:
-    """A cost ratio with its interval over seeds ("nan" bounds with one seed)."""
-    return f"{v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds)"
+    """A cost ratio with its interval over seeds ("nan" bounds with one seed) and how many of its seeds are
+    censored (one method never left its start: the seed's ratio is a bound, see `efficiency`)."""
+    censored = f", {v['n_censored']} censored" if v.get("n_censored") else ""
+    return f"{v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds{censored})"
 
 
 def _number(k: str, v: Any) -> str:
@@ -267,7 +285,7 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
     for m in preset.methods:
         per_axis: list[list[tuple[list[float], list[float]]]] = [[], [], []]
         for s in preset.seeds:
-            cell = cells[(s, m)]
+            cell = cells.get((s, m)) or {}  # absent: a seed skipped for its base (run_grid's skip_excluded)
             curve = cell.get("curve") or []
             if not curve:
                 continue
@@ -315,7 +333,7 @@ def plots(preset: GridPreset, cells: dict[tuple[int, str], dict], summary: dict[
     drawn = False
     for m in preset.methods:
         xy = [(p["eval/forward_kl"], (sum(p[k] for k in OOD_KEYS) - sum(c[0][k] for k in OOD_KEYS)) / len(OOD_KEYS) * 100)
-              for s in preset.seeds for c in [cells[(s, m)].get("curve") or []] for p in c if "eval/forward_kl" in p]
+              for s in preset.seeds for c in [(cells.get((s, m)) or {}).get("curve") or []] for p in c if "eval/forward_kl" in p]
         if xy:
             arr = np.array(xy)
             ax.scatter(arr[:, 0], arr[:, 1], s=10, alpha=0.6, color=colours[m], label=LABELS[m])

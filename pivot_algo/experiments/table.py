@@ -75,7 +75,7 @@ from pivot_algo.experiments.presets import (
 )
 from pivot_algo.experiments.report import markdown, plots, summarise, write_rate_grid
 from pivot_algo.experiments.stages import StageCache, library_versions
-from pivot_algo.experiments.verdicts import premise_checks
+from pivot_algo.experiments.verdicts import premise_checks, premise_failures
 
 # ----------------------------------------------------------------------------- the grid
 
@@ -140,10 +140,13 @@ def _grid_dirs(preset_name: str, preset: GridPreset, out_root: Path, work_root: 
 
 def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | None = None,
              work_root: Path | None = None, shard: tuple[int, int] = (0, 1), lr_grid: tuple[float, ...] = (),
-             threads: int = 1) -> dict[str, Any] | None:
+             threads: int = 1, skip_excluded: bool = False) -> dict[str, Any] | None:
     """Run (or finish) the cells of `preset_name` that belong to `shard` (i, n: seeds whose position % n
     == i), then, when every cell of the grid is stored, summarise. Small results go to
     `out_root/<preset>/` (committable); checkpoints and profiles to `work_root/<preset>/` (git-ignored).
+    With `skip_excluded` (test phase), a seed's base runs first and, when it fails the premises
+    (`verdicts.BASE_PREMISES`), its other cells are not run: the summary leaves such a seed out anyway, and
+    its base is judged before any method trains from it, so skipping cannot favour a method.
     Returns the result, or None when other shards still have cells to run."""
     import torch
 
@@ -156,9 +159,18 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
     _log(out_root, {"event": "start", "preset": preset_name, "key": preset.key(), "shard": list(shard), "threads": threads,
                     "lr_grid": list(lr_grid), "load": load_start, "config": dataclasses.asdict(preset)})
     tasks = world(preset)
+    if skip_excluded and (preset.phase != "test" or "base" not in preset.methods):
+        raise ValueError("skip_excluded leaves out seeds whose base fails the test-phase premises: it needs a "
+                         f"test-phase preset and the base among the methods (got phase {preset.phase!r}, "
+                         f"methods {list(preset.methods)})")
     plan = planned_cells(preset, lr_grid)
     mine = [c for c in plan if preset.seeds.index(c[0]) % shard[1] == shard[0]]
+    if skip_excluded:  # each seed's base before its methods
+        mine.sort(key=lambda c: (preset.seeds.index(c[0]), c[1] != "base"))
+    excluded: dict[int, list[str]] = {}
     for seed, method, lr in mine:
+        if seed in excluded:
+            continue
         spec = cell_spec(preset, seed, method, lr)
         cell_preset = preset if lr is None else dataclasses.replace(preset, lrs={**preset.lrs, RATE_OF.get(method, method): lr})
         t_cell = time.perf_counter()
@@ -172,8 +184,17 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
                   f"{ev['in_domain']['success']:.3f}  ood-A {ev['ood_group_a']['success']:.3f}  tool "
                   f"{ev['ood_tool']['success']:.3f}  steps {cell.get('steps', 0)}  calls {cell['costs']['rollout_turns']:.0f}"
                   f"  ({time.perf_counter() - t_cell:.0f} s)", flush=True)
+        if skip_excluded and method == "base" and (why := premise_failures(cell["eval"])):
+            excluded[seed] = why
+            print(f"seed {seed}: base fails the premises ({'; '.join(why)}): its other cells are skipped", flush=True)
     stored = stored_cells(cache, preset, plan)
-    missing = [k for k, v in stored.items() if v is None]
+    if skip_excluded:  # every shard's excluded seeds, read back from their stored bases
+        excluded = {s: why for s in preset.seeds if (b := stored[(s, "base", None)]) is not None
+                    and (why := premise_failures(b["eval"]))}
+        if len(excluded) == len(preset.seeds):
+            print(f"every seed's base fails the premises ({excluded}): nothing to summarise", flush=True)
+            return None
+    missing = [k for k, v in stored.items() if v is None and k[0] not in excluded]
     if missing:
         print(f"shard {shard[0]}/{shard[1]} done; {len(missing)} cells of other shards still to run", flush=True)
         return None
@@ -198,7 +219,7 @@ def write_results(preset: GridPreset, cells: dict[tuple[int, str], dict], meta: 
     table = markdown(preset, summary, meta)
     (out / "table.md").write_text(table)
     result = {"meta": meta, "config": dataclasses.asdict(preset), "summary": summary,
-              "cells": [cells[(s, m)] for s in preset.seeds for m in preset.methods],
+              "cells": [cells[(s, m)] for s in preset.seeds for m in preset.methods if (s, m) in cells],
               "plots": plots(preset, cells, summary, out)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print(table, flush=True)
@@ -292,13 +313,15 @@ def rejudge(preset_name: str, out_root: Path = RESULTS) -> dict[str, Any]:
 
 
 def check_filled(result: dict[str, Any]) -> list[str]:
-    """Problems with a result: a missing cell or a number that is not finite (empty = all good)."""
+    """Problems with a result: a missing cell or a number that is not finite (empty = all good). A seed
+    left out for its base needs only its base cell (its other cells may have been skipped)."""
     problems = []
     cfg = result["config"]
     have = {(c["seed"], c["method"]) for c in result["cells"]}
+    left_out = {e["seed"] for e in result["summary"].get("excluded_seeds", [])}
     for s in cfg["seeds"]:
         for m in cfg["methods"]:
-            if (s, m) not in have:
+            if (s, m) not in have and (s not in left_out or m == "base"):
                 problems.append(f"missing cell seed={s} method={m}")
     for m, row in result["summary"]["methods"].items():
         for suite in (*SUITES, "ood"):
@@ -343,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (default 1)")
     parser.add_argument("--horizon", type=int, default=None,
                         help="operations per in-domain task (the horizon sweep; default 2 or 3); results go to <preset>-h<H>")
+    parser.add_argument("--skip-excluded", action="store_true",
+                        help="test phase: run each seed's base first and skip the other cells of a seed whose base "
+                             "fails the premises (the table leaves it out anyway)")
     parser.add_argument("--lr-grid", default=None, help="comma-separated rates: run SFT, PivotRL and E2E-RL at each (dev)")
     parser.add_argument("--rejudge", action="store_true",
                         help="recompute the table, claims and plots of a finished grid from its results.json (no cell re-run)")
@@ -355,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if elsewhere:
         parser.error(elsewhere)
     preset = PRESETS[args.preset]
+    if args.skip_excluded and preset.phase != "test":
+        parser.error("--skip-excluded leaves out seeds by the test phase's premises: use it with a test-phase preset")
     if (args.world_check or args.lr_grid) and preset.phase != "dev":
         parser.error("--world-check and --lr-grid design the world and choose rates: run them on a dev-phase preset")
     if args.seeds:
@@ -382,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if check is None or check["accepted"] else 1
     lr_grid = tuple(float(x) for x in args.lr_grid.split(",")) if args.lr_grid else ()
     result = run_grid(args.preset, Path(args.out), preset, Path(args.work), shard=args.shard, lr_grid=lr_grid,
-                      threads=args.threads)
+                      threads=args.threads, skip_excluded=args.skip_excluded)
     if result is None:
         return 0
     problems = check_filled(result)

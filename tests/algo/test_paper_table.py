@@ -119,6 +119,28 @@ def test_efficiency_is_read_at_matched_accuracy_from_the_curves():
     assert report.efficiency(flat, (0,))["usable_seeds"] == 0
 
 
+def test_a_method_that_never_leaves_its_start_makes_the_ratio_a_bound():
+    # Seed 0: E2E-RL stays at its start for 5 points (500 calls, no update) while PivotRL reaches 0.8 after
+    # 2 points (200 calls): E2E would need more than its 500 calls, so the ratio is at least 500 / 200.
+    # Seed 1: PivotRL stalls (300 calls) and E2E reaches 0.7 after 1 point (100 calls): at most 100 / 300.
+    cells = _cells({m: 0.5 for m in presets.METHODS}, seeds=(0, 1))
+    cells[(0, "pivotrl")]["curve"], cells[(0, "e2e_grpo")]["curve"] = _curve([0.3, 0.5, 0.8]), _curve([0.3] * 6)
+    cells[(1, "pivotrl")]["curve"], cells[(1, "e2e_grpo")]["curve"] = _curve([0.3] * 4), _curve([0.3, 0.7])
+    eff = report.efficiency(cells, (0, 1))
+    first, second = eff["per_seed"]
+    assert first["censored"] == "at least" and first["target"] == pytest.approx(0.8)
+    assert (first["pivotrl_calls"], first["e2e_grpo_calls"], first["calls_ratio"]) == (200, 500, 2.5)
+    assert second["censored"] == "at most" and second["calls_ratio"] == pytest.approx(100 / 300)
+    ratio = eff["calls_ratio"]
+    assert ratio["n_seeds"] == 2 and ratio["n_censored"] == 2 and ratio["mean"] == pytest.approx(math.sqrt(2.5 / 3))
+    assert "(n=2 seeds, 2 censored)" in report.ratio_text(ratio)
+    # Both learning: no bound, the target is the accuracy both reach.
+    both = _cells({m: 0.5 for m in presets.METHODS}, {"pivotrl": _curve([0.3, 0.8]), "e2e_grpo": _curve([0.3, 0.4, 0.6])},
+                  seeds=(0,))
+    row = report.efficiency(both, (0,))["per_seed"][0]
+    assert "censored" not in row and row["target"] == pytest.approx(0.6) and row["calls_ratio"] == 2.0
+
+
 def test_rejudge_rewrites_the_table_from_results_and_keeps_the_runs_meta(tmp_path):
     preset = dataclasses.replace(presets.PRESETS["ci"], seeds=(0, 1, 2))
     cells = _cells({**{m: 0.6 for m in presets.METHODS}, "base": 0.2, "sft": 0.3})
@@ -322,3 +344,37 @@ def test_seed_band_reads_each_seed_as_a_step_function_of_cost():
     assert mid[2] == 45  # a 10, b 80 (b's last checkpoint so far)
     assert mid[4] == 85  # a 90, b holds its last value 80 after its run stopped
     assert (lo <= mid).all() and (mid <= hi).all()
+
+
+def test_skip_excluded_runs_no_method_from_a_base_that_fails_the_premises(tmp_path, monkeypatch):
+    # The grid's bookkeeping only: run_cell returns synthetic cells (the real cells are the slow tests'),
+    # seed 1's base has lost tool use. Its base runs first and its methods never do; the summary, the
+    # results and the filled check are those of seed 0 alone, with seed 1 listed as left out.
+    synthetic = _cells({"base": 0.2, "pivotrl": 0.8, "e2e_grpo": 0.8}
+                       | {m: 0.5 for m in presets.METHODS if m not in ("base", "pivotrl", "e2e_grpo")}, seeds=(0, 1))
+    for s in (0, 1):
+        synthetic[(s, "base")]["eval"]["ood_group_a"] = {"success": 1.0, "per_task": [1.0] * 30}
+        synthetic[(s, "base")]["eval"]["ood_tool"] = {"success": 1.0 if s == 0 else 0.1,
+                                                      "per_task": [1.0] * (30 if s == 0 else 3) + [0.0] * (0 if s == 0 else 27)}
+    ran = []
+
+    def fake_run_cell(preset, seed, method, tasks, work):
+        ran.append((seed, method))
+        return synthetic[(seed, method)]
+
+    monkeypatch.setattr(table, "run_cell", fake_run_cell)
+    monkeypatch.setattr(table, "world", lambda preset: {})
+    preset = dataclasses.replace(presets.PRESETS["long"], seeds=(0, 1), methods=("pivotrl", "base", "e2e_grpo"))
+    result = table.run_grid("long", tmp_path / "out", preset, tmp_path / "work", skip_excluded=True)
+    assert ran == [(0, "base"), (0, "pivotrl"), (0, "e2e_grpo"), (1, "base")]
+    assert result is not None and result["summary"]["seeds"] == [0]
+    assert result["summary"]["excluded_seeds"] == [{"seed": 1, "why": ["tool use 10% < 80%"]}]
+    assert table.check_filled(result) == []
+    assert {(c["seed"], c["method"]) for c in result["cells"]} == {(0, "base"), (0, "pivotrl"), (0, "e2e_grpo"), (1, "base")}
+    # Without the option the same grid runs seed 1's methods as well.
+    ran.clear()
+    table.run_grid("long", tmp_path / "out2", preset, tmp_path / "work2")
+    assert (1, "pivotrl") in ran and (1, "e2e_grpo") in ran
+    with pytest.raises(ValueError, match="test-phase preset"):
+        table.run_grid("dev", tmp_path / "out3", dataclasses.replace(presets.PRESETS["dev"], seeds=(0,)),
+                       tmp_path / "work3", skip_excluded=True)
