@@ -378,3 +378,18 @@ def test_skip_excluded_runs_no_method_from_a_base_that_fails_the_premises(tmp_pa
     with pytest.raises(ValueError, match="test-phase preset"):
         table.run_grid("dev", tmp_path / "out3", dataclasses.replace(presets.PRESETS["dev"], seeds=(0,)),
                        tmp_path / "work3", skip_excluded=True)
+
+
+def test_compare_tables_puts_two_grids_claims_side_by_side(capsys):
+    # The replication tool on the two committed demo runs (one seed each, two CPUs): every claim of either
+    # grid is a row with both verdicts and whether they agree; a folder without results is a clear error.
+    from benchmarks import compare_tables
+
+    root = table.RESULTS
+    assert compare_tables.main([str(root / "demo-intel"), str(root / "demo"), "--names", "Intel", "AMD"]) == 0
+    out = capsys.readouterr().out
+    claim_lines = [ln for ln in out.splitlines() if ln.startswith("| 1.") or ln.startswith("| 5.")]
+    assert len(claim_lines) == 3 and all(ln.endswith(("| same |", "| differs |")) for ln in claim_lines)
+    assert "| Intel (1 seeds, commit a22865e) | AMD (1 seeds, commit 275fd90) |" in out
+    with pytest.raises(SystemExit, match="results.json not found"):
+        compare_tables.main([str(root / "no-such-grid")])
