@@ -388,7 +388,7 @@ def test_compare_tables_puts_two_grids_claims_side_by_side(capsys):
     root = table.RESULTS
     assert compare_tables.main([str(root / "demo-intel"), str(root / "demo"), "--names", "Intel", "AMD"]) == 0
     out = capsys.readouterr().out
-    claim_lines = [ln for ln in out.splitlines() if ln.startswith("| 1.") or ln.startswith("| 5.")]
+    claim_lines = [ln for ln in out.splitlines() if ln.startswith(("| 1.", "| 5."))]
     assert len(claim_lines) == 3 and all(ln.endswith(("| same |", "| differs |")) for ln in claim_lines)
     assert "| Intel (1 seeds, commit a22865e) | AMD (1 seeds, commit 275fd90) |" in out
     with pytest.raises(SystemExit, match="results.json not found"):
