@@ -393,3 +393,13 @@ def test_compare_tables_puts_two_grids_claims_side_by_side(capsys):
     assert "| Intel (1 seeds, commit a22865e) | AMD (1 seeds, commit 275fd90) |" in out
     with pytest.raises(SystemExit, match="results.json not found"):
         compare_tables.main([str(root / "no-such-grid")])
+
+
+def test_compare_tables_pools_the_runs_of_both_grids(capsys):
+    # --pool on the two demo runs: one seed each, so n = 2 runs per difference and no correlation (needs 3+).
+    from benchmarks import compare_tables
+
+    root = table.RESULTS
+    assert compare_tables.main([str(root / "demo-intel"), str(root / "demo"), "--pool"]) == 0
+    pooled = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| pivotrl - sft, in_domain")]
+    assert pooled == ["| pivotrl - sft, in_domain | -8.5 / -2.0 | -5.3 [-46.5, 36.0], n = 2 | - |"]
