@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pivot_algo.experiments.presets import LABELS
-from pivot_algo.experiments.report import _number, success_matrix
+from pivot_algo.experiments.report import number_text, success_matrix
 from pivot_algo.experiments.stats import t_interval
 
 POOLED = (("pivotrl", "sft", "in_domain"), ("sft", "base", "ood"), ("pivotrl", "base", "ood"),
@@ -47,7 +47,7 @@ def claim_rows(results: list[dict[str, Any]]) -> list[str]:
             by_claim.setdefault(c["claim"], [None] * len(results))[i] = c
     lines = []
     for claim, per in by_claim.items():
-        cells = ["; ".join(_number(k, v) for k, v in c["numbers"].items()) + f" **{c['verdict']}**" if c else "-"
+        cells = ["; ".join(number_text(k, v) for k, v in c["numbers"].items()) + f" **{c['verdict']}**" if c else "-"
                  for c in per]
         verdicts = {c["verdict"] for c in per if c}
         agree = "same" if len(verdicts) == 1 and all(per) else "differs"

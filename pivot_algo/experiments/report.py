@@ -192,7 +192,9 @@ def ratio_text(v: dict[str, Any]) -> str:
     return f"{v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds{censored})"
 
 
-def _number(k: str, v: Any) -> str:
+def number_text(k: str, v: Any) -> str:
+    """One of a claim's numbers as the claims table prints it: a paired difference with its interval and
+    sign, a cost ratio with its interval, or the value as it is."""
     if isinstance(v, dict) and "sign" in v:
         return f"{k} {_delta(v)} ({v['sign']})"
     if isinstance(v, dict):  # a ratio with its interval over seeds
@@ -247,7 +249,7 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
                      "PivotRL and E2E-RL reach above their start (per seed in results.json)")
     claim_lines = ["", "| claim | paired difference(s), 95% CI | verdict |", "|---|---|---|"]
     for c in summary.get("claims", []):
-        nums = "; ".join(_number(k, v) for k, v in c["numbers"].items())
+        nums = "; ".join(number_text(k, v) for k, v in c["numbers"].items())
         claim_lines.append(f"| {c['claim']} | {nums} | **{c['verdict']}** |")
     if len(claim_lines) == 3:
         claim_lines = []

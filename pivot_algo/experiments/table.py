@@ -138,6 +138,15 @@ def _grid_dirs(preset_name: str, preset: GridPreset, out_root: Path, work_root: 
     return out, (work_root or Path("runs") / "paper_table") / preset_name / preset.key()
 
 
+def skip_excluded_refusal(preset: GridPreset) -> str | None:
+    """Why `skip_excluded` cannot be used with `preset` (None when it can): it leaves out seeds by the
+    test phase's premises, judged on each seed's base."""
+    if preset.phase == "test" and "base" in preset.methods:
+        return None
+    return ("--skip-excluded leaves out seeds whose base fails the test-phase premises: it needs a test-phase "
+            f"preset and the base among the methods (got phase {preset.phase!r}, methods {list(preset.methods)})")
+
+
 def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | None = None,
              work_root: Path | None = None, shard: tuple[int, int] = (0, 1), lr_grid: tuple[float, ...] = (),
              threads: int = 1, skip_excluded: bool = False) -> dict[str, Any] | None:
@@ -152,6 +161,8 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
 
     torch.set_num_threads(threads)  # one per process: on a shared 2-core machine, run two shards instead
     preset = preset or PRESETS[preset_name]
+    if skip_excluded and (refusal := skip_excluded_refusal(preset)):
+        raise ValueError(refusal)
     out, work = _grid_dirs(preset_name, preset, out_root, work_root, threads)
     cache = StageCache(out / "cells" / preset.key())
     t0 = time.perf_counter()
@@ -159,10 +170,6 @@ def run_grid(preset_name: str, out_root: Path = RESULTS, preset: GridPreset | No
     _log(out_root, {"event": "start", "preset": preset_name, "key": preset.key(), "shard": list(shard), "threads": threads,
                     "lr_grid": list(lr_grid), "load": load_start, "config": dataclasses.asdict(preset)})
     tasks = world(preset)
-    if skip_excluded and (preset.phase != "test" or "base" not in preset.methods):
-        raise ValueError("skip_excluded leaves out seeds whose base fails the test-phase premises: it needs a "
-                         f"test-phase preset and the base among the methods (got phase {preset.phase!r}, "
-                         f"methods {list(preset.methods)})")
     plan = planned_cells(preset, lr_grid)
     mine = [c for c in plan if preset.seeds.index(c[0]) % shard[1] == shard[0]]
     if skip_excluded:  # each seed's base before its methods
@@ -381,8 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     if elsewhere:
         parser.error(elsewhere)
     preset = PRESETS[args.preset]
-    if args.skip_excluded and preset.phase != "test":
-        parser.error("--skip-excluded leaves out seeds by the test phase's premises: use it with a test-phase preset")
     if (args.world_check or args.lr_grid) and preset.phase != "dev":
         parser.error("--world-check and --lr-grid design the world and choose rates: run them on a dev-phase preset")
     if args.seeds:
@@ -396,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
         preset = dataclasses.replace(preset, methods=tuple(args.methods.split(",")))
+    if args.skip_excluded and (refusal := skip_excluded_refusal(preset)):
+        parser.error(refusal)
     if args.rejudge:
         rejudge(args.preset, Path(args.out))
         return 0

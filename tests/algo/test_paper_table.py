@@ -378,6 +378,7 @@ def test_skip_excluded_runs_no_method_from_a_base_that_fails_the_premises(tmp_pa
     with pytest.raises(ValueError, match="test-phase preset"):
         table.run_grid("dev", tmp_path / "out3", dataclasses.replace(presets.PRESETS["dev"], seeds=(0,)),
                        tmp_path / "work3", skip_excluded=True)
+    assert not (tmp_path / "out3").exists()  # refused before the run is logged or anything is built
 
 
 def test_compare_tables_puts_two_grids_claims_side_by_side(capsys):
