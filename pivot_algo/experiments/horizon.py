@@ -27,6 +27,7 @@ from typing import Any
 from pivot_algo.experiments.report import ratio_text
 
 RATIO_KEYS = ("calls_ratio", "wall_ratio")
+METHODS = ("base", "pivotrl", "e2e_grpo")
 
 
 def horizon_folders(out_root: Path, preset_name: str) -> dict[int, Path]:
@@ -50,10 +51,50 @@ def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
         for key in RATIO_KEYS:
             row[key] = eff.get(key)
         row["in_domain"] = {m: r["in_domain"]["mean"] for m, r in summary["methods"].items()}
+        row["per_seed"] = seed_rows(results[h])
         rows.append(row)
     crossover = next((r["horizon"] for r in rows
                       if r["calls_ratio"] and math.isfinite(r["calls_ratio"]["lo"]) and r["calls_ratio"]["lo"] > 1), None)
     return {"rows": rows, "crossover": crossover}
+
+
+def seed_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per seed of a horizon run: each method's held-out in-domain success and whole-run model
+    calls (None where the method did not run: `--skip-excluded` trains nothing from a base outside the
+    premises), why the seed does not count (its base's premise failures, or no matched accuracy), and its
+    calls to matched accuracy from report.efficiency (a bound when censored)."""
+    cells = {(c["seed"], c["method"]): c for c in result.get("cells", [])}
+    excluded = {e["seed"]: e["why"] for e in result["summary"].get("excluded_seeds", [])}
+    matched = {r["seed"]: r for r in (result["summary"].get("efficiency") or {}).get("per_seed", [])}
+    rows = []
+    for seed in result["config"]["seeds"]:
+        row: dict[str, Any] = {"seed": seed, "excluded": excluded.get(seed)}
+        for m in METHODS:
+            cell = cells.get((seed, m))
+            row[m] = cell["eval"]["in_domain"]["success"] if cell else None
+            row[f"{m}_run_calls"] = cell["costs"]["rollout_turns"] if cell else None
+        eff = matched.get(seed)
+        if row["excluded"] is None and eff is not None and eff["usable"]:
+            row.update(target=eff["target"], censored=eff.get("censored"), calls_ratio=eff["calls_ratio"],
+                       pivotrl_calls=eff["pivotrl_calls"], e2e_grpo_calls=eff["e2e_grpo_calls"])
+        rows.append(row)
+    return rows
+
+
+def _seed_markdown(h: int, r: dict[str, Any]) -> str:
+    acc = " | ".join("-" if r[m] is None else f"{r[m] * 100:.1f}" for m in METHODS)
+    run = " / ".join("-" if r[f"{m}_run_calls"] is None else f"{r[f'{m}_run_calls']:.0f}" for m in METHODS[1:])
+    if r["excluded"]:
+        counted = "no: base " + "; ".join(r["excluded"])
+        matched = "-"
+    elif "calls_ratio" in r:
+        bound = {"at least": ">= ", "at most": "<= "}.get(r["censored"] or "", "")
+        counted = "yes" + (f" (censored: {r['censored']})" if r["censored"] else "")
+        matched = (f"{r['target'] * 100:.1f}%: {r['pivotrl_calls']:.0f} / {r['e2e_grpo_calls']:.0f} = "
+                   f"{bound}{r['calls_ratio']:.2f}")
+    else:
+        counted, matched = "no: neither method rose above its start", "-"
+    return f"| {h} | {r['seed']} | {acc} | {run} | {matched} | {counted} |"
 
 
 def _ratio(d: dict[str, Any] | None) -> str:
@@ -73,6 +114,12 @@ def markdown(sweep: dict[str, Any]) -> str:
     lines += ["", "crossover (smallest H whose calls-ratio interval lies above 1): "
               + (f"H = {cross}" if cross is not None
                  else "none among H = " + ", ".join(str(r["horizon"]) for r in sweep["rows"]))]
+    lines += ["", ("Per seed (held-out in-domain success of greedy whole episodes; whole-run model calls, PivotRL's "
+                   "profiling included; calls to the matched validation accuracy, PivotRL / E2E-RL = ratio):"), "",
+              ("| H | seed | base % | PivotRL % | E2E-RL % | whole-run calls PivotRL / E2E-RL "
+               "| matched accuracy: calls PivotRL / E2E-RL = ratio | counted |"),
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [_seed_markdown(r["horizon"], s) for r in sweep["rows"] for s in r.get("per_seed", [])]
     return "\n".join(lines) + "\n"
 
 

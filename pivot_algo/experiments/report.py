@@ -189,6 +189,8 @@ def ratio_text(v: dict[str, Any]) -> str:
     """A cost ratio with its interval over seeds ("nan" bounds with one seed) and how many of its seeds are
     censored (one method never left its start: the seed's ratio is a bound, see `efficiency`)."""
     censored = f", {v['n_censored']} censored" if v.get("n_censored") else ""
+    if not (math.isfinite(v["lo"]) and math.isfinite(v["hi"])):  # one seed: a t-interval has no width to give
+        return f"{v['mean']:.2f} (n={v.get('n_seeds')} seed, no interval{censored})"
     return f"{v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] (n={v.get('n_seeds')} seeds{censored})"
 
 

@@ -134,6 +134,8 @@ def test_a_method_that_never_leaves_its_start_makes_the_ratio_a_bound():
     ratio = eff["calls_ratio"]
     assert ratio["n_seeds"] == 2 and ratio["n_censored"] == 2 and ratio["mean"] == pytest.approx(math.sqrt(2.5 / 3))
     assert "(n=2 seeds, 2 censored)" in report.ratio_text(ratio)
+    one = report.efficiency(cells, (0,))["calls_ratio"]  # one seed: the t-interval has no width to give
+    assert report.ratio_text(one) == "2.50 (n=1 seed, no interval, 1 censored)"
     # Both learning: no bound, the target is the accuracy both reach.
     both = _cells({m: 0.5 for m in presets.METHODS}, {"pivotrl": _curve([0.3, 0.8]), "e2e_grpo": _curve([0.3, 0.4, 0.6])},
                   seeds=(0,))
@@ -312,7 +314,8 @@ def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_
         summary = report.summarise(preset, cells)
         folder = tmp_path / f"ci-h{h}"
         folder.mkdir()
-        (folder / "results.json").write_text(json.dumps({"config": dataclasses.asdict(preset), "summary": summary}))
+        (folder / "results.json").write_text(json.dumps({"config": dataclasses.asdict(preset), "summary": summary,
+                                                         "cells": list(cells.values())}))
     (tmp_path / "ci-hx").mkdir()  # not a horizon folder: ignored
     sweep = horizon.write_summary(tmp_path, "ci")
     ratios = {r["horizon"]: r["calls_ratio"] for r in sweep["rows"]}
@@ -320,7 +323,10 @@ def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_
     assert ratios[2]["mean"] == pytest.approx(1.1, rel=0.05) and ratios[8]["mean"] == pytest.approx(4.4, rel=0.05)
     assert ratios[2]["lo"] < 1 < ratios[8]["lo"] and sweep["crossover"] == 8
     assert (tmp_path / "ci-horizon" / "horizon.png").stat().st_size > 0
-    assert "| 8 | 3 (3) |" in (tmp_path / "ci-horizon" / "horizon.md").read_text()
+    text = (tmp_path / "ci-horizon" / "horizon.md").read_text()
+    assert "| 8 | 3 (3) |" in text
+    # The per-seed table: seed 1 at H=8 reaches 60% after 1 point of each curve, 100 PivotRL calls and 440 E2E.
+    assert "| 8 | 1 | 50.0 | 50.0 | 50.0 | 0 / 0 | 60.0%: 100 / 440 = 4.40 | yes |" in text
     with pytest.raises(FileNotFoundError, match="--horizon H"):
         horizon.write_summary(tmp_path, "full")
 
