@@ -45,9 +45,12 @@ def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for h in sorted(results):
         summary = results[h]["summary"]
-        eff = summary.get("efficiency") or {}
+        # A run where no seed's base met the premises summarised them all "and tests nothing": it counts
+        # no seed here either (a run with --skip-excluded writes no results then).
+        untestable = bool(summary.get("premises_failed_everywhere"))
+        eff = {} if untestable else summary.get("efficiency") or {}
         row: dict[str, Any] = {"horizon": h, "seeds": len(results[h]["config"]["seeds"]),
-                               "usable_seeds": eff.get("usable_seeds", 0)}
+                               "usable_seeds": eff.get("usable_seeds", 0), "no_base_meets_premises": untestable}
         for key in RATIO_KEYS:
             row[key] = eff.get(key)
         row["in_domain"] = {m: r["in_domain"]["mean"] for m, r in summary["methods"].items()}
@@ -97,7 +100,9 @@ def _seed_markdown(h: int, r: dict[str, Any]) -> str:
     return f"| {h} | {r['seed']} | {acc} | {run} | {matched} | {counted} |"
 
 
-def _ratio(d: dict[str, Any] | None) -> str:
+def _ratio(d: dict[str, Any] | None, untestable: bool = False) -> str:
+    if untestable:
+        return "- (no seed's base meets the premises)"
     return ratio_text(d) if d else "- (no seed where a method rose above its start)"
 
 
@@ -107,9 +112,10 @@ def markdown(sweep: dict[str, Any]) -> str:
     lines = [head, "|---|---|---|---|---|"]
     for r in sweep["rows"]:
         acc = " / ".join(f"{r['in_domain'][m] * 100:.1f}" if m in r["in_domain"] else "-"
-                         for m in ("base", "pivotrl", "e2e_grpo"))
-        lines.append(f"| {r['horizon']} | {r['seeds']} ({r['usable_seeds']}) | {_ratio(r['calls_ratio'])} "
-                     f"| {_ratio(r['wall_ratio'])} | {acc} |")
+                         for m in METHODS)
+        untestable = r.get("no_base_meets_premises", False)
+        lines.append(f"| {r['horizon']} | {r['seeds']} ({r['usable_seeds']}) | {_ratio(r['calls_ratio'], untestable)} "
+                     f"| {_ratio(r['wall_ratio'], untestable)} | {acc} |")
     cross = sweep["crossover"]
     lines += ["", "crossover (smallest H whose calls-ratio interval lies above 1): "
               + (f"H = {cross}" if cross is not None

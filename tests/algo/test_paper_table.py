@@ -329,6 +329,12 @@ def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_
     assert "| 8 | 1 | 50.0 | 50.0 | 50.0 | 0 / 0 | 60.0%: 100 / 440 = 4.40 | yes |" in text
     with pytest.raises(FileNotFoundError, match="--horizon H"):
         horizon.write_summary(tmp_path, "full")
+    # A run where no base met the premises (summarised over all seeds "and tests nothing") counts no seed.
+    results = {h: json.loads((tmp_path / f"ci-h{h}" / "results.json").read_text()) for h in (2, 8)}
+    results[8]["summary"]["premises_failed_everywhere"] = True
+    sweep = horizon.summarise_horizons(results)
+    assert sweep["rows"][1]["calls_ratio"] is None and sweep["rows"][1]["usable_seeds"] == 0
+    assert sweep["crossover"] is None and "no seed's base meets the premises" in horizon.markdown(sweep)
 
 
 def test_a_run_from_a_snapshot_that_would_import_another_checkout_is_refused(tmp_path, monkeypatch, capsys):
