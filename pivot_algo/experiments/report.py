@@ -186,7 +186,7 @@ def _delta(d: dict | None) -> str:
 
 
 def ratio_text(v: dict[str, Any]) -> str:
-    """A cost ratio with its interval over seeds ("nan" bounds with one seed) and how many of its seeds are
+    """A cost ratio with its interval over seeds (none with one seed) and how many of its seeds are
     censored (one method never left its start: the seed's ratio is a bound, see `efficiency`)."""
     censored = f", {v['n_censored']} censored" if v.get("n_censored") else ""
     if not (math.isfinite(v["lo"]) and math.isfinite(v["hi"])):  # one seed: a t-interval has no width to give
