@@ -27,7 +27,8 @@ from typing import Any
 from pivot_algo.experiments.report import ratio_text
 
 RATIO_KEYS = ("calls_ratio", "wall_ratio")
-METHODS = ("base", "pivotrl", "e2e_grpo")
+SWEEP_METHODS = ("base", "pivotrl", "e2e_grpo")
+"""What each horizon run trains (its own name: `presets.METHODS` is every method of the grid)."""
 
 
 def horizon_folders(out_root: Path, preset_name: str) -> dict[int, Path]:
@@ -72,7 +73,7 @@ def seed_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for seed in result["config"]["seeds"]:
         row: dict[str, Any] = {"seed": seed, "excluded": excluded.get(seed)}
-        for m in METHODS:
+        for m in SWEEP_METHODS:
             cell = cells.get((seed, m))
             row[m] = cell["eval"]["in_domain"]["success"] if cell else None
             row[f"{m}_run_calls"] = cell["costs"]["rollout_turns"] if cell else None
@@ -85,8 +86,8 @@ def seed_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _seed_markdown(h: int, r: dict[str, Any]) -> str:
-    acc = " | ".join("-" if r[m] is None else f"{r[m] * 100:.1f}" for m in METHODS)
-    run = " / ".join("-" if r[f"{m}_run_calls"] is None else f"{r[f'{m}_run_calls']:.0f}" for m in METHODS[1:])
+    acc = " | ".join("-" if r[m] is None else f"{r[m] * 100:.1f}" for m in SWEEP_METHODS)
+    run = " / ".join("-" if r[f"{m}_run_calls"] is None else f"{r[f'{m}_run_calls']:.0f}" for m in SWEEP_METHODS[1:])
     if r["excluded"]:
         counted = "no: base " + "; ".join(r["excluded"])
         matched = "-"
@@ -112,7 +113,7 @@ def markdown(sweep: dict[str, Any]) -> str:
     lines = [head, "|---|---|---|---|---|"]
     for r in sweep["rows"]:
         acc = " / ".join(f"{r['in_domain'][m] * 100:.1f}" if m in r["in_domain"] else "-"
-                         for m in METHODS)
+                         for m in SWEEP_METHODS)
         untestable = r.get("no_base_meets_premises", False)
         lines.append(f"| {r['horizon']} | {r['seeds']} ({r['usable_seeds']}) | {_ratio(r['calls_ratio'], untestable)} "
                      f"| {_ratio(r['wall_ratio'], untestable)} | {acc} |")
