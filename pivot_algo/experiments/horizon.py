@@ -24,7 +24,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pivot_algo.experiments.report import ratio_text
+from pivot_algo.experiments.report import percent_ci, ratio_text
+from pivot_algo.experiments.stats import wilson
 
 RATIO_KEYS = ("calls_ratio", "wall_ratio")
 SWEEP_METHODS = ("base", "pivotrl", "e2e_grpo")
@@ -54,7 +55,8 @@ def summarise_horizons(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
                                "usable_seeds": eff.get("usable_seeds", 0), "no_base_meets_premises": untestable}
         for key in RATIO_KEYS:
             row[key] = eff.get(key)
-        row["in_domain"] = {m: r["in_domain"]["mean"] for m, r in summary["methods"].items()}
+        row["in_domain"] = {m: {k: r["in_domain"][k] for k in ("mean", "lo", "hi")}
+                            for m, r in summary["methods"].items()}
         row["per_seed"] = seed_rows(results[h])
         rows.append(row)
     crossover = next((r["horizon"] for r in rows
@@ -75,7 +77,7 @@ def seed_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"seed": seed, "excluded": excluded.get(seed)}
         for m in SWEEP_METHODS:
             cell = cells.get((seed, m))
-            row[m] = cell["eval"]["in_domain"]["success"] if cell else None
+            row[m] = _success_with_interval(cell["eval"]["in_domain"]) if cell else None
             row[f"{m}_run_calls"] = cell["costs"]["rollout_turns"] if cell else None
         eff = matched.get(seed)
         if row["excluded"] is None and eff is not None and eff["usable"]:
@@ -85,8 +87,14 @@ def seed_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _success_with_interval(suite: dict[str, Any]) -> dict[str, float]:
+    """One seed's held-out success with its 95% Wilson interval over the suite's tasks."""
+    lo, hi = wilson(int(sum(suite["per_task"])), len(suite["per_task"]))
+    return {"mean": suite["success"], "lo": lo, "hi": hi, "n_tasks": len(suite["per_task"])}
+
+
 def _seed_markdown(h: int, r: dict[str, Any]) -> str:
-    acc = " | ".join("-" if r[m] is None else f"{r[m] * 100:.1f}" for m in SWEEP_METHODS)
+    acc = " | ".join(percent_ci(r[m]) for m in SWEEP_METHODS)
     run = " / ".join("-" if r[f"{m}_run_calls"] is None else f"{r[f'{m}_run_calls']:.0f}" for m in SWEEP_METHODS[1:])
     if r["excluded"]:
         counted = "no: base " + "; ".join(r["excluded"])
@@ -109,10 +117,10 @@ def _ratio(d: dict[str, Any] | None, untestable: bool = False) -> str:
 
 def markdown(sweep: dict[str, Any]) -> str:
     head = ("| H (operations per task) | seeds (usable) | E2E / PivotRL model calls to matched accuracy [95% CI] "
-            "| E2E / PivotRL wall time | held-out in-domain %: base / PivotRL / E2E-RL |")
+            "| E2E / PivotRL wall time | held-out in-domain % [95% CI over usable seeds and tasks]: base / PivotRL / E2E-RL |")
     lines = [head, "|---|---|---|---|---|"]
     for r in sweep["rows"]:
-        acc = " / ".join(f"{r['in_domain'][m] * 100:.1f}" if m in r["in_domain"] else "-"
+        acc = " / ".join(percent_ci(r["in_domain"][m]) if m in r["in_domain"] else "-"
                          for m in SWEEP_METHODS)
         untestable = r.get("no_base_meets_premises", False)
         lines.append(f"| {r['horizon']} | {r['seeds']} ({r['usable_seeds']}) | {_ratio(r['calls_ratio'], untestable)} "
@@ -121,8 +129,9 @@ def markdown(sweep: dict[str, Any]) -> str:
     lines += ["", "crossover (smallest H whose calls-ratio interval lies above 1): "
               + (f"H = {cross}" if cross is not None
                  else "none among H = " + ", ".join(str(r["horizon"]) for r in sweep["rows"]))]
-    lines += ["", ("Per seed (held-out in-domain success of greedy whole episodes; whole-run model calls, PivotRL's "
-                   "profiling included; calls to the matched validation accuracy, PivotRL / E2E-RL = ratio):"), "",
+    lines += ["", ("Per seed (held-out in-domain success of greedy whole episodes with its 95% Wilson interval over "
+                   "the tasks; whole-run model calls, PivotRL's profiling included; calls to the matched validation "
+                   "accuracy, PivotRL / E2E-RL = ratio):"), "",
               ("| H | seed | base % | PivotRL % | E2E-RL % | whole-run calls PivotRL / E2E-RL "
                "| matched accuracy: calls PivotRL / E2E-RL = ratio | counted |"),
               "|---|---|---|---|---|---|---|---|"]

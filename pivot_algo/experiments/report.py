@@ -170,7 +170,8 @@ def summarise(preset: GridPreset, cells: dict[tuple[int, str], dict]) -> dict[st
 
 # ----------------------------------------------------------------------------- table and plots
 
-def _ci(d: dict | None) -> str:
+def percent_ci(d: dict | None) -> str:
+    """A success rate with its 95% interval, in percent ("-" when there is none)."""
     if not d:
         return "-"
     return f"{d['mean'] * 100:.1f} [{d['lo'] * 100:.1f}, {d['hi'] * 100:.1f}]"
@@ -181,8 +182,8 @@ def _delta(d: dict | None) -> str:
     if not d:
         return "-"
     if d.get("sign_from") == "t over seeds":
-        return _ci(d)
-    return _ci({"mean": d["mean"], "lo": d["boot_lo"], "hi": d["boot_hi"]}) + "*"
+        return percent_ci(d)
+    return percent_ci({"mean": d["mean"], "lo": d["boot_lo"], "hi": d["boot_hi"]}) + "*"
 
 
 def ratio_text(v: dict[str, Any]) -> str:
@@ -216,8 +217,8 @@ def markdown(preset: GridPreset, summary: dict[str, Any], meta: dict[str, Any]) 
         c = r["costs"]
         piv = "-" if r["pivots"] is None else f"{r['pivots']:.1f} ({(r['pivot_share'] or 0) * 100:.1f}%)"
         lines.append("| " + " | ".join([
-            LABELS[m], "-" if r["lr"] is None else f"{r['lr']:g}", _ci(r["in_domain"]), _delta(r.get("in_domain_minus_base")),
-            _delta(r.get("in_domain_minus_sft")), _ci(r["ood_group_a"]), _ci(r["ood_tool"]), _delta(r.get("ood_minus_base")),
+            LABELS[m], "-" if r["lr"] is None else f"{r['lr']:g}", percent_ci(r["in_domain"]), _delta(r.get("in_domain_minus_base")),
+            _delta(r.get("in_domain_minus_sft")), percent_ci(r["ood_group_a"]), percent_ci(r["ood_tool"]), _delta(r.get("ood_minus_base")),
             f"{c['rollout_turns']:.0f}", f"{c['wall_seconds']:.0f}",
             "-" if m == "base" else f"{r['steps']:.0f} ({r['plateaued']}/{n})",
             "-" if m == "base" else f"{r['best_step']:.0f}", f"{c['optimizer_steps']:.0f}", piv]) + " |")

@@ -325,8 +325,10 @@ def test_the_horizon_summary_reads_each_horizon_run_and_finds_the_crossover(tmp_
     assert (tmp_path / "ci-horizon" / "horizon.png").stat().st_size > 0
     text = (tmp_path / "ci-horizon" / "horizon.md").read_text()
     assert "| 8 | 3 (3) |" in text
-    # The per-seed table: seed 1 at H=8 reaches 60% after 1 point of each curve, 100 PivotRL calls and 440 E2E.
-    assert "| 8 | 1 | 50.0 | 50.0 | 50.0 | 0 / 0 | 60.0%: 100 / 440 = 4.40 | yes |" in text
+    # The per-seed table: seed 1 at H=8 reaches 60% after 1 point of each curve, 100 PivotRL calls and 440 E2E;
+    # each held-out success (15 of 30 tasks) carries its 95% Wilson interval.
+    held_out = "50.0 [33.2, 66.8]"
+    assert f"| 8 | 1 | {held_out} | {held_out} | {held_out} | 0 / 0 | 60.0%: 100 / 440 = 4.40 | yes |" in text
     with pytest.raises(FileNotFoundError, match="--horizon H"):
         horizon.write_summary(tmp_path, "full")
     # A run where no base met the premises (summarised over all seeds "and tests nothing") counts no seed.
