@@ -7,7 +7,7 @@ fails there although it passed live. Such commands are found through the ordinar
 (from /proc; every sandbox has its own PID namespace) before and after it, and `split_watched` takes
 the listing off the output again, so the command's output, exit status and effects are what they
 would have been. A process is "left running" when it exists after the command returned, did not
-exist before it and is not a zombie. The listing is pure bash (no `ps`: slim images lack procps).
+exist before it and is not a zombie. The listing is bash and coreutils' `sleep` (no `ps`: slim images lack procps).
 
 Who uses it: the recorder (`record_commands`, so converted and recorded trajectories carry the answer
 in `task["background_processes"]`) and `SandboxedEnv` (trajectories without that field are checked
@@ -49,8 +49,13 @@ __pivotrl_ps() {
     __pivotrl_stat "$p" || continue
     [ "$st" = Z ] && continue
     [ "$pp" != 1 ] && case " $1 $anc" in *" $pp "*) continue ;; esac
-    a=()
-    { mapfile -d '' -t a < "/proc/$p/cmdline"; } 2>/dev/null
+    # a process caught inside execve has an empty cmdline for a moment: look again briefly
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+      a=()
+      { mapfile -d '' -t a < "/proc/$p/cmdline"; } 2>/dev/null
+      [ ${#a[@]} -gt 0 ] && break
+      [ -e "/proc/$p" ] && sleep 0.01 2>/dev/null || break
+    done
     [ ${#a[@]} -gt 0 ] || a=("[$comm]")
     a="${a[*]}"
     printf '%s\t%s\n' "$p" "${a//$'\n'/ }"

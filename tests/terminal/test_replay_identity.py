@@ -2,7 +2,8 @@
 identical (file hashes and modes of the workdir, `.git/index` aside) to a fresh replay of actions 0..k-1 in a new
 sandbox, on both backends; and the demonstration's action is judged equivalent to itself.
 
-Local: 50 trajectories by default. Docker: 8 by default (~1 s per turn), 50 when RUN_SLOW=1.
+Local: 50 trajectories by default. Docker: 8 by default (~1 s per turn), 28 when RUN_SLOW=1 (CI: every
+family twice; it took 300 s of CI's 45-minute budget at 50), 50 with PIVOTRL_FULL_SWEEPS=1.
 
 The demonstration must also score 1 against itself *through execution* (the identical-action
 shortcut off, so both runs of the reference and the action's run are compared): at every turn of
@@ -76,7 +77,7 @@ def test_reset_identity_local(local_backend):
 
 @pytest.mark.docker
 def test_reset_identity_docker(docker_backend):
-    n = 50 if os.environ.get("RUN_SLOW") == "1" else 8
+    n = 50 if os.environ.get("PIVOTRL_FULL_SWEEPS") == "1" else 28 if os.environ.get("RUN_SLOW") == "1" else 8
     assert check_identity(docker_backend, n) >= n * 3
 
 
@@ -112,14 +113,15 @@ def demonstration_self_scores(backend, trajs) -> tuple[int, list[str]]:
 
 
 def default_subset(backend_name: str) -> list:
-    """Default run: one per split (local) or one in all (docker). RUN_SLOW=1 (CI): every built-in
-    trajectory on local (~4 min), 5 per split on docker (20 trajectories, ~100 turns: three forks per
-    turn make the whole set ~45 min there). PIVOTRL_FULL_SWEEPS=1: every trajectory on both backends
+    """Default run: one per split (local) or one in all (docker). RUN_SLOW=1 (CI): the first 14 of each
+    split on local (every family of each split once, 56 trajectories, ~1 min; all 210 took 205 s of CI's
+    45-minute budget), 5 per split on docker (20 trajectories, ~100 turns: three forks per turn make the
+    whole set ~45 min there). PIVOTRL_FULL_SWEEPS=1: every trajectory on both backends
     (the acceptance measurement; results in benchmarks/results/terminal_self_scores.json)."""
     if os.environ.get("PIVOTRL_FULL_SWEEPS") == "1":
         return builtin(None)
     if os.environ.get("RUN_SLOW") == "1":
-        return builtin(None) if backend_name == "local" else builtin(5)
+        return builtin(14) if backend_name == "local" else builtin(5)
     return builtin(1) if backend_name == "local" else builtin(1, ("train",))
 
 
