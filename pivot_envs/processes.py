@@ -36,7 +36,7 @@ _LISTING = r"""__pivotrl_stat() {  # sets st (state) and pp (parent pid) of proc
   r=${s##*) }; st=${r%% *}; r=${r#* }; pp=${r%% *}; comm=${s#*(}; comm=${comm%)*}
 }
 __pivotrl_ps() {
-  local p q st pp comm a anc=" "
+  local p q st pp comm a i anc=" "
   q=$$
   while [ "${q:-0}" -gt 0 ] && [ "${#anc}" -lt 4000 ]; do
     anc+="$q "; __pivotrl_stat "$q" || break; q=$pp
@@ -50,7 +50,7 @@ __pivotrl_ps() {
     [ "$st" = Z ] && continue
     [ "$pp" != 1 ] && case " $1 $anc" in *" $pp "*) continue ;; esac
     # a process caught inside execve has an empty cmdline for a moment: look again briefly
-    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    for ((i = 0; i < 20; i++)); do  # at most 20 x 10 ms
       a=()
       { mapfile -d '' -t a < "/proc/$p/cmdline"; } 2>/dev/null
       [ ${#a[@]} -gt 0 ] && break
